@@ -1,0 +1,163 @@
+package identity
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nkeys"
+)
+
+// Identity is an Ed25519 key pair held as an nkey user seed.
+//
+// Make one with [Generate], [FromSeed] or [Load]; the zero value is not
+// usable. Its methods are safe for concurrent use. [Identity.Wipe] erases
+// the seed; afterwards Seed and Sign fail with [ErrWiped].
+type Identity struct {
+	pub string        // immutable
+	kp  nkeys.KeyPair // immutable; its seed is guarded by mu
+
+	mu    sync.RWMutex
+	wiped bool
+}
+
+// Generate returns a new random identity.
+func Generate() (*Identity, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("generate identity: %w", err)
+	}
+	return newIdentity(kp)
+}
+
+// FromSeed returns the identity held in seed, which is the content of a
+// seed file. It accepts the inputs that nats.go's NkeyOptionFromSeed
+// accepts (a bare seed, an nkey seed file written by `nk -gen user` or
+// nsc, or a creds file), after trimming surrounding white space.
+//
+// It fails with [ErrMalformedSeed] when seed holds no valid nkey seed and
+// with [ErrNotUserSeed] when it holds a seed of another kind. FromSeed
+// copies what it keeps; the caller still owns, and may wipe, seed.
+func FromSeed(seed []byte) (*Identity, error) {
+	kp, err := parseSeed(seed)
+	if err != nil {
+		return nil, err
+	}
+	return newIdentity(kp)
+}
+
+// parseSeed finds the user seed in b the way nats.go does (through
+// nkeys.ParseDecoratedNKey) and returns a key pair that holds the bare,
+// canonical seed.
+func parseSeed(b []byte) (nkeys.KeyPair, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("parse seed: empty input: %w", ErrMalformedSeed)
+	}
+	parsed, err := nkeys.ParseDecoratedNKey(b)
+	if err != nil {
+		return nil, diagnose(b, err)
+	}
+	defer parsed.Wipe()
+
+	// A seed found on a line of its own may carry a trailing "\r", which
+	// base32 decoding ignores; keep only the canonical seed.
+	raw, err := parsed.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("parse seed: %w: %w", ErrMalformedSeed, err)
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(raw))
+	if err != nil {
+		return nil, fmt.Errorf("parse seed: %w: %w", ErrMalformedSeed, err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		kp.Wipe()
+		return nil, fmt.Errorf("parse seed: %w: %w", ErrMalformedSeed, err)
+	}
+	if prefix := nkeys.Prefix(pub); prefix != nkeys.PrefixByteUser {
+		kp.Wipe()
+		return nil, fmt.Errorf("parse seed: got %s seed, want user seed (SU…): %w", prefix, ErrNotUserSeed)
+	}
+	return kp, nil
+}
+
+// diagnose explains why nkeys.ParseDecoratedNKey rejected b, which it
+// does for seeds of kinds other than operator, account and user.
+func diagnose(b []byte, cause error) error {
+	if prefix, raw, err := nkeys.DecodeSeed(b); err == nil {
+		clear(raw)
+		return fmt.Errorf("parse seed: got %s seed, want user seed (SU…): %w", prefix, ErrNotUserSeed)
+	}
+	if nkeys.IsValidPublicKey(string(b)) {
+		return fmt.Errorf("parse seed: got a public key, want a user seed (SU…): %w", ErrMalformedSeed)
+	}
+	return fmt.Errorf("parse seed: %w: %w", ErrMalformedSeed, cause)
+}
+
+// newIdentity wraps kp, which must hold a user seed.
+func newIdentity(kp nkeys.KeyPair) (*Identity, error) {
+	pub, err := kp.PublicKey()
+	if err != nil {
+		kp.Wipe()
+		return nil, fmt.Errorf("derive public key: %w", err)
+	}
+	return &Identity{pub: pub, kp: kp}, nil
+}
+
+// PublicKey returns the public user key (U…), the identity's endpoint ID.
+// It stays available after Wipe.
+func (id *Identity) PublicKey() string { return id.pub }
+
+// String returns the public key, so that printing an identity never shows
+// its seed.
+func (id *Identity) String() string { return id.pub }
+
+// KeyPair returns the underlying nkey key pair, for APIs that take one.
+// It shares state with id: it is unusable after [Identity.Wipe], and
+// wiping it wipes id. It is not guarded by id's lock, so do not use it
+// concurrently with Wipe.
+func (id *Identity) KeyPair() nkeys.KeyPair { return id.kp }
+
+// Seed returns a copy of the encoded user seed (SU…), without a newline.
+// The caller should clear it when done.
+func (id *Identity) Seed() ([]byte, error) {
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	if id.wiped {
+		return nil, fmt.Errorf("read seed: %w", ErrWiped)
+	}
+	seed, err := id.kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("read seed: %w", err)
+	}
+	return bytes.Clone(seed), nil
+}
+
+// Sign returns the Ed25519 signature of msg. Its signature matches
+// nats.go's SignatureHandler, so nats.Nkey(id.PublicKey(), id.Sign)
+// answers the server's nonce challenge.
+func (id *Identity) Sign(msg []byte) ([]byte, error) {
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	if id.wiped {
+		return nil, fmt.Errorf("sign: %w", ErrWiped)
+	}
+	sig, err := id.kp.Sign(msg)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	return sig, nil
+}
+
+// Wipe overwrites the seed in memory. Afterwards Seed and Sign fail with
+// [ErrWiped]; PublicKey still works. Wipe is idempotent.
+func (id *Identity) Wipe() {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	if id.wiped {
+		return
+	}
+	id.kp.Wipe()
+	id.wiped = true
+}

@@ -1,0 +1,21 @@
+package kvstore
+
+import "errors"
+
+var (
+	// ErrNotFound means there is no such record: user, room, member, sealed
+	// key. It is storage-agnostic; callers never see jetstream's errors.
+	ErrNotFound = errors.New("not found")
+	// ErrExists means a record that must be unique already exists.
+	ErrExists = errors.New("already exists")
+	// ErrConflict means a compare-and-set lost: a stale epoch, a concurrent
+	// rekey, or membership that changed under the caller.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid wraps every validation failure of an argument (bad key,
+	// room ID, mode, empty sealed key). Nothing is stored.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrReplay means a nonce was already claimed within its window.
+	ErrReplay = errors.New("nonce already used")
+	// ErrConfigValidation wraps every error of Config validation.
+	ErrConfigValidation = errors.New("invalid store configuration")
+)

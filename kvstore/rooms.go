@@ -1,0 +1,410 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/unibus/unibus/subjects"
+)
+
+// Room is the authority on a room: its subject, mode, owner and the epoch
+// of its current key.
+type Room struct {
+	ID      string `json:"id"`
+	Subject string `json:"subject"`
+	Name    string `json:"name,omitempty"`
+	// Mode is subjects.ModeE2E or subjects.ModeCleartext.
+	Mode string `json:"mode"`
+	// Policy is the room's history policy.
+	Policy string `json:"policy,omitempty"`
+	Owner  string `json:"owner"`
+	// Epoch is the current key epoch: 1 at creation in an encrypted room,
+	// 0 in a cleartext room.
+	Epoch uint64 `json:"epoch"`
+	// KeyClaim is the highest epoch number a rekey has claimed (see the
+	// package documentation); never reused.
+	KeyClaim uint64 `json:"key_claim,omitempty"`
+	// MembershipVersion changes on every member added or removed, so that a
+	// rekey racing a membership change fails its compare-and-set.
+	MembershipVersion uint64    `json:"membership_version,omitempty"`
+	CreatedAt         time.Time `json:"created_at"`
+}
+
+// Encrypted reports whether the room is end-to-end encrypted.
+func (r Room) Encrypted() bool { return r.Mode == subjects.ModeE2E }
+
+// Member is one member of a room.
+type Member struct {
+	RoomID      string    `json:"room_id"`
+	Pub         string    `json:"pub"`
+	Role        string    `json:"role"`
+	JoinedEpoch uint64    `json:"joined_epoch"`
+	AddedAt     time.Time `json:"added_at"`
+}
+
+// RoomRef is what a member needs to find and use a room.
+type RoomRef struct {
+	RoomID  string `json:"room_id"`
+	Subject string `json:"subject"`
+	Epoch   uint64 `json:"epoch"`
+	Policy  string `json:"policy"`
+	Role    string `json:"role"`
+	Mode    string `json:"mode"`
+}
+
+// indexEntry is the value of a rooms_by_member key.
+type indexEntry struct {
+	Role string `json:"role"`
+}
+
+func memberKey(roomID, pub string) string { return roomID + "." + pub }
+func indexKey(pub, roomID string) string  { return pub + "." + roomID }
+func roomKeyKey(roomID string, epoch uint64, pub string) string {
+	return fmt.Sprintf("%s.%d.%s", roomID, epoch, pub)
+}
+
+func validRoomID(id string) error {
+	if err := subjects.ValidateRoomID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// CreateRoom stores a new room owned by r.Owner with the owner as its first
+// member. In an encrypted room ownerKey is the room key of epoch 1 sealed to
+// the owner and is required; in a cleartext room it must be empty. A room
+// with the same ID is ErrExists, unless it is this very room half-created by
+// an earlier attempt, which is then completed.
+func (s *Store) CreateRoom(ctx context.Context, r Room, ownerKey []byte) (Room, error) {
+	if err := validRoomID(r.ID); err != nil {
+		return Room{}, err
+	}
+	owner, err := normalizeUser(r.Owner)
+	if err != nil {
+		return Room{}, err
+	}
+	r.Owner = owner
+	switch r.Mode {
+	case subjects.ModeE2E:
+		if len(ownerKey) == 0 {
+			return Room{}, fmt.Errorf("%w: an encrypted room needs the owner's sealed key", ErrInvalid)
+		}
+		r.Epoch, r.KeyClaim = 1, 1
+	case subjects.ModeCleartext:
+		if len(ownerKey) != 0 {
+			return Room{}, fmt.Errorf("%w: a cleartext room has no room key", ErrInvalid)
+		}
+		r.Epoch, r.KeyClaim = 0, 0
+	default:
+		return Room{}, fmt.Errorf("%w: room mode must be %q or %q, got %q", ErrInvalid, subjects.ModeE2E, subjects.ModeCleartext, r.Mode)
+	}
+	subject, err := subjects.Room(r.ID)
+	if err != nil {
+		return Room{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	r.Subject = subject
+	r.CreatedAt = s.now().UTC()
+	r.MembershipVersion = 0
+
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := createJSON(ctx, s.rooms, r.ID, r); err != nil {
+		if !errors.Is(err, ErrExists) {
+			return Room{}, fmt.Errorf("create room: %w", err)
+		}
+		// Resume our own half-created room; refuse anyone else's.
+		existing, _, gerr := s.getRoom(ctx, r.ID)
+		if gerr != nil {
+			return Room{}, fmt.Errorf("create room: %w", gerr)
+		}
+		if existing.Owner != r.Owner || existing.Mode != r.Mode || existing.MembershipVersion != 0 {
+			return Room{}, fmt.Errorf("create room %s: %w", r.ID, ErrExists)
+		}
+		if _, err := s.getMember(ctx, r.ID, owner); err == nil {
+			return Room{}, fmt.Errorf("create room %s: %w", r.ID, ErrExists)
+		}
+		r = existing
+	}
+	if r.Encrypted() {
+		if _, err := s.keys.Put(ctx, roomKeyKey(r.ID, r.Epoch, owner), ownerKey); err != nil {
+			return Room{}, fmt.Errorf("create room: store owner key: %w", err)
+		}
+	}
+	m := Member{RoomID: r.ID, Pub: owner, Role: subjects.RoleOwner, JoinedEpoch: r.Epoch, AddedAt: r.CreatedAt}
+	if err := putJSON(ctx, s.members, memberKey(r.ID, owner), m); err != nil {
+		return Room{}, fmt.Errorf("create room: %w", err)
+	}
+	if err := putJSON(ctx, s.byMember, indexKey(owner, r.ID), indexEntry{Role: m.Role}); err != nil {
+		return Room{}, fmt.Errorf("create room: %w", err)
+	}
+	return r, nil
+}
+
+// GetRoom returns a room.
+func (s *Store) GetRoom(ctx context.Context, roomID string) (Room, error) {
+	if err := validRoomID(roomID); err != nil {
+		return Room{}, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	r, _, err := s.getRoom(ctx, roomID)
+	return r, err
+}
+
+func (s *Store) getRoom(ctx context.Context, roomID string) (Room, uint64, error) {
+	var r Room
+	rev, err := getJSON(ctx, s.rooms, roomID, &r)
+	if errors.Is(err, ErrNotFound) {
+		return Room{}, 0, fmt.Errorf("room %s: %w", roomID, ErrNotFound)
+	}
+	if err != nil {
+		return Room{}, 0, fmt.Errorf("get room: %w", err)
+	}
+	return r, rev, nil
+}
+
+// GetMember returns pub's membership of a room.
+func (s *Store) GetMember(ctx context.Context, roomID, pub string) (Member, error) {
+	if err := validRoomID(roomID); err != nil {
+		return Member{}, err
+	}
+	pub, err := normalizeUser(pub)
+	if err != nil {
+		return Member{}, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.getMember(ctx, roomID, pub)
+}
+
+func (s *Store) getMember(ctx context.Context, roomID, pub string) (Member, error) {
+	var m Member
+	_, err := getJSON(ctx, s.members, memberKey(roomID, pub), &m)
+	if errors.Is(err, ErrNotFound) {
+		return Member{}, fmt.Errorf("member %s of room %s: %w", pub, roomID, ErrNotFound)
+	}
+	if err != nil {
+		return Member{}, fmt.Errorf("get member: %w", err)
+	}
+	return m, nil
+}
+
+// AddMember adds pub to a room with role. In an encrypted room epoch must be
+// the room's current epoch (ErrConflict otherwise) and sealedKey the room
+// key of that epoch sealed to pub. An existing member is ErrExists; a member
+// half-added by an earlier attempt is completed.
+func (s *Store) AddMember(ctx context.Context, roomID, pub, role string, epoch uint64, sealedKey []byte) (Member, error) {
+	if err := validRoomID(roomID); err != nil {
+		return Member{}, err
+	}
+	pub, err := normalizeUser(pub)
+	if err != nil {
+		return Member{}, err
+	}
+	if role != subjects.RoleMember && role != subjects.RoleOwner {
+		return Member{}, fmt.Errorf("%w: role must be %q or %q, got %q", ErrInvalid, subjects.RoleMember, subjects.RoleOwner, role)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	room, _, err := s.getRoom(ctx, roomID)
+	if err != nil {
+		return Member{}, err
+	}
+	if room.Encrypted() {
+		if len(sealedKey) == 0 {
+			return Member{}, fmt.Errorf("%w: an encrypted room needs the member's sealed key", ErrInvalid)
+		}
+		if epoch != room.Epoch {
+			return Member{}, fmt.Errorf("add member: key for epoch %d but room %s is at epoch %d: %w", epoch, roomID, room.Epoch, ErrConflict)
+		}
+	} else if len(sealedKey) != 0 {
+		return Member{}, fmt.Errorf("%w: a cleartext room has no room key", ErrInvalid)
+	}
+
+	existing, err := s.getMember(ctx, roomID, pub)
+	switch {
+	case err == nil:
+		indexed, ierr := exists(ctx, s.byMember, indexKey(pub, roomID))
+		if ierr != nil {
+			return Member{}, fmt.Errorf("add member: %w", ierr)
+		}
+		if indexed {
+			return Member{}, fmt.Errorf("add member %s to room %s: %w", pub, roomID, ErrExists)
+		}
+		// Half-added earlier: complete the touch and the index below.
+		role = existing.Role
+	case errors.Is(err, ErrNotFound):
+		if room.Encrypted() {
+			if _, err := s.keys.Put(ctx, roomKeyKey(roomID, epoch, pub), sealedKey); err != nil {
+				return Member{}, fmt.Errorf("add member: store sealed key: %w", err)
+			}
+		}
+		existing = Member{RoomID: roomID, Pub: pub, Role: role, JoinedEpoch: room.Epoch, AddedAt: s.now().UTC()}
+		if err := putJSON(ctx, s.members, memberKey(roomID, pub), existing); err != nil {
+			return Member{}, fmt.Errorf("add member: %w", err)
+		}
+	default:
+		return Member{}, fmt.Errorf("add member: %w", err)
+	}
+
+	if err := s.touchRoom(ctx, roomID, existing.JoinedEpoch, room.Encrypted()); err != nil {
+		if errors.Is(err, ErrConflict) {
+			// The room moved to an epoch this member has no key for: undo.
+			if derr := deleteKey(ctx, s.members, memberKey(roomID, pub)); derr != nil {
+				return Member{}, fmt.Errorf("add member: roll back after conflict: %w", derr)
+			}
+		}
+		return Member{}, fmt.Errorf("add member: %w", err)
+	}
+	if err := putJSON(ctx, s.byMember, indexKey(pub, roomID), indexEntry{Role: role}); err != nil {
+		return Member{}, fmt.Errorf("add member: %w", err)
+	}
+	return existing, nil
+}
+
+// touchRoom bumps the room's membership version by compare-and-set. When
+// checkEpoch is set, a room no longer at epoch is ErrConflict.
+func (s *Store) touchRoom(ctx context.Context, roomID string, epoch uint64, checkEpoch bool) error {
+	for {
+		room, rev, err := s.getRoom(ctx, roomID)
+		if err != nil {
+			return err
+		}
+		if checkEpoch && room.Epoch != epoch {
+			return fmt.Errorf("room %s moved from epoch %d to %d: %w", roomID, epoch, room.Epoch, ErrConflict)
+		}
+		room.MembershipVersion++
+		_, err = updateJSON(ctx, s.rooms, roomID, room, rev)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		return err
+	}
+}
+
+// RemoveMember removes pub from a room: index first, then the member
+// record, then the room is touched so that a racing rekey that still
+// included pub fails. Removing a non-member is ErrNotFound (after cleaning up
+// any half-removed remains).
+func (s *Store) RemoveMember(ctx context.Context, roomID, pub string) error {
+	if err := validRoomID(roomID); err != nil {
+		return err
+	}
+	pub, err := normalizeUser(pub)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if _, _, err := s.getRoom(ctx, roomID); err != nil {
+		return err
+	}
+	_, merr := s.getMember(ctx, roomID, pub)
+	if merr != nil && !errors.Is(merr, ErrNotFound) {
+		return fmt.Errorf("remove member: %w", merr)
+	}
+	if err := deleteKey(ctx, s.byMember, indexKey(pub, roomID)); err != nil {
+		return fmt.Errorf("remove member: %w", err)
+	}
+	if err := deleteKey(ctx, s.members, memberKey(roomID, pub)); err != nil {
+		return fmt.Errorf("remove member: %w", err)
+	}
+	if err := s.touchRoom(ctx, roomID, 0, false); err != nil {
+		return fmt.Errorf("remove member: %w", err)
+	}
+	if merr != nil {
+		return merr
+	}
+	return nil
+}
+
+// ListMembers returns the members of a room.
+func (s *Store) ListMembers(ctx context.Context, roomID string) ([]Member, error) {
+	if err := validRoomID(roomID); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if _, _, err := s.getRoom(ctx, roomID); err != nil {
+		return nil, err
+	}
+	return s.listMembers(ctx, roomID)
+}
+
+func (s *Store) listMembers(ctx context.Context, roomID string) ([]Member, error) {
+	entries, err := listEntries(ctx, s.members, roomID+".*")
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	members := make([]Member, 0, len(entries))
+	for _, e := range entries {
+		var m Member
+		if err := json.Unmarshal(e.value, &m); err != nil {
+			return nil, fmt.Errorf("list members: decode %s: %w", e.key, err)
+		}
+		members = append(members, m)
+	}
+	return members, nil
+}
+
+// maxParallelGets bounds concurrent reads in ListRoomsForEndpoint.
+const maxParallelGets = 16
+
+// ListRoomsForEndpoint returns the rooms pub belongs to, through the reverse
+// index: its cost grows with pub's rooms, not with all rooms. An endpoint in
+// no rooms gets an empty slice.
+func (s *Store) ListRoomsForEndpoint(ctx context.Context, pub string) ([]RoomRef, error) {
+	pub, err := normalizeUser(pub)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	entries, err := listEntries(ctx, s.byMember, pub+".*")
+	if err != nil {
+		return nil, fmt.Errorf("list rooms of %s: %w", pub, err)
+	}
+	refs := make([]RoomRef, len(entries))
+	found := make([]bool, len(entries))
+	errs := make([]error, len(entries))
+	sem := make(chan struct{}, maxParallelGets)
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		var idx indexEntry
+		if err := json.Unmarshal(e.value, &idx); err != nil {
+			return nil, fmt.Errorf("list rooms of %s: decode %s: %w", pub, e.key, err)
+		}
+		roomID := e.key[len(pub)+1:]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			room, _, err := s.getRoom(ctx, roomID)
+			if err != nil {
+				if !errors.Is(err, ErrNotFound) { // a half-created room is skipped
+					errs[i] = err
+				}
+				return
+			}
+			found[i] = true
+			refs[i] = RoomRef{
+				RoomID: room.ID, Subject: room.Subject, Epoch: room.Epoch,
+				Policy: room.Policy, Role: idx.Role, Mode: room.Mode,
+			}
+		})
+	}
+	wg.Wait()
+	out := make([]RoomRef, 0, len(entries))
+	for i := range entries {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("list rooms of %s: %w", pub, errs[i])
+		}
+		if found[i] {
+			out = append(out, refs[i])
+		}
+	}
+	return out, nil
+}

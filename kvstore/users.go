@@ -1,0 +1,195 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/unibus/unibus/subjects"
+)
+
+// User is one allowlisted identity.
+type User struct {
+	// Pub is the nkey user public key (U…), the endpoint ID.
+	Pub  string `json:"pub"`
+	Name string `json:"name,omitempty"`
+	// Admin users may manage users and use $SRV.> for micro discovery.
+	Admin bool `json:"admin,omitempty"`
+	// EncKey is the user's HPKE public key for receiving room keys, and
+	// EncKeySig the identity's signature binding it (verified by svc).
+	EncKey    []byte     `json:"enc_key,omitempty"`
+	EncKeySig []byte     `json:"enc_key_sig,omitempty"`
+	AddedAt   time.Time  `json:"added_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Revoked reports whether the user has been revoked.
+func (u User) Revoked() bool { return u.RevokedAt != nil }
+
+// normalizeUser validates and normalizes a user public key.
+func normalizeUser(pub string) (string, error) {
+	n, err := subjects.NormalizeUserKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return n, nil
+}
+
+// AddUser allowlists a user. A duplicate is ErrExists; an invalid key is
+// ErrInvalid. The stored user is returned.
+func (s *Store) AddUser(ctx context.Context, u User) (User, error) {
+	pub, err := normalizeUser(u.Pub)
+	if err != nil {
+		return User{}, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	u.Pub = pub
+	u.AddedAt = s.now().UTC()
+	u.RevokedAt = nil
+	if err := createJSON(ctx, s.users, pub, u); err != nil {
+		if errors.Is(err, ErrExists) {
+			return User{}, fmt.Errorf("add user %s: %w", pub, ErrExists)
+		}
+		return User{}, fmt.Errorf("add user: %w", err)
+	}
+	return u, nil
+}
+
+// GetUser returns a user, revoked or not.
+func (s *Store) GetUser(ctx context.Context, pub string) (User, error) {
+	pub, err := normalizeUser(pub)
+	if err != nil {
+		return User{}, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	u, _, err := s.getUser(ctx, pub)
+	return u, err
+}
+
+func (s *Store) getUser(ctx context.Context, pub string) (User, uint64, error) {
+	var u User
+	rev, err := getJSON(ctx, s.users, pub, &u)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return User{}, 0, fmt.Errorf("user %s: %w", pub, ErrNotFound)
+		}
+		return User{}, 0, fmt.Errorf("get user: %w", err)
+	}
+	return u, rev, nil
+}
+
+// ListUsers returns every user, revoked ones included.
+func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	entries, err := listEntries(ctx, s.users, ">")
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	users := make([]User, 0, len(entries))
+	for _, e := range entries {
+		var u User
+		if err := json.Unmarshal(e.value, &u); err != nil {
+			return nil, fmt.Errorf("list users: decode %s: %w", e.key, err)
+		}
+		users = append(users, u)
+	}
+	return users, nil
+}
+
+// RevokeUser marks a user revoked. Revoking twice is not an error.
+func (s *Store) RevokeUser(ctx context.Context, pub string) (User, error) {
+	return s.updateUser(ctx, pub, func(u *User) error {
+		if u.RevokedAt == nil {
+			now := s.now().UTC()
+			u.RevokedAt = &now
+		}
+		return nil
+	})
+}
+
+// SetEncryptionKey stores the user's HPKE public key and the identity's
+// binding signature over it. The caller verifies the signature.
+func (s *Store) SetEncryptionKey(ctx context.Context, pub string, encKey, sig []byte) (User, error) {
+	if len(encKey) == 0 || len(sig) == 0 {
+		return User{}, fmt.Errorf("%w: encryption key and binding signature are required", ErrInvalid)
+	}
+	return s.updateUser(ctx, pub, func(u *User) error {
+		u.EncKey = encKey
+		u.EncKeySig = sig
+		return nil
+	})
+}
+
+// updateUser applies change with compare-and-set, retrying on conflicts.
+func (s *Store) updateUser(ctx context.Context, pub string, change func(*User) error) (User, error) {
+	pub, err := normalizeUser(pub)
+	if err != nil {
+		return User{}, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	for {
+		u, rev, err := s.getUser(ctx, pub)
+		if err != nil {
+			return User{}, err
+		}
+		if err := change(&u); err != nil {
+			return User{}, err
+		}
+		_, err = updateJSON(ctx, s.users, pub, u, rev)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return User{}, fmt.Errorf("update user: %w", err)
+		}
+		return u, nil
+	}
+}
+
+// IsAuthorized reports whether pub is registered and not revoked. It fails
+// closed: any backend error returns false with the error.
+func (s *Store) IsAuthorized(ctx context.Context, pub string) (bool, error) {
+	u, err := s.GetUser(ctx, pub)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !u.Revoked(), nil
+}
+
+// HasAdmin reports whether pub is a registered, unrevoked admin. It fails
+// closed like IsAuthorized.
+func (s *Store) HasAdmin(ctx context.Context, pub string) (bool, error) {
+	u, err := s.GetUser(ctx, pub)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return u.Admin && !u.Revoked(), nil
+}
+
+// EnsureAdmin bootstraps an admin: it adds pub as an admin, or makes an
+// existing unrevoked user an admin. A revoked user stays revoked (ErrInvalid).
+func (s *Store) EnsureAdmin(ctx context.Context, pub, name string) (User, error) {
+	u, err := s.AddUser(ctx, User{Pub: pub, Name: name, Admin: true})
+	if !errors.Is(err, ErrExists) {
+		return u, err
+	}
+	return s.updateUser(ctx, pub, func(u *User) error {
+		if u.Revoked() {
+			return fmt.Errorf("%w: user %s is revoked and cannot be made admin", ErrInvalid, u.Pub)
+		}
+		u.Admin = true
+		return nil
+	})
+}

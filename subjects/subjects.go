@@ -1,0 +1,310 @@
+package subjects
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nats-io/nkeys"
+)
+
+// Templates. Subjects are built only from these and validated tokens.
+const (
+	apiRoot     = "unibus.v1"
+	roomPrefix  = apiRoot + ".room."
+	inboxPrefix = "_INBOX."
+	sep         = "."
+	fwc         = ">"
+	pwc         = "*"
+)
+
+// Limits on subject tokens and room IDs.
+const (
+	// MaxTokenLen is the longest token, in bytes, that ValidateToken accepts.
+	MaxTokenLen = 128
+
+	// MaxRoomIDLen is the longest room ID, in bytes, that ValidateRoomID
+	// accepts. IDs made by NewRoomID are 22 bytes long.
+	MaxRoomIDLen = 64
+)
+
+// Micro service names of the control plane (nats.go micro Config.Name).
+const (
+	// UsersService is the name of the users service, "unibus-users".
+	UsersService = "unibus-users"
+	// RoomsService is the name of the rooms service, "unibus-rooms".
+	RoomsService = "unibus-rooms"
+	// BlobsService is the name of the blobs service, "unibus-blobs".
+	BlobsService = "unibus-blobs"
+)
+
+// Micro group prefixes of the control-plane services: a service adds its
+// group with AddGroup(UsersGroup) and its endpoints with the Endpoint…
+// names, which yields exactly the subject constants below.
+const (
+	// UsersGroup is the subject prefix of the users service, "unibus.v1.users".
+	UsersGroup = apiRoot + ".users"
+	// RoomsGroup is the subject prefix of the rooms service, "unibus.v1.rooms".
+	RoomsGroup = apiRoot + ".rooms"
+	// BlobsGroup is the subject prefix of the blobs service, "unibus.v1.blobs".
+	BlobsGroup = apiRoot + ".blobs"
+)
+
+// Micro endpoint names: the last token of a control-plane subject. A name is
+// unique within a service, not across services ("get" exists in all three).
+const (
+	// EndpointAdd is the "add" endpoint (users).
+	EndpointAdd = "add"
+	// EndpointGet is the "get" endpoint (users, rooms, blobs).
+	EndpointGet = "get"
+	// EndpointList is the "list" endpoint (users).
+	EndpointList = "list"
+	// EndpointRevoke is the "revoke" endpoint (users).
+	EndpointRevoke = "revoke"
+	// EndpointSetKey is the "setkey" endpoint (users).
+	EndpointSetKey = "setkey"
+	// EndpointCreate is the "create" endpoint (rooms).
+	EndpointCreate = "create"
+	// EndpointInvite is the "invite" endpoint (rooms).
+	EndpointInvite = "invite"
+	// EndpointRemove is the "remove" endpoint (rooms).
+	EndpointRemove = "remove"
+	// EndpointLeave is the "leave" endpoint (rooms).
+	EndpointLeave = "leave"
+	// EndpointMembers is the "members" endpoint (rooms).
+	EndpointMembers = "members"
+	// EndpointMine is the "mine" endpoint (rooms).
+	EndpointMine = "mine"
+	// EndpointRekey is the "rekey" endpoint (rooms).
+	EndpointRekey = "rekey"
+	// EndpointKey is the "key" endpoint (rooms).
+	EndpointKey = "key"
+	// EndpointPut is the "put" endpoint (blobs).
+	EndpointPut = "put"
+)
+
+// Users service subjects.
+const (
+	// UsersAdd is "unibus.v1.users.add": register a user.
+	UsersAdd = UsersGroup + sep + EndpointAdd
+	// UsersGet is "unibus.v1.users.get": read one user.
+	UsersGet = UsersGroup + sep + EndpointGet
+	// UsersList is "unibus.v1.users.list": list all users.
+	UsersList = UsersGroup + sep + EndpointList
+	// UsersRevoke is "unibus.v1.users.revoke": revoke a user.
+	UsersRevoke = UsersGroup + sep + EndpointRevoke
+	// UsersSetKey is "unibus.v1.users.setkey": publish the caller's
+	// encryption key.
+	UsersSetKey = UsersGroup + sep + EndpointSetKey
+)
+
+// Rooms service subjects.
+const (
+	// RoomsCreate is "unibus.v1.rooms.create": create a room.
+	RoomsCreate = RoomsGroup + sep + EndpointCreate
+	// RoomsGet is "unibus.v1.rooms.get": read one room.
+	RoomsGet = RoomsGroup + sep + EndpointGet
+	// RoomsInvite is "unibus.v1.rooms.invite": add a member (owner only).
+	RoomsInvite = RoomsGroup + sep + EndpointInvite
+	// RoomsRemove is "unibus.v1.rooms.remove": remove a member (owner only).
+	RoomsRemove = RoomsGroup + sep + EndpointRemove
+	// RoomsLeave is "unibus.v1.rooms.leave": leave a room.
+	RoomsLeave = RoomsGroup + sep + EndpointLeave
+	// RoomsMembers is "unibus.v1.rooms.members": list a room's members.
+	RoomsMembers = RoomsGroup + sep + EndpointMembers
+	// RoomsMine is "unibus.v1.rooms.mine": list the caller's rooms.
+	RoomsMine = RoomsGroup + sep + EndpointMine
+	// RoomsRekey is "unibus.v1.rooms.rekey": start a new key epoch (owner
+	// only).
+	RoomsRekey = RoomsGroup + sep + EndpointRekey
+	// RoomsKey is "unibus.v1.rooms.key": fetch the caller's sealed room key.
+	RoomsKey = RoomsGroup + sep + EndpointKey
+)
+
+// Blobs service subjects.
+const (
+	// BlobsPut is "unibus.v1.blobs.put": store a blob.
+	BlobsPut = BlobsGroup + sep + EndpointPut
+	// BlobsGet is "unibus.v1.blobs.get": fetch a blob.
+	BlobsGet = BlobsGroup + sep + EndpointGet
+)
+
+// Wildcards for permissions and subscriptions.
+const (
+	// UsersAll is "unibus.v1.users.>", every users-service subject.
+	UsersAll = UsersGroup + sep + fwc
+	// RoomsAll is "unibus.v1.rooms.>", every rooms-service subject.
+	RoomsAll = RoomsGroup + sep + fwc
+	// BlobsAll is "unibus.v1.blobs.>", every blobs-service subject.
+	BlobsAll = BlobsGroup + sep + fwc
+	// RoomFramesAll is "unibus.v1.room.*", the frames of every room (one
+	// token after the prefix, never deeper).
+	RoomFramesAll = roomPrefix + pwc
+)
+
+// System subjects that peer permissions refer to (to deny them, or to allow
+// $SRV to admins so that "nats micro ls/info/stats" works).
+const (
+	// ServiceAPIAll is "$SRV.>", micro service discovery and stats.
+	ServiceAPIAll = "$SRV" + sep + fwc
+	// JetStreamAll is "$JS.>", the JetStream API.
+	JetStreamAll = "$JS" + sep + fwc
+	// KVAll is "$KV.>", direct access to JetStream KV buckets.
+	KVAll = "$KV" + sep + fwc
+	// ObjectStoreAll is "$O.>", direct access to JetStream object stores.
+	ObjectStoreAll = "$O" + sep + fwc
+)
+
+// ValidateToken reports whether tok can be used as one token of a subject:
+// non-empty, at most MaxTokenLen bytes, valid UTF-8, and free of '.', '*',
+// '>', whitespace and control characters. The error matches ErrInvalidToken
+// and says what is wrong with which token.
+func ValidateToken(tok string) error {
+	if reason := tokenProblem(tok); reason != "" {
+		return &invalidError{kind: ErrInvalidToken, value: tok, reason: reason}
+	}
+	return nil
+}
+
+// tokenProblem returns why tok is not a valid token, or "" if it is.
+func tokenProblem(tok string) string {
+	switch {
+	case tok == "":
+		return "empty"
+	case len(tok) > MaxTokenLen:
+		return fmt.Sprintf("longer than %d bytes", MaxTokenLen)
+	case !utf8.ValidString(tok):
+		return "not valid UTF-8"
+	}
+	for _, r := range tok {
+		switch {
+		case r == '.' || r == '*' || r == '>':
+			return fmt.Sprintf("contains %q", r)
+		case unicode.IsSpace(r):
+			return fmt.Sprintf("contains whitespace %U", r)
+		case unicode.IsControl(r):
+			return fmt.Sprintf("contains control character %U", r)
+		}
+	}
+	return ""
+}
+
+// NewRoomID returns a new random room ID: 16 bytes from crypto/rand encoded
+// as unpadded base64url, 22 characters of [A-Za-z0-9_-].
+func NewRoomID() string {
+	var b [16]byte
+	// crypto/rand.Read never returns an error; it crashes the program if
+	// the system's randomness is unavailable.
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ValidateRoomID reports whether id is a room ID: a valid token (see
+// ValidateToken) of 1 to MaxRoomIDLen characters from [A-Za-z0-9_-], which
+// also makes it a valid JetStream KV key token. Every error matches
+// ErrInvalidRoomID; one for an ID that is not even a safe subject token also
+// matches ErrInvalidToken.
+func ValidateRoomID(id string) error {
+	if reason := tokenProblem(id); reason != "" {
+		return &invalidError{kind: ErrInvalidRoomID, value: id, reason: reason, also: ErrInvalidToken}
+	}
+	if len(id) > MaxRoomIDLen {
+		return &invalidError{kind: ErrInvalidRoomID, value: id, reason: fmt.Sprintf("longer than %d bytes", MaxRoomIDLen)}
+	}
+	for _, r := range id {
+		if r >= utf8.RuneSelf || !isRoomIDByte(byte(r)) {
+			return &invalidError{kind: ErrInvalidRoomID, value: id, reason: fmt.Sprintf("contains %q (allowed: A-Z a-z 0-9 _ -)", r)}
+		}
+	}
+	return nil
+}
+
+func isRoomIDByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-'
+}
+
+// Room returns the subject of a room's frames, "unibus.v1.room.<roomID>",
+// after validating roomID with ValidateRoomID.
+func Room(roomID string) (string, error) {
+	if err := ValidateRoomID(roomID); err != nil {
+		return "", err
+	}
+	return roomPrefix + roomID, nil
+}
+
+// RoomIDFromSubject returns the room ID of a room frame subject, the reverse
+// of Room. It is strict: the subject must be exactly the room prefix followed
+// by one valid room ID. The error matches ErrInvalidSubject and, when the
+// last token is at fault, ErrInvalidRoomID.
+func RoomIDFromSubject(subject string) (string, error) {
+	id, ok := strings.CutPrefix(subject, roomPrefix)
+	if !ok {
+		return "", &invalidError{kind: ErrInvalidSubject, value: subject, reason: "not a room subject (want " + roomPrefix + "<room id>)"}
+	}
+	if err := ValidateRoomID(id); err != nil {
+		return "", fmt.Errorf("%w %s: %w", ErrInvalidSubject, quote(subject), err)
+	}
+	return id, nil
+}
+
+// NormalizeUserKey returns the canonical form of a user public key: s with
+// surrounding space trimmed, upper-cased, and checked to be an nkey user
+// public key (U…). The error matches ErrInvalidUserKey; for a valid key of
+// another kind (an account key A…, say) it names both kinds, and for a seed
+// or private key it never repeats the value.
+func NormalizeUserKey(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", &invalidError{kind: ErrInvalidUserKey, reason: "empty", hide: true}
+	}
+	if len(s) > MaxTokenLen {
+		return "", &invalidError{kind: ErrInvalidUserKey, value: s, reason: fmt.Sprintf("longer than %d bytes", MaxTokenLen)}
+	}
+	key := strings.ToUpper(s)
+	if nkeys.IsValidPublicUserKey(key) {
+		return key, nil
+	}
+	if key[0] == 'S' || key[0] == 'P' {
+		// Seeds and private keys start with S and P; never echo them.
+		return "", &invalidError{kind: ErrInvalidUserKey, reason: "looks like a seed or private key, want a user public key (U...)", hide: true}
+	}
+	if nkeys.IsValidPublicKey(key) {
+		kind := nkeys.Prefix(key).String()
+		return "", &invalidError{kind: ErrInvalidUserKey, value: s, reason: "is " + article(kind) + " " + kind + " key, want a user key (U...)"}
+	}
+	return "", &invalidError{kind: ErrInvalidUserKey, value: s, reason: "not a valid nkey user public key"}
+}
+
+// article returns the indefinite article for a key kind.
+func article(kind string) string {
+	switch kind[0] {
+	case 'a', 'e', 'i', 'o', 'u', 'x': // "an x25519 key"
+		return "an"
+	}
+	return "a"
+}
+
+// InboxPrefix returns the inbox prefix of a user, "_INBOX.<pub>", for
+// nats.go's nats.CustomInboxPrefix option. pub is normalized with
+// NormalizeUserKey first.
+func InboxPrefix(pub string) (string, error) {
+	key, err := NormalizeUserKey(pub)
+	if err != nil {
+		return "", err
+	}
+	return inboxPrefix + key, nil
+}
+
+// InboxAll returns the wildcard that covers a user's inboxes,
+// "_INBOX.<pub>.>", for subscribe permissions. pub is normalized with
+// NormalizeUserKey first.
+func InboxAll(pub string) (string, error) {
+	prefix, err := InboxPrefix(pub)
+	if err != nil {
+		return "", err
+	}
+	return prefix + sep + fwc, nil
+}

@@ -1,0 +1,517 @@
+package subjects
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nkeys"
+)
+
+// Error codes of ErrorBody.Code and of the Nats-Service-Error-Code header.
+const (
+	// CodeBadRequest (400): malformed request or invalid value.
+	CodeBadRequest = 400
+	// CodeUnauthenticated (401): missing or invalid signature, unregistered
+	// or revoked signer, replayed nonce, clock skew.
+	CodeUnauthenticated = 401
+	// CodeForbidden (403): not owner or admin, refused by policy, or no
+	// sealed key for the caller.
+	CodeForbidden = 403
+	// CodeNotFound (404): no such user, room, member or key.
+	CodeNotFound = 404
+	// CodeConflict (409): duplicate, or stale epoch.
+	CodeConflict = 409
+	// CodeTooLarge (413): request or blob too large.
+	CodeTooLarge = 413
+	// CodeTooManyRequests (429): rate limited; retry later.
+	CodeTooManyRequests = 429
+	// CodeUnavailable (503): backend unavailable; the service failed closed.
+	CodeUnavailable = 503
+)
+
+// ErrorBody is the JSON body of every control-plane error reply, sent along
+// with micro's Nats-Service-Error and Nats-Service-Error-Code headers. Error
+// is for humans and never carries internal details.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  int    `json:"code"`
+}
+
+// Room modes (CreateRoomRequest.Mode, RoomInfo.Mode, RoomRef.Policy).
+const (
+	// ModeE2E is an end-to-end encrypted room: frames are sealed with a
+	// per-epoch room key that the services never see. It is the default.
+	ModeE2E = "e2e"
+	// ModeCleartext is a room whose frames are signed but not sealed; a
+	// deployment may refuse such rooms by policy.
+	ModeCleartext = "cleartext"
+)
+
+// History policies (CreateRoomRequest.History, RoomInfo.History).
+const (
+	// HistoryNone keeps no frames: members see what is published while they
+	// are subscribed. It is the default.
+	HistoryNone = "none"
+	// HistoryKeep stores the room's frames so that members can read what
+	// was published while they were away (sealed frames stay sealed).
+	HistoryKeep = "keep"
+)
+
+// Member roles (MemberInfo.Role, RoomRef.Role).
+const (
+	// RoleOwner is the room's creator, who alone may invite, remove and
+	// rekey.
+	RoleOwner = "owner"
+	// RoleMember is any other member.
+	RoleMember = "member"
+)
+
+// AddUserRequest is the body of UsersAdd: register a user (admins only).
+// Reply: UserInfo.
+type AddUserRequest struct {
+	// Pub is the user's public key (U…).
+	Pub string `json:"pub"`
+	// Name is an optional display name.
+	Name string `json:"name,omitempty"`
+	// Admin makes the user an administrator.
+	Admin bool `json:"admin,omitempty"`
+}
+
+// UserInfo describes a user: the reply of UsersAdd, UsersGet, UsersRevoke and
+// UsersSetKey, and an element of ListUsersResponse.
+type UserInfo struct {
+	// Pub is the user's public key (U…), the identity.
+	Pub string `json:"pub"`
+	// Name is the display name, if any.
+	Name string `json:"name,omitempty"`
+	// Admin reports whether the user is an administrator.
+	Admin bool `json:"admin,omitempty"`
+	// EncKey is the user's public encryption key for receiving room keys,
+	// empty until the user sets one (UsersSetKey).
+	EncKey []byte `json:"enc_key,omitempty"`
+	// EncKeySig is the identity's signature binding EncKey to Pub; check it
+	// with VerifyEncKeyBinding before sealing a key to EncKey.
+	EncKeySig []byte `json:"enc_key_sig,omitempty"`
+	// AddedAt is when the user was registered.
+	AddedAt time.Time `json:"added_at"`
+	// Revoked reports whether the user is revoked.
+	Revoked bool `json:"revoked,omitempty"`
+	// RevokedAt is when the user was revoked, if Revoked.
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// GetUserRequest is the body of UsersGet. Reply: UserInfo.
+type GetUserRequest struct {
+	// Pub is the public key of the user to read.
+	Pub string `json:"pub"`
+}
+
+// ListUsersResponse is the reply of UsersList (the request body is empty).
+type ListUsersResponse struct {
+	// Users lists every user, revoked ones included.
+	Users []UserInfo `json:"users"`
+}
+
+// MarshalJSON encodes an empty list as [] rather than null.
+func (r ListUsersResponse) MarshalJSON() ([]byte, error) {
+	type plain ListUsersResponse
+	if r.Users == nil {
+		r.Users = []UserInfo{}
+	}
+	return json.Marshal(plain(r))
+}
+
+// RevokeUserRequest is the body of UsersRevoke (admins only). Reply: UserInfo.
+type RevokeUserRequest struct {
+	// Pub is the public key of the user to revoke.
+	Pub string `json:"pub"`
+}
+
+// SetKeyRequest is the body of UsersSetKey: publish the caller's encryption
+// key, bound to the caller's identity by EncKeySig (see SignEncKeyBinding).
+// The caller is the request's signer. Reply: UserInfo.
+type SetKeyRequest struct {
+	// EncKey is the public encryption key (HPKE).
+	EncKey []byte `json:"enc_key"`
+	// EncKeySig is the identity's Ed25519 signature over
+	// EncKeyBindingMessage(pub, EncKey).
+	EncKeySig []byte `json:"enc_key_sig"`
+}
+
+const encKeyDomain = "unibus-enckey-v1\n"
+
+// EncKeyBindingMessage returns the bytes a user's identity key signs to bind
+// an encryption key to it:
+//
+//	"unibus-enckey-v1\n" + pub + "\n" + hex(sha256(encKey))
+func EncKeyBindingMessage(pub string, encKey []byte) []byte {
+	sum := sha256.Sum256(encKey)
+	b := make([]byte, 0, len(encKeyDomain)+len(pub)+1+hex.EncodedLen(len(sum)))
+	b = append(b, encKeyDomain...)
+	b = append(b, pub...)
+	b = append(b, '\n')
+	return hex.AppendEncode(b, sum[:])
+}
+
+// SignEncKeyBinding signs EncKeyBindingMessage for the user key pair kp and
+// encKey, for SetKeyRequest.EncKeySig.
+func SignEncKeyBinding(kp nkeys.KeyPair, encKey []byte) ([]byte, error) {
+	pub, err := userPublicKey(kp)
+	if err != nil {
+		return nil, fmt.Errorf("sign encryption key: %w", err)
+	}
+	sig, err := kp.Sign(EncKeyBindingMessage(pub, encKey))
+	if err != nil {
+		return nil, fmt.Errorf("sign encryption key: %w", err)
+	}
+	return sig, nil
+}
+
+// VerifyEncKeyBinding checks that sig is pub's signature binding encKey. The
+// error matches ErrMissingSignature (empty sig), ErrInvalidUserKey or
+// ErrBadSignature.
+func VerifyEncKeyBinding(pub string, encKey, sig []byte) error {
+	key, err := NormalizeUserKey(pub)
+	if err != nil {
+		return fmt.Errorf("verify encryption key: %w", err)
+	}
+	if len(sig) == 0 {
+		return fmt.Errorf("verify encryption key: %w", ErrMissingSignature)
+	}
+	if err := verifySig(key, EncKeyBindingMessage(key, encKey), sig); err != nil {
+		return fmt.Errorf("verify encryption key: %w", err)
+	}
+	return nil
+}
+
+// CreateRoomRequest is the body of RoomsCreate; the caller becomes the owner.
+// Reply: RoomInfo.
+type CreateRoomRequest struct {
+	// Name is an optional display name.
+	Name string `json:"name,omitempty"`
+	// Mode is ModeE2E (the default when empty) or ModeCleartext.
+	Mode string `json:"mode,omitempty"`
+	// History is HistoryNone (the default when empty) or HistoryKeep.
+	History string `json:"history,omitempty"`
+	// SealedKey is, in an encrypted room, the room key of epoch 1 sealed to
+	// the owner's own encryption key. Empty in cleartext rooms.
+	SealedKey []byte `json:"sealed_key,omitempty"`
+}
+
+// RoomInfo describes a room: the reply of RoomsCreate, RoomsGet, RoomsRemove,
+// RoomsLeave and RoomsRekey (the latter three after the change).
+type RoomInfo struct {
+	// RoomID is the room's ID (see NewRoomID).
+	RoomID string `json:"room_id"`
+	// Subject is the subject of the room's frames, Room(RoomID).
+	Subject string `json:"subject"`
+	// Name is the display name, if any.
+	Name string `json:"name,omitempty"`
+	// Mode is ModeE2E or ModeCleartext.
+	Mode string `json:"mode"`
+	// History is HistoryNone or HistoryKeep.
+	History string `json:"history"`
+	// Owner is the owner's public key.
+	Owner string `json:"owner"`
+	// Epoch is the current key epoch: 1 when an encrypted room is created,
+	// incremented by every rekey. Cleartext rooms have no keys and epoch 0.
+	Epoch uint64 `json:"epoch"`
+	// CreatedAt is when the room was created.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// RoomRequest is the body of RoomsGet, RoomsLeave and RoomsMembers: a request
+// about one room.
+type RoomRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+}
+
+// InviteRequest is the body of RoomsInvite: the owner adds Pub to the room.
+// In an encrypted room it carries the current epoch's room key sealed to the
+// invitee. OwnerSig is the owner's signature (see SignOwner). Reply:
+// MemberInfo.
+type InviteRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Pub is the invitee's public key.
+	Pub string `json:"pub"`
+	// Epoch is the epoch of SealedKey, the room's current epoch.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// SealedKey is the room key of Epoch sealed to the invitee's
+	// encryption key. Empty in cleartext rooms.
+	SealedKey []byte `json:"sealed_key,omitempty"`
+	// OwnerSig is the owner's Ed25519 signature over SigningBytes.
+	OwnerSig []byte `json:"owner_sig,omitempty"`
+}
+
+// RekeyBundle is a new epoch's room key, sealed to every member who keeps
+// access.
+type RekeyBundle struct {
+	// FromEpoch is the room's current epoch; the bundle is for FromEpoch+1.
+	// A stale FromEpoch is refused (409).
+	FromEpoch uint64 `json:"from_epoch"`
+	// Keys maps each remaining member's public key, the owner's included,
+	// to the new room key sealed to that member.
+	Keys map[string][]byte `json:"keys"`
+}
+
+// RemoveRequest is the body of RoomsRemove: the owner removes Pub. In an
+// encrypted room Rekey is required, so that the removed member cannot read
+// the next epoch. OwnerSig is the owner's signature (see SignOwner). Reply:
+// RoomInfo.
+type RemoveRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Pub is the public key of the member to remove.
+	Pub string `json:"pub"`
+	// Rekey is the next epoch's key for the remaining members; nil in
+	// cleartext rooms.
+	Rekey *RekeyBundle `json:"rekey,omitempty"`
+	// OwnerSig is the owner's Ed25519 signature over SigningBytes.
+	OwnerSig []byte `json:"owner_sig,omitempty"`
+}
+
+// RekeyRequest is the body of RoomsRekey: the owner starts epoch
+// FromEpoch+1. OwnerSig is the owner's signature (see SignOwner). Reply:
+// RoomInfo.
+type RekeyRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// FromEpoch is the room's current epoch. A stale one is refused (409).
+	FromEpoch uint64 `json:"from_epoch"`
+	// Keys maps each member's public key, the owner's included, to the new
+	// room key sealed to that member.
+	Keys map[string][]byte `json:"keys"`
+	// OwnerSig is the owner's Ed25519 signature over SigningBytes.
+	OwnerSig []byte `json:"owner_sig,omitempty"`
+}
+
+// MemberInfo describes a room member: the reply of RoomsInvite and an element
+// of MembersResponse.
+type MemberInfo struct {
+	// Pub is the member's public key.
+	Pub string `json:"pub"`
+	// Role is RoleOwner or RoleMember.
+	Role string `json:"role"`
+	// JoinedEpoch is the room's epoch when the member joined; the member
+	// holds keys from this epoch on.
+	JoinedEpoch uint64 `json:"joined_epoch"`
+}
+
+// MembersResponse is the reply of RoomsMembers.
+type MembersResponse struct {
+	// Members lists the room's members.
+	Members []MemberInfo `json:"members"`
+}
+
+// MarshalJSON encodes an empty list as [] rather than null.
+func (r MembersResponse) MarshalJSON() ([]byte, error) {
+	type plain MembersResponse
+	if r.Members == nil {
+		r.Members = []MemberInfo{}
+	}
+	return json.Marshal(plain(r))
+}
+
+// RoomRef is one of the caller's rooms in MineResponse: what a peer needs to
+// subscribe and fetch keys.
+type RoomRef struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Subject is the subject of the room's frames.
+	Subject string `json:"subject"`
+	// Epoch is the room's current key epoch.
+	Epoch uint64 `json:"epoch"`
+	// Policy is the room's encryption policy, the same value as
+	// RoomInfo.Mode: ModeE2E or ModeCleartext. A peer must refuse cleartext
+	// frames in a ModeE2E room.
+	Policy string `json:"policy"`
+	// Role is the caller's role, RoleOwner or RoleMember.
+	Role string `json:"role"`
+}
+
+// MineResponse is the reply of RoomsMine (the request body is empty).
+type MineResponse struct {
+	// Rooms lists the rooms the caller is a member of.
+	Rooms []RoomRef `json:"rooms"`
+}
+
+// MarshalJSON encodes an empty list as [] rather than null.
+func (r MineResponse) MarshalJSON() ([]byte, error) {
+	type plain MineResponse
+	if r.Rooms == nil {
+		r.Rooms = []RoomRef{}
+	}
+	return json.Marshal(plain(r))
+}
+
+// KeyRequest is the body of RoomsKey: the caller's sealed room key for an
+// epoch. Reply: KeyResponse.
+type KeyRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Epoch is the epoch wanted; 0 means the current one.
+	Epoch uint64 `json:"epoch,omitempty"`
+}
+
+// KeyResponse is the reply of RoomsKey.
+type KeyResponse struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Epoch is the epoch of SealedKey (the current one if 0 was asked).
+	Epoch uint64 `json:"epoch"`
+	// SealedKey is the room key of Epoch sealed to the caller.
+	SealedKey []byte `json:"sealed_key"`
+}
+
+// ownerDomain starts the bytes an owner signs; see "Owner signatures" in
+// the package documentation.
+const ownerDomain = "unibus-owner-v1\n"
+
+// ownerSigningBytes returns the owner-signed bytes for op and the request
+// zeroed, which must have OwnerSig cleared.
+func ownerSigningBytes(op string, zeroed any) ([]byte, error) {
+	j, err := json.Marshal(zeroed)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s request: %w", op, err)
+	}
+	sum := sha256.Sum256(j)
+	b := make([]byte, 0, len(ownerDomain)+len(op)+1+hex.EncodedLen(len(sum)))
+	b = append(b, ownerDomain...)
+	b = append(b, op...)
+	b = append(b, '\n')
+	return hex.AppendEncode(b, sum[:]), nil
+}
+
+// signOwner signs msg with the user key pair kp.
+func signOwner(kp nkeys.KeyPair, msg []byte) ([]byte, error) {
+	if _, err := userPublicKey(kp); err != nil {
+		return nil, fmt.Errorf("sign as owner: %w", err)
+	}
+	sig, err := kp.Sign(msg)
+	if err != nil {
+		return nil, fmt.Errorf("sign as owner: %w", err)
+	}
+	return sig, nil
+}
+
+// verifyOwner checks that sig is owner's signature over msg.
+func verifyOwner(owner string, msg, sig []byte) error {
+	key, err := NormalizeUserKey(owner)
+	if err != nil {
+		return fmt.Errorf("verify owner signature: %w", err)
+	}
+	if len(sig) == 0 {
+		return fmt.Errorf("verify owner signature: %w", ErrMissingSignature)
+	}
+	if err := verifySig(key, msg, sig); err != nil {
+		return fmt.Errorf("verify owner signature: %w", err)
+	}
+	return nil
+}
+
+// SigningBytes returns the bytes the owner signs for r (see "Owner
+// signatures" in the package documentation); OwnerSig does not affect them.
+func (r *InviteRequest) SigningBytes() ([]byte, error) {
+	c := *r
+	c.OwnerSig = nil
+	return ownerSigningBytes(RoomsInvite, &c)
+}
+
+// SignOwner sets r.OwnerSig to the signature of the owner's user key pair kp
+// over r.SigningBytes. Set every other field first.
+func (r *InviteRequest) SignOwner(kp nkeys.KeyPair) error {
+	msg, err := r.SigningBytes()
+	if err != nil {
+		return err
+	}
+	sig, err := signOwner(kp, msg)
+	if err != nil {
+		return err
+	}
+	r.OwnerSig = sig
+	return nil
+}
+
+// VerifyOwner checks that r.OwnerSig is the signature of owner, the room
+// owner's public key, over r.SigningBytes. The error matches
+// ErrMissingSignature, ErrBadSignature or ErrInvalidUserKey.
+func (r *InviteRequest) VerifyOwner(owner string) error {
+	msg, err := r.SigningBytes()
+	if err != nil {
+		return err
+	}
+	return verifyOwner(owner, msg, r.OwnerSig)
+}
+
+// SigningBytes returns the bytes the owner signs for r (see "Owner
+// signatures" in the package documentation); OwnerSig does not affect them.
+func (r *RemoveRequest) SigningBytes() ([]byte, error) {
+	c := *r
+	c.OwnerSig = nil
+	return ownerSigningBytes(RoomsRemove, &c)
+}
+
+// SignOwner sets r.OwnerSig to the signature of the owner's user key pair kp
+// over r.SigningBytes. Set every other field first.
+func (r *RemoveRequest) SignOwner(kp nkeys.KeyPair) error {
+	msg, err := r.SigningBytes()
+	if err != nil {
+		return err
+	}
+	sig, err := signOwner(kp, msg)
+	if err != nil {
+		return err
+	}
+	r.OwnerSig = sig
+	return nil
+}
+
+// VerifyOwner checks that r.OwnerSig is the signature of owner, the room
+// owner's public key, over r.SigningBytes. The error matches
+// ErrMissingSignature, ErrBadSignature or ErrInvalidUserKey.
+func (r *RemoveRequest) VerifyOwner(owner string) error {
+	msg, err := r.SigningBytes()
+	if err != nil {
+		return err
+	}
+	return verifyOwner(owner, msg, r.OwnerSig)
+}
+
+// SigningBytes returns the bytes the owner signs for r (see "Owner
+// signatures" in the package documentation); OwnerSig does not affect them.
+func (r *RekeyRequest) SigningBytes() ([]byte, error) {
+	c := *r
+	c.OwnerSig = nil
+	return ownerSigningBytes(RoomsRekey, &c)
+}
+
+// SignOwner sets r.OwnerSig to the signature of the owner's user key pair kp
+// over r.SigningBytes. Set every other field first.
+func (r *RekeyRequest) SignOwner(kp nkeys.KeyPair) error {
+	msg, err := r.SigningBytes()
+	if err != nil {
+		return err
+	}
+	sig, err := signOwner(kp, msg)
+	if err != nil {
+		return err
+	}
+	r.OwnerSig = sig
+	return nil
+}
+
+// VerifyOwner checks that r.OwnerSig is the signature of owner, the room
+// owner's public key, over r.SigningBytes. The error matches
+// ErrMissingSignature, ErrBadSignature or ErrInvalidUserKey.
+func (r *RekeyRequest) VerifyOwner(owner string) error {
+	msg, err := r.SigningBytes()
+	if err != nil {
+		return err
+	}
+	return verifyOwner(owner, msg, r.OwnerSig)
+}
