@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/unibus/unibus/subjects"
@@ -351,12 +351,10 @@ func (s *Store) listMembers(ctx context.Context, roomID string) ([]Member, error
 	return members, nil
 }
 
-// maxParallelGets bounds concurrent reads in ListRoomsForEndpoint.
-const maxParallelGets = 16
-
 // ListRoomsForEndpoint returns the rooms pub belongs to, through the reverse
-// index: its cost grows with pub's rooms, not with all rooms. An endpoint in
-// no rooms gets an empty slice.
+// index: two direct gets answered from the streams' subject indexes, so the
+// cost grows with pub's rooms, not with all rooms. An endpoint in no rooms
+// gets an empty slice.
 func (s *Store) ListRoomsForEndpoint(ctx context.Context, pub string) ([]RoomRef, error) {
 	pub, err := normalizeUser(pub)
 	if err != nil {
@@ -364,47 +362,42 @@ func (s *Store) ListRoomsForEndpoint(ctx context.Context, pub string) ([]RoomRef
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	entries, err := listEntries(ctx, s.byMember, pub+".*")
+	index, err := getLast(ctx, s.js, BucketRoomsByMember, []string{pub + ".*"})
+	if errors.Is(err, errTooManyResults) {
+		index, err = listEntries(ctx, s.byMember, pub+".*")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list rooms of %s: %w", pub, err)
 	}
-	refs := make([]RoomRef, len(entries))
-	found := make([]bool, len(entries))
-	errs := make([]error, len(entries))
-	sem := make(chan struct{}, maxParallelGets)
-	var wg sync.WaitGroup
-	for i, e := range entries {
+	roles := make(map[string]string, len(index))
+	ids := make([]string, 0, len(index))
+	for _, e := range index {
 		var idx indexEntry
 		if err := json.Unmarshal(e.value, &idx); err != nil {
 			return nil, fmt.Errorf("list rooms of %s: decode %s: %w", pub, e.key, err)
 		}
-		roomID := e.key[len(pub)+1:]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			room, _, err := s.getRoom(ctx, roomID)
-			if err != nil {
-				if !errors.Is(err, ErrNotFound) { // a half-created room is skipped
-					errs[i] = err
-				}
-				return
-			}
-			found[i] = true
-			refs[i] = RoomRef{
-				RoomID: room.ID, Subject: room.Subject, Epoch: room.Epoch,
-				Policy: room.Policy, Role: idx.Role, Mode: room.Mode,
-			}
-		})
+		id := strings.TrimPrefix(e.key, pub+".")
+		roles[id] = idx.Role
+		ids = append(ids, id)
 	}
-	wg.Wait()
-	out := make([]RoomRef, 0, len(entries))
-	for i := range entries {
-		if errs[i] != nil {
-			return nil, fmt.Errorf("list rooms of %s: %w", pub, errs[i])
+	out := make([]RoomRef, 0, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rooms, err := getLast(ctx, s.js, BucketRooms, ids)
+	if err != nil {
+		return nil, fmt.Errorf("list rooms of %s: %w", pub, err)
+	}
+	// A room missing here was half-created or deleted: it is left out.
+	for _, e := range rooms {
+		var room Room
+		if err := json.Unmarshal(e.value, &room); err != nil {
+			return nil, fmt.Errorf("list rooms of %s: decode room %s: %w", pub, e.key, err)
 		}
-		if found[i] {
-			out = append(out, refs[i])
-		}
+		out = append(out, RoomRef{
+			RoomID: room.ID, Subject: room.Subject, Epoch: room.Epoch,
+			Policy: room.Policy, Role: roles[room.ID], Mode: room.Mode,
+		})
 	}
 	return out, nil
 }

@@ -24,6 +24,7 @@ const (
 // use; it owns no goroutines and needs no Close (the caller owns the
 // connection).
 type Store struct {
+	js       jetstream.JetStream
 	users    jetstream.KeyValue
 	rooms    jetstream.KeyValue
 	members  jetstream.KeyValue
@@ -46,7 +47,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	s := &Store{opTimeout: cfg.OpTimeout, nonceTTL: cfg.NonceTTL, now: time.Now}
+	s := &Store{js: js, opTimeout: cfg.OpTimeout, nonceTTL: cfg.NonceTTL, now: time.Now}
 	buckets := []struct {
 		kv   *jetstream.KeyValue
 		conf jetstream.KeyValueConfig

@@ -182,12 +182,15 @@ func VerifyRequest(subject string, h nats.Header, body []byte, now time.Time, ma
 	}
 
 	at := time.UnixMilli(ms)
-	if d := now.Sub(at); d > maxSkew || d < -maxSkew {
-		return SignedRequest{}, fmt.Errorf("%w: timestamp %s is %s from now (max %s)", ErrClockSkew, at.UTC().Format(time.RFC3339Nano), d.Round(time.Millisecond), maxSkew)
+	switch d := now.Sub(at); {
+	case d > maxSkew:
+		return SignedRequest{}, fmt.Errorf("%w: timestamp %s is %s old (max %s)", ErrClockSkew, at.UTC().Format(time.RFC3339Nano), d.Round(time.Millisecond), maxSkew)
+	case d < -maxSkew:
+		return SignedRequest{}, fmt.Errorf("%w: timestamp %s is %s in the future (max %s)", ErrClockSkew, at.UTC().Format(time.RFC3339Nano), at.Sub(now).Round(time.Millisecond), maxSkew)
 	}
 
 	if err := verifySig(pub, CanonicalRequest(subject, ts, nonce, body), sig); err != nil {
-		return SignedRequest{}, fmt.Errorf("verify request: %w", err)
+		return SignedRequest{}, fmt.Errorf("%w (%s %s)", err, HeaderPub, pub)
 	}
 	return SignedRequest{Pub: pub, Nonce: nonce, Timestamp: at}, nil
 }

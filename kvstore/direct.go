@@ -1,0 +1,93 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// maxMultiLast is the most results one multi-last direct get returns (a
+// nats-server limit); longer key lists are split.
+const maxMultiLast = 1024
+
+// errTooManyResults means a pattern matched more keys than one multi-last
+// direct get may return.
+var errTooManyResults = errors.New("too many results for one direct get")
+
+// getLast reads the current values of keys (literal or wildcard patterns)
+// with JetStream's multi-last direct get: one request answered by the
+// stream's subject index, with no consumer to create and no scan of
+// unrelated keys, so its cost follows the number of matches, not the size
+// of the bucket. Deleted keys are left out. nats.go does not wrap this API
+// (nats-server ≥ 2.11), so it is spoken here: a request to
+// $JS.API.DIRECT.GET.<stream> with {"multi_last": [...]}, answered by one
+// message per match and an end-of-batch status.
+func getLast(ctx context.Context, js jetstream.JetStream, bucket string, keys []string) ([]entry, error) {
+	var out []entry
+	for start := 0; start < len(keys); start += maxMultiLast {
+		end := min(start+maxMultiLast, len(keys))
+		part, err := getLastBatch(ctx, js.Conn(), bucket, keys[start:end])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, part...)
+	}
+	return out, nil
+}
+
+func getLastBatch(ctx context.Context, nc *nats.Conn, bucket string, keys []string) ([]entry, error) {
+	prefix := "$KV." + bucket + "."
+	filters := make([]string, len(keys))
+	for i, k := range keys {
+		filters[i] = prefix + k
+	}
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+	}{filters})
+	if err != nil {
+		return nil, fmt.Errorf("encode direct get: %w", err)
+	}
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("direct get %s: %w", bucket, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+bucket, inbox, req); err != nil {
+		return nil, fmt.Errorf("direct get %s: %w", bucket, err)
+	}
+	var out []entry
+	for {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("direct get %s: %w", bucket, err)
+		}
+		if len(msg.Data) == 0 && msg.Header != nil {
+			switch status := msg.Header.Get("Status"); status {
+			case "204": // end of batch
+				return out, nil
+			case "404": // no results
+				return out, nil
+			case "413":
+				return nil, fmt.Errorf("direct get %s: %w", bucket, errTooManyResults)
+			case "":
+			default:
+				return nil, fmt.Errorf("direct get %s: status %s %s", bucket, status, msg.Header.Get("Description"))
+			}
+		}
+		if op := msg.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			continue
+		}
+		subj := msg.Header.Get(jetstream.SubjectHeader)
+		key, ok := strings.CutPrefix(subj, prefix)
+		if !ok {
+			return nil, fmt.Errorf("direct get %s: unexpected subject %q", bucket, subj)
+		}
+		out = append(out, entry{key: key, value: msg.Data})
+	}
+}
