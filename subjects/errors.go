@@ -58,7 +58,8 @@ var (
 const maxQuotedLen = 64
 
 // invalidError is a rejected value: the kind of value (a sentinel), the
-// value itself and the reason. It matches its kind and, when set, also.
+// value itself and the reason. errors.Is matches it against kind and, if
+// set, also.
 type invalidError struct {
 	kind   error
 	value  string

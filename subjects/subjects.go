@@ -158,8 +158,8 @@ const (
 	ObjectStoreAll = "$O" + sep + fwc
 )
 
-// ValidateToken reports whether tok can be used as one token of a subject:
-// non-empty, at most MaxTokenLen bytes, valid UTF-8, and free of '.', '*',
+// ValidateToken returns an error unless tok is safe as one token of a
+// subject: non-empty, at most MaxTokenLen bytes, valid UTF-8, and free of '.', '*',
 // '>', whitespace and control characters. The error matches ErrInvalidToken
 // and says what is wrong with which token.
 func ValidateToken(tok string) error {
@@ -202,7 +202,7 @@ func NewRoomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// ValidateRoomID reports whether id is a room ID: a valid token (see
+// ValidateRoomID returns an error unless id is a room ID: a valid token (see
 // ValidateToken) of 1 to MaxRoomIDLen characters from [A-Za-z0-9_-], which
 // also makes it a valid JetStream KV key token. Every error matches
 // ErrInvalidRoomID; one for an ID that is not even a safe subject token also
@@ -268,7 +268,8 @@ func NormalizeUserKey(s string) (string, error) {
 		return key, nil
 	}
 	if key[0] == 'S' || key[0] == 'P' {
-		// Seeds and private keys start with S and P; never echo them.
+		// Seeds and private keys start with S and P: never echo anything
+		// that might be one, even with a typo.
 		return "", &invalidError{kind: ErrInvalidUserKey, reason: "looks like a seed or private key, want a user public key (U...)", hide: true}
 	}
 	if nkeys.IsValidPublicKey(key) {

@@ -36,11 +36,13 @@ const (
 // with micro's Nats-Service-Error and Nats-Service-Error-Code headers. Error
 // is for humans and never carries internal details.
 type ErrorBody struct {
+	// Error is a human-readable message.
 	Error string `json:"error"`
-	Code  int    `json:"code"`
+	// Code is one of the Code… constants.
+	Code int `json:"code"`
 }
 
-// Room modes (CreateRoomRequest.Mode, RoomInfo.Mode, RoomRef.Policy).
+// Room modes (CreateRoomRequest.Mode, RoomInfo.Mode, RoomRef.Mode).
 const (
 	// ModeE2E is an end-to-end encrypted room: frames are sealed with a
 	// per-epoch room key that the services never see. It is the default.
@@ -50,7 +52,8 @@ const (
 	ModeCleartext = "cleartext"
 )
 
-// History policies (CreateRoomRequest.History, RoomInfo.History).
+// History policies (CreateRoomRequest.History, RoomInfo.History,
+// RoomRef.Policy).
 const (
 	// HistoryNone keeps no frames: members see what is published while they
 	// are subscribed. It is the default.
@@ -326,12 +329,14 @@ type RoomRef struct {
 	Subject string `json:"subject"`
 	// Epoch is the room's current key epoch.
 	Epoch uint64 `json:"epoch"`
-	// Policy is the room's encryption policy, the same value as
-	// RoomInfo.Mode: ModeE2E or ModeCleartext. A peer must refuse cleartext
-	// frames in a ModeE2E room.
+	// Policy is the room's history policy, the same value as
+	// RoomInfo.History: HistoryNone or HistoryKeep.
 	Policy string `json:"policy"`
 	// Role is the caller's role, RoleOwner or RoleMember.
 	Role string `json:"role"`
+	// Mode is ModeE2E or ModeCleartext. A peer must refuse cleartext
+	// frames in a ModeE2E room.
+	Mode string `json:"mode"`
 }
 
 // MineResponse is the reply of RoomsMine (the request body is empty).

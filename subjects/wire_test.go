@@ -42,7 +42,7 @@ func TestJSONRoundTrip(t *testing.T) {
 		&subjects.MemberInfo{Pub: pub, Role: subjects.RoleOwner, JoinedEpoch: 1},
 		&subjects.MembersResponse{Members: []subjects.MemberInfo{{Pub: pub, Role: subjects.RoleMember, JoinedEpoch: 2}}},
 		&subjects.MembersResponse{Members: []subjects.MemberInfo{}},
-		&subjects.RoomRef{RoomID: "abc", Subject: "unibus.v1.room.abc", Epoch: 2, Policy: subjects.ModeE2E, Role: subjects.RoleMember},
+		&subjects.RoomRef{RoomID: "abc", Subject: "unibus.v1.room.abc", Epoch: 2, Policy: subjects.HistoryKeep, Role: subjects.RoleMember, Mode: subjects.ModeE2E},
 		&subjects.MineResponse{Rooms: []subjects.RoomRef{{RoomID: "abc"}}},
 		&subjects.MineResponse{Rooms: []subjects.RoomRef{}},
 		&subjects.KeyRequest{RoomID: "abc", Epoch: 4},
@@ -103,8 +103,8 @@ func TestJSONKeys(t *testing.T) {
 		want string
 	}{
 		{"error body", subjects.ErrorBody{Error: "not found", Code: 404}, `{"error":"not found","code":404}`},
-		{"room ref", subjects.RoomRef{RoomID: "r", Subject: "s", Epoch: 1, Policy: "e2e", Role: "owner"},
-			`{"room_id":"r","subject":"s","epoch":1,"policy":"e2e","role":"owner"}`},
+		{"room ref", subjects.RoomRef{RoomID: "r", Subject: "s", Epoch: 1, Policy: "none", Role: "owner", Mode: "e2e"},
+			`{"room_id":"r","subject":"s","epoch":1,"policy":"none","role":"owner","mode":"e2e"}`},
 		{"user info, optional fields omitted", subjects.UserInfo{Pub: "U", AddedAt: added},
 			`{"pub":"U","added_at":"2025-01-02T03:04:05Z"}`},
 		{"user info, all fields", subjects.UserInfo{Pub: "U", Name: "n", Admin: true, EncKey: []byte{1}, EncKeySig: []byte{2}, AddedAt: added, Revoked: true, RevokedAt: &added},
@@ -153,8 +153,8 @@ func TestEmptyListsEncodeAsArrays(t *testing.T) {
 		{&subjects.ListUsersResponse{}, `{"users":[]}`},
 		{subjects.MembersResponse{}, `{"members":[]}`},
 		{&subjects.MembersResponse{}, `{"members":[]}`},
-		{subjects.MineResponse{Rooms: []subjects.RoomRef{{RoomID: "r", Subject: "s", Epoch: 1, Policy: "e2e", Role: "owner"}}},
-			`{"rooms":[{"room_id":"r","subject":"s","epoch":1,"policy":"e2e","role":"owner"}]}`},
+		{subjects.MineResponse{Rooms: []subjects.RoomRef{{RoomID: "r", Subject: "s", Epoch: 1, Policy: "keep", Role: "owner", Mode: "cleartext"}}},
+			`{"rooms":[{"room_id":"r","subject":"s","epoch":1,"policy":"keep","role":"owner","mode":"cleartext"}]}`},
 		{struct {
 			M subjects.MineResponse `json:"m"`
 		}{}, `{"m":{"rooms":[]}}`},

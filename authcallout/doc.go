@@ -1,0 +1,30 @@
+// Package authcallout admits only allowlisted nkey identities to the bus and
+// grants each exactly its subjects.
+//
+// It answers nats-server's auth callout ($SYS.REQ.USER.AUTH) in three steps,
+// after synadia-io/callout.go: decode the server's request (decrypting it
+// when xkey encryption is on), authorize it against the store within a
+// deadline, and sign (and encrypt) the response. Authorizing means:
+//
+//   - the client presented an nkey and signed the server's nonce with it: the
+//     signature is verified here, so a client that presents someone else's
+//     public key without its private key is refused;
+//   - the key is a registered, unrevoked user in UNIBUS_users;
+//   - the user JWT issued for account UNIBUS grants publish on the control
+//     plane and the user's rooms, subscribe on its own inbox and rooms, and
+//     nothing under $JS, $KV, $O or $SRV (admins may use $SRV for micro
+//     discovery); it expires after Config.UserTTL so permissions refresh.
+//
+// Anything else, including any store error or a timeout, is a denial: the
+// callout fails closed within Config.RequestTimeout.
+//
+// Changes reach live connections: a Watcher follows the users bucket and the
+// rooms-by-member index and, through the system account's CONNZ and KICK
+// requests, disconnects the affected user's connections on every server, so
+// a revoked user is gone and a member whose rooms changed reconnects with
+// the new permissions.
+//
+// NATSConfig prints the nats-server configuration (accounts AUTH, UNIBUS,
+// SYS and the auth_callout block) that the embedded server loads and that an
+// operator's cluster needs: one source for both.
+package authcallout

@@ -1,0 +1,315 @@
+package authcallout
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/subjects"
+)
+
+// Subject and header of the nats-server auth callout protocol.
+const (
+	requestSubject = "$SYS.REQ.USER.AUTH"
+	xkeyHeader     = "Nats-Server-Xkey"
+	queueGroup     = "unibus-authcallout"
+)
+
+// Defaults for Config.
+const (
+	// DefaultRequestTimeout bounds one authorization, well inside the
+	// server's 2 s auth timeout.
+	DefaultRequestTimeout = time.Second
+	// DefaultUserTTL is the lifetime of an issued user JWT; the server
+	// disconnects the client when it expires and it reconnects with fresh
+	// permissions.
+	DefaultUserTTL = 15 * time.Minute
+	// DefaultWorkers bounds concurrent authorizations.
+	DefaultWorkers = 32
+	// DefaultQueueLength bounds requests waiting for a worker; beyond it
+	// requests are dropped (the server denies them at its timeout).
+	DefaultQueueLength = 1024
+)
+
+// Store is what the callout reads; *kvstore.Store implements it.
+type Store interface {
+	GetUser(ctx context.Context, pub string) (kvstore.User, error)
+	ListRoomsForEndpoint(ctx context.Context, pub string) ([]kvstore.RoomRef, error)
+}
+
+var _ Store = (*kvstore.Store)(nil)
+
+// Config configures the callout service.
+type Config struct {
+	// Conn is a connection of the callout user (account AUTH).
+	Conn *nats.Conn
+	// Store looks users and their rooms up.
+	Store Store
+	// Issuer signs user JWTs and responses: the account key named as the
+	// auth_callout issuer.
+	Issuer nkeys.KeyPair
+	// XKey, when set, decrypts requests and encrypts responses.
+	XKey nkeys.KeyPair
+	// RequestTimeout bounds one authorization (DefaultRequestTimeout).
+	RequestTimeout time.Duration
+	// UserTTL is the lifetime of issued user JWTs (DefaultUserTTL).
+	UserTTL time.Duration
+	// Workers and QueueLength bound concurrent and waiting requests.
+	Workers     int
+	QueueLength int
+	// Logger receives decisions at debug level and failures at warn.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.UserTTL == 0 {
+		c.UserTTL = DefaultUserTTL
+	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.QueueLength == 0 {
+		c.QueueLength = DefaultQueueLength
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c Config) valid() error {
+	if c.Conn == nil {
+		return fmt.Errorf("%w: a connection is required", ErrConfigValidation)
+	}
+	if c.Store == nil {
+		return fmt.Errorf("%w: a store is required", ErrConfigValidation)
+	}
+	if c.Issuer == nil {
+		return fmt.Errorf("%w: an issuer key is required", ErrConfigValidation)
+	}
+	if pub, err := c.Issuer.PublicKey(); err != nil || !nkeys.IsValidPublicAccountKey(pub) {
+		return fmt.Errorf("%w: the issuer must be an account key", ErrConfigValidation)
+	}
+	if c.XKey != nil {
+		if pub, err := c.XKey.PublicKey(); err != nil || !nkeys.IsValidPublicCurveKey(pub) {
+			return fmt.Errorf("%w: the xkey must be a curve key", ErrConfigValidation)
+		}
+	}
+	if c.RequestTimeout < 0 || c.UserTTL < time.Second || c.Workers < 1 || c.QueueLength < 1 {
+		return fmt.Errorf("%w: timeouts, TTL, workers and queue length must be positive", ErrConfigValidation)
+	}
+	return nil
+}
+
+// Service answers auth callout requests until Stop.
+type Service struct {
+	cfg    Config
+	sub    *nats.Subscription
+	msgs   chan *nats.Msg
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	now    func() time.Time
+}
+
+// Start subscribes to the callout subject (in a queue group, so several
+// instances share the load) and starts the workers.
+func Start(cfg Config) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.valid(); err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, msgs: make(chan *nats.Msg, cfg.QueueLength), now: time.Now}
+	sub, err := cfg.Conn.ChanQueueSubscribe(requestSubject, queueGroup, s.msgs)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", requestSubject, err)
+	}
+	// The channel's capacity bounds waiting requests: when it is full the
+	// client library drops the request (and the server denies it at its
+	// timeout) rather than buffering without bound.
+	if err := cfg.Conn.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe %s: %w", requestSubject, err)
+	}
+	s.sub = sub
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	for range cfg.Workers {
+		s.wg.Go(func() { s.work(ctx) })
+	}
+	return s, nil
+}
+
+// Stop unsubscribes and waits for the workers to finish.
+func (s *Service) Stop() {
+	_ = s.sub.Unsubscribe()
+	s.cancel()
+	s.wg.Wait()
+}
+
+func (s *Service) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-s.msgs:
+			s.handle(ctx, msg)
+		}
+	}
+}
+
+// handle is the three steps: decode, authorize, respond.
+func (s *Service) handle(ctx context.Context, msg *nats.Msg) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	req, serverXKey, err := s.decode(msg)
+	if err != nil {
+		// Without a decodable request there is no one to answer: the server
+		// denies at its timeout.
+		s.cfg.Logger.Warn("auth callout: undecodable request", "err", err)
+		return
+	}
+	userJWT, pub, err := s.authorize(ctx, req)
+	if err != nil {
+		s.cfg.Logger.Debug("auth callout: deny", "pub", pub, "client", req.ClientInformation.ID, "err", err)
+	} else {
+		s.cfg.Logger.Debug("auth callout: admit", "pub", pub, "client", req.ClientInformation.ID)
+	}
+	if err := s.respond(msg, req, serverXKey, userJWT, err); err != nil {
+		s.cfg.Logger.Warn("auth callout: respond", "err", err)
+	}
+}
+
+// decode opens (when encrypted) and verifies the server's request JWT.
+func (s *Service) decode(msg *nats.Msg) (*jwt.AuthorizationRequestClaims, string, error) {
+	data := msg.Data
+	serverXKey := msg.Header.Get(xkeyHeader)
+	if s.cfg.XKey != nil {
+		if serverXKey == "" {
+			return nil, "", fmt.Errorf("decode request: %w: unencrypted request while xkey is on", ErrDenied)
+		}
+		opened, err := s.cfg.XKey.Open(data, serverXKey)
+		if err != nil {
+			return nil, "", fmt.Errorf("decrypt request: %w", err)
+		}
+		data = opened
+	}
+	req, err := jwt.DecodeAuthorizationRequestClaims(string(data))
+	if err != nil {
+		return nil, "", fmt.Errorf("decode request: %w", err)
+	}
+	if !nkeys.IsValidPublicServerKey(req.Issuer) {
+		return nil, "", fmt.Errorf("decode request: issuer %q is not a server", req.Issuer)
+	}
+	return req, serverXKey, nil
+}
+
+// authorize decides and, on admission, returns the signed user JWT. The
+// client's nkey is returned for logging whenever it is known.
+func (s *Service) authorize(ctx context.Context, req *jwt.AuthorizationRequestClaims) (string, string, error) {
+	opts := req.ConnectOptions
+	if opts.Nkey == "" {
+		return "", "", fmt.Errorf("%w: no nkey presented", ErrDenied)
+	}
+	pub, err := subjects.NormalizeUserKey(opts.Nkey)
+	if err != nil || pub != opts.Nkey {
+		return "", opts.Nkey, fmt.Errorf("%w: %q is not a user public key", ErrDenied, opts.Nkey)
+	}
+	if err := verifyNonce(pub, req.ClientInformation.Nonce, opts.SignedNonce); err != nil {
+		return "", pub, err
+	}
+	user, err := s.cfg.Store.GetUser(ctx, pub)
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return "", pub, fmt.Errorf("%w: not registered", ErrDenied)
+	}
+	if err != nil {
+		return "", pub, fmt.Errorf("%w: look up user: %w", ErrDenied, err)
+	}
+	if user.Revoked() {
+		return "", pub, fmt.Errorf("%w: revoked", ErrDenied)
+	}
+	rooms, err := s.cfg.Store.ListRoomsForEndpoint(ctx, pub)
+	if err != nil {
+		return "", pub, fmt.Errorf("%w: list rooms: %w", ErrDenied, err)
+	}
+	roomSubjects := make([]string, 0, len(rooms))
+	for _, r := range rooms {
+		roomSubjects = append(roomSubjects, r.Subject)
+	}
+	perms, err := Permissions(pub, user.Admin, roomSubjects)
+	if err != nil {
+		return "", pub, fmt.Errorf("%w: %w", ErrDenied, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", pub, fmt.Errorf("%w: %w", ErrDenied, err)
+	}
+	uc := jwt.NewUserClaims(req.UserNkey)
+	uc.Name = pub
+	uc.Audience = AccountUnibus
+	uc.Expires = s.now().Add(s.cfg.UserTTL).Unix()
+	uc.Permissions = perms
+	token, err := uc.Encode(s.cfg.Issuer)
+	if err != nil {
+		return "", pub, fmt.Errorf("%w: sign user jwt: %w", ErrDenied, err)
+	}
+	return token, pub, nil
+}
+
+// verifyNonce checks the client's signature over the server's nonce, as
+// nats-server does for configured nkey users.
+func verifyNonce(pub, nonce, sig string) error {
+	if nonce == "" || sig == "" {
+		return fmt.Errorf("%w: no signed nonce", ErrDenied)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		if raw, err = base64.StdEncoding.DecodeString(sig); err != nil {
+			return fmt.Errorf("%w: malformed nonce signature", ErrDenied)
+		}
+	}
+	kp, err := nkeys.FromPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDenied, err)
+	}
+	if err := kp.Verify([]byte(nonce), raw); err != nil {
+		return fmt.Errorf("%w: bad nonce signature", ErrDenied)
+	}
+	return nil
+}
+
+// respond signs (and encrypts) the answer: the user JWT, or the denial.
+func (s *Service) respond(msg *nats.Msg, req *jwt.AuthorizationRequestClaims, serverXKey, userJWT string, denial error) error {
+	rc := jwt.NewAuthorizationResponseClaims(req.UserNkey)
+	rc.Audience = req.Server.ID
+	if denial != nil {
+		// The client sees only "authorization violation"; the reason is
+		// logged by the server, so keep it short and free of internals.
+		rc.Error = "not authorized"
+	} else {
+		rc.Jwt = userJWT
+	}
+	token, err := rc.Encode(s.cfg.Issuer)
+	if err != nil {
+		return fmt.Errorf("sign response: %w", err)
+	}
+	data := []byte(token)
+	if s.cfg.XKey != nil {
+		if data, err = s.cfg.XKey.Seal(data, serverXKey); err != nil {
+			return fmt.Errorf("encrypt response: %w", err)
+		}
+	}
+	if err := msg.Respond(data); err != nil {
+		return fmt.Errorf("send response: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// AccessChange says that what a user may do on the bus changed: it was
+// revoked, gained or lost admin, or joined or left a room.
+type AccessChange struct {
+	Pub    string
+	Reason string
+}
+
+// Reasons of an AccessChange.
+const (
+	ReasonRevoked    = "revoked"
+	ReasonAdmin      = "admin changed"
+	ReasonMembership = "membership changed"
+)
+
+// AccessWatcher follows the users bucket and the rooms-by-member index and
+// reports every change of a user's access. It owns one goroutine, stopped
+// by Stop.
+type AccessWatcher struct {
+	changes chan AccessChange
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	users   jetstream.KeyWatcher
+	index   jetstream.KeyWatcher
+}
+
+// WatchAccess starts an AccessWatcher. Changes made before it started are
+// not reported.
+func (s *Store) WatchAccess(ctx context.Context) (*AccessWatcher, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	users, err := s.users.WatchAll(ctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("watch users: %w", err)
+	}
+	index, err := s.byMember.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.MetaOnly())
+	if err != nil {
+		_ = users.Stop()
+		cancel()
+		return nil, fmt.Errorf("watch memberships: %w", err)
+	}
+	w := &AccessWatcher{changes: make(chan AccessChange, 256), cancel: cancel, users: users, index: index}
+	w.wg.Go(func() { w.run(ctx) })
+	return w, nil
+}
+
+// Changes delivers access changes; it is closed by Stop.
+func (w *AccessWatcher) Changes() <-chan AccessChange { return w.changes }
+
+// Stop stops watching and waits for the goroutine to end.
+func (w *AccessWatcher) Stop() {
+	w.cancel()
+	_ = w.users.Stop()
+	_ = w.index.Stop()
+	w.wg.Wait()
+}
+
+type userState struct{ revoked, admin bool }
+
+func (w *AccessWatcher) run(ctx context.Context) {
+	defer close(w.changes)
+	known := map[string]userState{}
+	initial := true
+	emit := func(c AccessChange) bool {
+		select {
+		case w.changes <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.users.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				initial = false
+				continue
+			}
+			pub := e.Key()
+			var now userState
+			if e.Operation() == jetstream.KeyValuePut {
+				var u User
+				if err := json.Unmarshal(e.Value(), &u); err != nil {
+					continue
+				}
+				now = userState{revoked: u.Revoked(), admin: u.Admin}
+			} else {
+				now = userState{revoked: true}
+			}
+			before, seen := known[pub]
+			known[pub] = now
+			if initial || !seen {
+				continue
+			}
+			switch {
+			case now.revoked && !before.revoked:
+				if !emit(AccessChange{Pub: pub, Reason: ReasonRevoked}) {
+					return
+				}
+			case now.admin != before.admin:
+				if !emit(AccessChange{Pub: pub, Reason: ReasonAdmin}) {
+					return
+				}
+			}
+		case e, ok := <-w.index.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue
+			}
+			pub, _, found := strings.Cut(e.Key(), ".")
+			if !found {
+				continue
+			}
+			if !emit(AccessChange{Pub: pub, Reason: ReasonMembership}) {
+				return
+			}
+		}
+	}
+}

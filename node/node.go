@@ -1,0 +1,177 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/unibus/unibus/authcallout"
+	"github.com/unibus/unibus/embedded"
+	"github.com/unibus/unibus/kvstore"
+)
+
+// ErrConfigValidation wraps every configuration error.
+var ErrConfigValidation = errors.New("invalid node configuration")
+
+// Config configures a node.
+type Config struct {
+	// Server is the embedded nats-server (listen address, data, TLS,
+	// cluster). Its Customize hook is owned by the node.
+	Server embedded.Config
+	// Store configures the KV buckets (replicas, timeouts).
+	Store kvstore.Config
+	// Keys are the deployment's NATS keys; nil generates a fresh set, which
+	// is right for a single embedded node. Cluster nodes share one set.
+	Keys *authcallout.Keys
+	// XKey encrypts the callout exchange when Keys is nil.
+	XKey bool
+	// Callout tunes the callout service (Conn, Store, Issuer, XKey and
+	// Logger are filled in by the node).
+	Callout authcallout.Config
+	// Admin, when set, is made an admin at start (bootstrap).
+	Admin string
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Node is a running unibus node.
+type Node struct {
+	Server *embedded.Server
+	Store  *kvstore.Store
+	Keys   authcallout.Keys
+
+	// ServiceConn is the services' connection (account UNIBUS).
+	ServiceConn *nats.Conn
+	// SystemConn is a system-account connection.
+	SystemConn *nats.Conn
+
+	calloutConn *nats.Conn
+	callout     *authcallout.Service
+	watcher     *authcallout.Watcher
+	logger      *slog.Logger
+}
+
+// Start starts a node and returns when it accepts peers.
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var keys authcallout.Keys
+	if cfg.Keys != nil {
+		keys = *cfg.Keys
+	} else if keys, err = authcallout.GenerateKeys(cfg.XKey); err != nil {
+		return nil, err
+	}
+	conf, err := authcallout.NATSConfig(keys)
+	if err != nil {
+		return nil, err
+	}
+	srvCfg := cfg.Server
+	srvCfg.Logger = logger
+	srvCfg.Customize = func(o *server.Options) error {
+		if err := o.ProcessConfigString(conf); err != nil {
+			return fmt.Errorf("load unibus accounts: %w", err)
+		}
+		return nil
+	}
+	n := &Node{Keys: keys, logger: logger}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if n.Server, err = embedded.Start(srvCfg); err != nil {
+		return nil, err
+	}
+	if n.calloutConn, err = n.Server.InProcessConn(userAuth(keys.CalloutUser), nats.Name("unibus-authcallout")); err != nil {
+		return nil, fmt.Errorf("connect callout user: %w", err)
+	}
+	if n.ServiceConn, err = n.Server.InProcessConn(userAuth(keys.ServiceUser), nats.Name("unibus-services"), nats.MaxReconnects(-1)); err != nil {
+		return nil, fmt.Errorf("connect service user: %w", err)
+	}
+	if n.SystemConn, err = n.Server.InProcessConn(userAuth(keys.SystemUser), nats.Name("unibus-system")); err != nil {
+		return nil, fmt.Errorf("connect system user: %w", err)
+	}
+	js, err := jetstream.New(n.ServiceConn)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if n.Store, err = openStore(ctx, js, cfg.Store); err != nil {
+		return nil, err
+	}
+	co := cfg.Callout
+	co.Conn, co.Store, co.Issuer, co.XKey = n.calloutConn, n.Store, keys.Issuer, keys.XKey
+	if co.Logger == nil {
+		co.Logger = logger
+	}
+	if n.callout, err = authcallout.Start(co); err != nil {
+		return nil, fmt.Errorf("start auth callout: %w", err)
+	}
+	kicker := &authcallout.Kicker{Conn: n.SystemConn}
+	if n.watcher, err = authcallout.StartWatcher(ctx, n.Store, kicker, logger); err != nil {
+		return nil, err
+	}
+	if cfg.Admin != "" {
+		u, err := n.Store.EnsureAdmin(ctx, cfg.Admin, "admin")
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap admin: %w", err)
+		}
+		logger.Info("admin ready", "pub", u.Pub)
+	}
+	return n, nil
+}
+
+// openStore opens the buckets, retrying while JetStream is still electing
+// leaders (a restarting cluster node).
+func openStore(ctx context.Context, js jetstream.JetStream, cfg kvstore.Config) (*kvstore.Store, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := kvstore.Open(ctx, js, cfg)
+		if err == nil || errors.Is(err, kvstore.ErrConfigValidation) || time.Now().After(deadline) {
+			if err != nil {
+				return nil, fmt.Errorf("open store: %w", err)
+			}
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open store: %w", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// userAuth authenticates an in-process service connection with an nkey.
+func userAuth(kp nkeys.KeyPair) nats.Option {
+	pub, _ := kp.PublicKey()
+	return nats.Nkey(pub, kp.Sign)
+}
+
+// ClientURL is where peers connect.
+func (n *Node) ClientURL() string { return n.Server.ClientURL() }
+
+// Close stops everything the node started, in reverse order, and waits.
+func (n *Node) Close() {
+	if n.watcher != nil {
+		n.watcher.Stop()
+	}
+	if n.callout != nil {
+		n.callout.Stop()
+	}
+	for _, nc := range []*nats.Conn{n.calloutConn, n.ServiceConn, n.SystemConn} {
+		if nc != nil {
+			nc.Close()
+		}
+	}
+	if n.Server != nil {
+		n.Server.Close()
+	}
+}
