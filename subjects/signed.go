@@ -41,7 +41,7 @@ const (
 	// DefaultMaxSkew is the clock skew VerifyRequest allows when called
 	// with a non-positive maxSkew. Replay protection must remember nonces
 	// for at least twice the skew in use.
-	DefaultMaxSkew = time.Minute
+	DefaultMaxSkew = 2 * time.Minute
 )
 
 const (

@@ -1,0 +1,140 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/unibus/unibus/certs"
+	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/subjects"
+)
+
+// Option configures Connect.
+type Option func(*options) error
+
+type options struct {
+	caFile        string
+	name          string
+	reconnectWait time.Duration
+	natsOpts      []nats.Option
+}
+
+// WithCA pins TLS to the CA in caFile: the server must present a
+// certificate it signed, and plaintext URLs are refused.
+func WithCA(caFile string) Option {
+	return func(o *options) error { o.caFile = caFile; return nil }
+}
+
+// WithName sets the connection name shown in server monitoring.
+func WithName(name string) Option {
+	return func(o *options) error { o.name = name; return nil }
+}
+
+// WithReconnectWait sets the pause between reconnect attempts (default
+// 250ms: kicks for permission refreshes should heal fast).
+func WithReconnectWait(d time.Duration) Option {
+	return func(o *options) error { o.reconnectWait = d; return nil }
+}
+
+// WithNATSOptions appends raw nats.go options (handlers, timeouts).
+func WithNATSOptions(opts ...nats.Option) Option {
+	return func(o *options) error { o.natsOpts = append(o.natsOpts, opts...); return nil }
+}
+
+// Conn is a connection to the bus as one identity.
+type Conn struct {
+	nc *nats.Conn
+	id *identity.Identity
+}
+
+// Connect connects to url (comma-separated for several servers) as id.
+func Connect(ctx context.Context, url string, id *identity.Identity, opts ...Option) (*Conn, error) {
+	if id == nil {
+		return nil, fmt.Errorf("%w: an identity is required", ErrConnect)
+	}
+	o := options{reconnectWait: 250 * time.Millisecond}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
+		}
+	}
+	natsOpts, err := o.natsOptions(url, id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConnect, err)
+	}
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		nc, err := nats.Connect(url, natsOpts...)
+		done <- result{nc, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("%w at %s: %w", ErrConnect, url, r.err)
+		}
+		return &Conn{nc: r.nc, id: id}, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.nc != nil {
+				r.nc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("%w at %s: %w", ErrConnect, url, ctx.Err())
+	}
+}
+
+func (o options) natsOptions(url string, id *identity.Identity) ([]nats.Option, error) {
+	inbox, err := subjects.InboxPrefix(id.PublicKey())
+	if err != nil {
+		return nil, err
+	}
+	opts := []nats.Option{
+		nats.Nkey(id.PublicKey(), id.Sign),
+		nats.CustomInboxPrefix(inbox),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(o.reconnectWait),
+		// Revocation and permission refreshes end in auth errors or kicks;
+		// keep trying rather than give up after two.
+		nats.IgnoreAuthErrorAbort(),
+	}
+	if o.name != "" {
+		opts = append(opts, nats.Name(o.name))
+	}
+	if o.caFile != "" {
+		if err := certs.RequireTLSURL(url); err != nil {
+			return nil, err
+		}
+		tlsConf, err := certs.ClientConfig(o.caFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Secure(tlsConf))
+	}
+	return append(opts, o.natsOpts...), nil
+}
+
+// NATS returns the underlying connection, for raw subscriptions.
+func (c *Conn) NATS() *nats.Conn { return c.nc }
+
+// Identity returns the identity the connection authenticates as.
+func (c *Conn) Identity() *identity.Identity { return c.id }
+
+// Close drains the connection: pending messages are delivered and
+// subscriptions closed before it returns.
+func (c *Conn) Close() error {
+	if err := c.nc.Drain(); err != nil {
+		c.nc.Close()
+		return fmt.Errorf("close: %w", err)
+	}
+	for !c.nc.IsClosed() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
