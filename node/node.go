@@ -35,6 +35,9 @@ type Config struct {
 	// Callout tunes the callout service (Conn, Store, Issuer, XKey and
 	// Logger are filled in by the node).
 	Callout authcallout.Config
+	// WrapCalloutStore, when set, wraps the store the callout reads (fault
+	// injection in tests).
+	WrapCalloutStore func(authcallout.Store) authcallout.Store
 	// Admin, when set, is made an admin at start (bootstrap).
 	Admin string
 	// Logger receives the node's logs; nil discards them.
@@ -109,6 +112,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	co := cfg.Callout
 	co.Conn, co.Store, co.Issuer, co.XKey = n.calloutConn, n.Store, keys.Issuer, keys.XKey
+	if cfg.WrapCalloutStore != nil {
+		co.Store = cfg.WrapCalloutStore(n.Store)
+	}
 	if co.Logger == nil {
 		co.Logger = logger
 	}

@@ -1,0 +1,145 @@
+package svc
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/subjects"
+)
+
+// ErrConfigValidation wraps every error that Config validation reports.
+var ErrConfigValidation = errors.New("invalid control-plane configuration")
+
+// Wire-code sentinels: every *Error matches, with errors.Is, the sentinel of
+// its code (and no other), whatever its message. They are what the services
+// reply with; a caller of the package uses them to classify an *Error.
+var (
+	// ErrBadRequest (400): a malformed request or an invalid value.
+	ErrBadRequest = &Error{Code: subjects.CodeBadRequest, Message: "bad request"}
+	// ErrUnauthenticated (401): a missing or invalid request signature, an
+	// unregistered or revoked signer, a replayed nonce, clock skew, or a
+	// missing or invalid owner signature.
+	ErrUnauthenticated = &Error{Code: subjects.CodeUnauthenticated, Message: "unauthenticated"}
+	// ErrForbidden (403): not the owner, not an admin, not a member, refused
+	// by policy, or no sealed key for the caller.
+	ErrForbidden = &Error{Code: subjects.CodeForbidden, Message: "forbidden"}
+	// ErrNotFound (404): no such user or room.
+	ErrNotFound = &Error{Code: subjects.CodeNotFound, Message: "not found"}
+	// ErrConflict (409): a duplicate, a stale epoch or a lost race.
+	ErrConflict = &Error{Code: subjects.CodeConflict, Message: "conflict"}
+	// ErrTooLarge (413): the request body is over the endpoint's limit.
+	ErrTooLarge = &Error{Code: subjects.CodeTooLarge, Message: "request too large"}
+	// ErrUnavailable (503): the backend failed or the service is saturated or
+	// stopping; the request was refused (fail closed) and may be retried.
+	ErrUnavailable = &Error{Code: subjects.CodeUnavailable, Message: "service unavailable"}
+)
+
+// Error is a control-plane error as it goes on the wire: a code (one of the
+// subjects.Code… constants) and a message written for humans, which never
+// carries store or Go error text. Cause, when set, is the internal reason;
+// it is logged, never sent.
+type Error struct {
+	Code    int
+	Message string
+	Cause   error
+}
+
+// Error returns the message and, when set, the cause (for logs).
+func (e *Error) Error() string {
+	if e.Cause == nil {
+		return strconv.Itoa(e.Code) + " " + e.Message
+	}
+	return strconv.Itoa(e.Code) + " " + e.Message + ": " + e.Cause.Error()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Is reports whether target is an *Error with the same code, so that
+// errors.Is(err, ErrForbidden) holds for every 403.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Body returns the JSON error body sent with the reply.
+func (e *Error) Body() subjects.ErrorBody {
+	return subjects.ErrorBody{Error: e.Message, Code: e.Code}
+}
+
+func newError(code int, cause error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Cause: cause}
+}
+
+func badRequest(format string, args ...any) *Error {
+	return newError(subjects.CodeBadRequest, nil, format, args...)
+}
+
+func unauthenticated(cause error, format string, args ...any) *Error {
+	return newError(subjects.CodeUnauthenticated, cause, format, args...)
+}
+
+func forbidden(format string, args ...any) *Error {
+	return newError(subjects.CodeForbidden, nil, format, args...)
+}
+
+func notFound(format string, args ...any) *Error {
+	return newError(subjects.CodeNotFound, nil, format, args...)
+}
+
+func conflict(cause error, format string, args ...any) *Error {
+	return newError(subjects.CodeConflict, cause, format, args...)
+}
+
+// msgUnavailable is the message of every backend failure.
+const msgUnavailable = "the service is temporarily unavailable; retry later"
+
+// storeMessages are the human messages for the outcomes of one store call.
+// An empty message falls back to a generic one.
+type storeMessages struct {
+	notFound string // kvstore.ErrNotFound → 404
+	exists   string // kvstore.ErrExists → 409
+	conflict string // kvstore.ErrConflict → 409
+	invalid  string // kvstore.ErrInvalid → 400
+}
+
+// storeError maps an error of a kvstore call to the wire error: the only
+// place that knows the store's sentinels. Anything it does not recognize is
+// a backend failure (503, fail closed). The store's text is kept as the
+// cause, for logs only.
+func storeError(err error, m storeMessages) *Error {
+	pick := func(msg, fallback string) string {
+		if msg != "" {
+			return msg
+		}
+		return fallback
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kvstore.ErrNotFound):
+		return newError(subjects.CodeNotFound, err, "%s", pick(m.notFound, "not found"))
+	case errors.Is(err, kvstore.ErrExists):
+		return newError(subjects.CodeConflict, err, "%s", pick(m.exists, "already exists"))
+	case errors.Is(err, kvstore.ErrConflict):
+		return newError(subjects.CodeConflict, err, "%s", pick(m.conflict, "the record changed during the request; fetch it again and retry"))
+	case errors.Is(err, kvstore.ErrInvalid):
+		return newError(subjects.CodeBadRequest, err, "%s", pick(m.invalid, "invalid request"))
+	case errors.Is(err, kvstore.ErrReplay):
+		return newError(subjects.CodeUnauthenticated, err, "request nonce already used (replay)")
+	default:
+		return newError(subjects.CodeUnavailable, err, msgUnavailable)
+	}
+}
+
+// asError turns any handler error into an *Error: an *Error is kept, a
+// store error is mapped, anything else is an internal failure (503).
+func asError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return storeError(err, storeMessages{})
+}
