@@ -10,7 +10,7 @@ BENCH         ?= .
 BENCHTIME     ?= 1s
 RUN_ARGS      ?=
 
-.PHONY: all build run test bench lint fmt tidy clean
+.PHONY: all build run dev-certs test bench lint fmt tidy clean
 
 all: lint test
 
@@ -19,6 +19,9 @@ build: ## build every binary into bin/
 
 run: ## start the embedded NATS server and services (data: $$UNIBUS_DATA)
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/unibusd $(RUN_ARGS)
+
+dev-certs: ## write a throwaway CA and server certificate into certs/ (local TLS only)
+	$(GO) run ./cmd/unibusd dev-certs --dir certs
 
 test: ## run the tests with the race detector; one test: make test T=Name PKG=./x/...
 ifeq ($(T),)

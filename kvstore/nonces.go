@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -33,3 +34,8 @@ func (s *Store) ClaimNonce(ctx context.Context, nonce string) error {
 	}
 	return nil
 }
+
+// NonceTTL is how long a claimed nonce is remembered (Config.NonceTTL with
+// its default applied). A verifier must accept requests for at most this
+// long, that is a clock skew of at most NonceTTL/2.
+func (s *Store) NonceTTL() time.Duration { return s.nonceTTL }

@@ -13,20 +13,40 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
+// command is one unibusd subcommand.
+type command interface {
+	Run(ctx context.Context, args []string) error
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cmd := &serveCommand{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
-	err := cmd.Run(ctx, os.Args[1:])
+	os.Exit(exitCode(run(ctx, os.Args[1:])))
+}
+
+// run picks the subcommand: dev-certs, or serve (the default).
+func run(ctx context.Context, args []string) error {
+	var cmd command = &serveCommand{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	if len(args) > 0 {
+		switch args[0] {
+		case "dev-certs":
+			cmd, args = &devCertsCommand{Stdout: os.Stdout, Stderr: os.Stderr}, args[1:]
+		case "serve":
+			args = args[1:]
+		}
+	}
+	return cmd.Run(ctx, args)
+}
+
+func exitCode(err error) int {
 	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
 	case errors.Is(err, errUsage):
 		fmt.Fprintln(os.Stderr, "unibusd:", err)
-		os.Exit(2)
+		return 2
 	default:
 		fmt.Fprintln(os.Stderr, "unibusd:", err)
-		os.Exit(1)
+		return 1
 	}
 }

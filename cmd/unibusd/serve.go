@@ -9,19 +9,25 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/unibus/unibus/authcallout"
+	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/embedded"
+	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/node"
 )
 
 // errUsage marks errors caused by bad command-line input (exit code 2).
 var errUsage = errors.New("usage")
 
-// serveCommand runs the embedded server until its context ends.
+// serveCommand runs a unibus node (embedded nats-server, auth callout,
+// services) until its context ends.
 type serveCommand struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
-	// ready, when set, receives the running server (tests).
-	ready func(*embedded.Server)
+	// ready, when set, receives the running node (tests).
+	ready func(*node.Node)
 }
 
 // defaultDataDir is $UNIBUS_DATA, else $XDG_DATA_HOME/unibus, else
@@ -39,13 +45,20 @@ func defaultDataDir(getenv func(string) string) string {
 	return "unibus-data"
 }
 
-// Run parses args, starts the server and blocks until ctx is done.
+// Run parses args, starts the node and blocks until ctx is done.
 func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("unibusd", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
 	host := fs.String("host", "127.0.0.1", "client listen address")
 	port := fs.Int("port", embedded.DefaultPort, "client port (-1 picks a free port)")
 	data := fs.String("data", defaultDataDir(c.Getenv), "data directory for JetStream storage (env UNIBUS_DATA)")
+	admin := fs.String("admin", c.Getenv("UNIBUS_ADMIN"), "public key (U…) made admin at start (env UNIBUS_ADMIN)")
+	tlsCert := fs.String("tls-cert", "", "server certificate PEM: serve TLS (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "server private key PEM")
+	xkey := fs.Bool("xkey", false, "encrypt the auth callout exchange with an xkey")
+	replicas := fs.Int("replicas", 1, "replicas of every KV bucket (1..5)")
+	opTimeout := fs.Duration("op-timeout", kvstore.DefaultOpTimeout, "bound on every store operation")
+	userTTL := fs.Duration("user-ttl", authcallout.DefaultUserTTL, "lifetime of issued user JWTs (permissions refresh)")
 	verbose := fs.Bool("v", false, "log debug detail")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -61,21 +74,44 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.Stdout, "unibusd", version)
 		return nil
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: level}))
 
-	srv, err := embedded.Start(embedded.Config{Host: *host, Port: *port, DataDir: *data, Logger: logger})
-	if err != nil {
-		return fmt.Errorf("start embedded server: %w", err)
+	cfg := node.Config{
+		Server:  embedded.Config{Host: *host, Port: *port, DataDir: *data},
+		Store:   kvstore.Config{Replicas: *replicas, OpTimeout: *opTimeout},
+		XKey:    *xkey,
+		Callout: authcallout.Config{UserTTL: *userTTL},
+		Admin:   *admin,
+		Logger:  logger,
 	}
-	defer srv.Close()
-	logger.Info("unibusd ready", "version", version, "url", srv.ClientURL(), "data", *data)
-	fmt.Fprintf(c.Stdout, "unibus is ready: clients connect to %s (data in %s)\n", srv.ClientURL(), *data)
+	if *tlsCert != "" {
+		tlsConf, err := certs.ServerConfig(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("load TLS key pair: %w", err)
+		}
+		cfg.Server.TLS = tlsConf
+	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	n, err := node.Start(startCtx, cfg)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("start unibus node: %w", err)
+	}
+	defer n.Close()
+	logger.Info("unibusd ready", "version", version, "url", n.ClientURL(), "data", *data)
+	fmt.Fprintf(c.Stdout, "unibus is ready: clients connect to %s (data in %s)\n", n.ClientURL(), *data)
+	if *admin == "" {
+		fmt.Fprintln(c.Stdout, "no admin yet: restart with --admin U… or UNIBUS_ADMIN=U… to add the first one")
+	}
 	if c.ready != nil {
-		c.ready(srv)
+		c.ready(n)
 	}
 	<-ctx.Done()
 	logger.Info("unibusd shutting down")
