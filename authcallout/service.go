@@ -120,6 +120,7 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	now    func() time.Time
+	sign   jwt.SignFn
 }
 
 // Start subscribes to the callout subject (in a queue group, so several
@@ -129,7 +130,11 @@ func Start(cfg Config) (*Service, error) {
 	if err := cfg.valid(); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, msgs: make(chan *nats.Msg, cfg.QueueLength), now: time.Now}
+	sign, err := newSigner(cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfigValidation, err)
+	}
+	s := &Service{cfg: cfg, msgs: make(chan *nats.Msg, cfg.QueueLength), now: time.Now, sign: sign}
 	sub, err := cfg.Conn.ChanQueueSubscribe(requestSubject, queueGroup, s.msgs)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", requestSubject, err)
@@ -258,7 +263,7 @@ func (s *Service) authorize(ctx context.Context, req *jwt.AuthorizationRequestCl
 	uc.Audience = AccountUnibus
 	uc.Expires = s.now().Add(s.cfg.UserTTL).Unix()
 	uc.Permissions = perms
-	token, err := uc.Encode(s.cfg.Issuer)
+	token, err := uc.EncodeWithSigner(s.cfg.Issuer, s.sign)
 	if err != nil {
 		return "", pub, fmt.Errorf("%w: sign user jwt: %w", ErrDenied, err)
 	}
@@ -298,7 +303,7 @@ func (s *Service) respond(msg *nats.Msg, req *jwt.AuthorizationRequestClaims, se
 	} else {
 		rc.Jwt = userJWT
 	}
-	token, err := rc.Encode(s.cfg.Issuer)
+	token, err := rc.EncodeWithSigner(s.cfg.Issuer, s.sign)
 	if err != nil {
 		return fmt.Errorf("sign response: %w", err)
 	}

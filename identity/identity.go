@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"fmt"
 	"sync"
 
@@ -16,6 +17,8 @@ import (
 type Identity struct {
 	pub string        // immutable
 	kp  nkeys.KeyPair // immutable; its seed is guarded by mu
+	// priv is the expanded Ed25519 key, guarded by mu like the seed.
+	priv ed25519.PrivateKey
 
 	mu    sync.RWMutex
 	wiped bool
@@ -102,7 +105,21 @@ func newIdentity(kp nkeys.KeyPair) (*Identity, error) {
 		kp.Wipe()
 		return nil, fmt.Errorf("derive public key: %w", err)
 	}
-	return &Identity{pub: pub, kp: kp}, nil
+	seed, err := kp.Seed()
+	if err != nil {
+		kp.Wipe()
+		return nil, fmt.Errorf("read seed: %w", err)
+	}
+	_, raw, err := nkeys.DecodeSeed(seed)
+	if err != nil {
+		kp.Wipe()
+		return nil, fmt.Errorf("decode seed: %w", err)
+	}
+	// Expand the key once: nkeys re-derives it from the seed on every
+	// Sign, which costs as much as the signature itself.
+	priv := ed25519.NewKeyFromSeed(raw)
+	clear(raw)
+	return &Identity{pub: pub, kp: kp, priv: priv}, nil
 }
 
 // PublicKey returns the public user key (U…), the identity's endpoint ID.
@@ -143,11 +160,7 @@ func (id *Identity) Sign(msg []byte) ([]byte, error) {
 	if id.wiped {
 		return nil, fmt.Errorf("sign: %w", ErrWiped)
 	}
-	sig, err := id.kp.Sign(msg)
-	if err != nil {
-		return nil, fmt.Errorf("sign: %w", err)
-	}
-	return sig, nil
+	return ed25519.Sign(id.priv, msg), nil
 }
 
 // Wipe overwrites the seed in memory. Afterwards Seed and Sign fail with
@@ -159,5 +172,6 @@ func (id *Identity) Wipe() {
 		return
 	}
 	id.kp.Wipe()
+	clear(id.priv)
 	id.wiped = true
 }

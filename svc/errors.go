@@ -99,7 +99,11 @@ const msgUnavailable = "the service is temporarily unavailable; retry later"
 // storeMessages are the human messages for the outcomes of one store call.
 // An empty message falls back to a generic one.
 type storeMessages struct {
-	notFound string // kvstore.ErrNotFound → 404
+	notFound string // kvstore.ErrNotFound → 404, or notFoundCode
+	// notFoundCode replaces 404 where a missing record means the caller
+	// may not do something: 401 (an unregistered signer), 403 (not a
+	// member, no sealed key).
+	notFoundCode int
 	exists   string // kvstore.ErrExists → 409
 	conflict string // kvstore.ErrConflict → 409
 	invalid  string // kvstore.ErrInvalid → 400
@@ -120,7 +124,11 @@ func storeError(err error, m storeMessages) *Error {
 	case err == nil:
 		return nil
 	case errors.Is(err, kvstore.ErrNotFound):
-		return newError(subjects.CodeNotFound, err, "%s", pick(m.notFound, "not found"))
+		code := subjects.CodeNotFound
+		if m.notFoundCode != 0 {
+			code = m.notFoundCode
+		}
+		return newError(code, err, "%s", pick(m.notFound, "not found"))
 	case errors.Is(err, kvstore.ErrExists):
 		return newError(subjects.CodeConflict, err, "%s", pick(m.exists, "already exists"))
 	case errors.Is(err, kvstore.ErrConflict):

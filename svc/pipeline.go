@@ -254,10 +254,11 @@ func (s *service) lookupCaller(ctx context.Context, c *call, pub string, soft bo
 	u, err := s.cfg.Store.GetUser(ctx, pub)
 	var e *Error
 	switch {
-	case errors.Is(err, kvstore.ErrNotFound):
-		e = unauthenticated(err, "%s is not a registered user", pub)
 	case err != nil:
-		return caller{}, storeError(err, storeMessages{})
+		e = storeError(err, storeMessages{notFound: pub + " is not a registered user", notFoundCode: subjects.CodeUnauthenticated})
+		if e.Code != subjects.CodeUnauthenticated {
+			return caller{}, e // a backend failure: 503 in every mode
+		}
 	case u.Revoked():
 		e = unauthenticated(nil, "%s is revoked", pub)
 	default:

@@ -1,0 +1,180 @@
+package svc
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/subjects"
+)
+
+// Who may call an endpoint, as "nats micro info" shows it.
+const (
+	accessAdmin  = "administrators"
+	accessUser   = "any registered user"
+	accessSelf   = "any registered user, for itself"
+	accessMember = "members of the room"
+	accessOwner  = "the room owner, with owner_sig over the request (subjects.SignOwner)"
+)
+
+// handlers holds what the operations need.
+type handlers struct {
+	cfg   Config
+	store *kvstore.Store
+}
+
+func (h *handlers) usersEndpoints() []endpoint {
+	return []endpoint{
+		op(subjects.EndpointAdd, "register a user, optionally as an administrator", accessAdmin, h.addUser),
+		op(subjects.EndpointGet, "read a user, with the encryption key to seal room keys to", accessUser, h.getUser),
+		op(subjects.EndpointList, "list every user, revoked ones included", accessAdmin, h.listUsers),
+		op(subjects.EndpointRevoke, "revoke a user (not the last administrator)", accessAdmin, h.revokeUser),
+		op(subjects.EndpointSetKey, "publish the caller's encryption key, bound to its identity by enc_key_sig", accessSelf, h.setKey),
+	}
+}
+
+func (h *handlers) addUser(ctx context.Context, c caller, req *subjects.AddUserRequest) (subjects.UserInfo, error) {
+	if err := h.requireAdmin(ctx, c, "add users"); err != nil {
+		return subjects.UserInfo{}, err
+	}
+	pub, err := parsePub("pub", req.Pub)
+	if err != nil {
+		return subjects.UserInfo{}, err
+	}
+	if err := checkName(req.Name); err != nil {
+		return subjects.UserInfo{}, err
+	}
+	u, err := h.store.AddUser(ctx, kvstore.User{Pub: pub, Name: req.Name, Admin: req.Admin})
+	if err != nil {
+		return subjects.UserInfo{}, storeError(err, storeMessages{exists: "user " + pub + " is already registered"})
+	}
+	return userInfo(u), nil
+}
+
+func (h *handlers) getUser(ctx context.Context, _ caller, req *subjects.GetUserRequest) (subjects.UserInfo, error) {
+	pub, err := parsePub("pub", req.Pub)
+	if err != nil {
+		return subjects.UserInfo{}, err
+	}
+	u, err := h.store.GetUser(ctx, pub)
+	if err != nil {
+		return subjects.UserInfo{}, storeError(err, storeMessages{notFound: "user " + pub + " not found"})
+	}
+	return userInfo(u), nil
+}
+
+func (h *handlers) listUsers(ctx context.Context, c caller, _ *struct{}) (subjects.ListUsersResponse, error) {
+	if err := h.requireAdmin(ctx, c, "list users"); err != nil {
+		return subjects.ListUsersResponse{}, err
+	}
+	users, err := h.store.ListUsers(ctx)
+	if err != nil {
+		return subjects.ListUsersResponse{}, storeError(err, storeMessages{})
+	}
+	slices.SortFunc(users, func(a, b kvstore.User) int { return strings.Compare(a.Pub, b.Pub) })
+	out := subjects.ListUsersResponse{Users: make([]subjects.UserInfo, 0, len(users))}
+	for _, u := range users {
+		out.Users = append(out.Users, userInfo(u))
+	}
+	return out, nil
+}
+
+// revokeUser revokes a user. Administrators may revoke themselves, but the
+// last unrevoked administrator cannot be revoked (409), so that someone can
+// still manage users. The check and the revocation are not atomic: two
+// administrators revoking each other at the same moment can both succeed;
+// kvstore.Store.EnsureAdmin (unibusd's bootstrap) recovers from that.
+func (h *handlers) revokeUser(ctx context.Context, c caller, req *subjects.RevokeUserRequest) (subjects.UserInfo, error) {
+	if err := h.requireAdmin(ctx, c, "revoke users"); err != nil {
+		return subjects.UserInfo{}, err
+	}
+	pub, err := parsePub("pub", req.Pub)
+	if err != nil {
+		return subjects.UserInfo{}, err
+	}
+	notFound := storeMessages{notFound: "user " + pub + " not found"}
+	target, err := h.store.GetUser(ctx, pub)
+	if err != nil {
+		return subjects.UserInfo{}, storeError(err, notFound)
+	}
+	if target.Admin && !target.Revoked() {
+		users, err := h.store.ListUsers(ctx)
+		if err != nil {
+			return subjects.UserInfo{}, storeError(err, storeMessages{})
+		}
+		if !slices.ContainsFunc(users, func(u kvstore.User) bool { return u.Pub != pub && u.Admin && !u.Revoked() }) {
+			return subjects.UserInfo{}, conflict(nil, "%s is the last administrator: add another administrator before revoking it", pub)
+		}
+	}
+	u, err := h.store.RevokeUser(ctx, pub)
+	if err != nil {
+		return subjects.UserInfo{}, storeError(err, notFound)
+	}
+	return userInfo(u), nil
+}
+
+// maxEncKeyBytes bounds an encryption public key (an MLKEM768-X25519 key
+// is 1,216 bytes).
+const maxEncKeyBytes = 8 << 10
+
+func (h *handlers) setKey(ctx context.Context, c caller, req *subjects.SetKeyRequest) (subjects.UserInfo, error) {
+	switch {
+	case len(req.EncKey) == 0:
+		return subjects.UserInfo{}, badRequest("enc_key is required")
+	case len(req.EncKey) > maxEncKeyBytes:
+		return subjects.UserInfo{}, badRequest("enc_key is %d bytes, over the limit of %d", len(req.EncKey), maxEncKeyBytes)
+	case len(req.EncKeySig) == 0:
+		return subjects.UserInfo{}, badRequest("enc_key_sig is required")
+	}
+	if err := subjects.VerifyEncKeyBinding(c.pub, req.EncKey, req.EncKeySig); err != nil {
+		return subjects.UserInfo{}, newError(subjects.CodeBadRequest, err,
+			"enc_key_sig does not verify: it must be your identity's signature over the binding of enc_key to %s (subjects.SignEncKeyBinding)", c.pub)
+	}
+	u, err := h.store.SetEncryptionKey(ctx, c.pub, req.EncKey, req.EncKeySig)
+	if err != nil {
+		return subjects.UserInfo{}, storeError(err, storeMessages{notFound: "user " + c.pub + " not found"})
+	}
+	return userInfo(u), nil
+}
+
+// requireAdmin refuses (403) a caller who is not an unrevoked
+// administrator; what completes "only administrators may …".
+func (h *handlers) requireAdmin(ctx context.Context, c caller, what string) error {
+	deny := forbidden("only administrators may %s", what)
+	u, err := h.callerUser(ctx, c, storeMessages{notFound: deny.Message, notFoundCode: subjects.CodeForbidden})
+	if err != nil {
+		return err
+	}
+	if !u.Admin || u.Revoked() {
+		return deny
+	}
+	return nil
+}
+
+// callerUser returns the caller's record, read by the signed-request stage
+// or now (AuthSoft, AuthOff); m says what a missing record means.
+func (h *handlers) callerUser(ctx context.Context, c caller, m storeMessages) (kvstore.User, error) {
+	if c.user != nil {
+		return *c.user, nil
+	}
+	u, err := h.store.GetUser(ctx, c.pub)
+	if err != nil {
+		return kvstore.User{}, storeError(err, m)
+	}
+	return u, nil
+}
+
+// userInfo is the wire form of a user.
+func userInfo(u kvstore.User) subjects.UserInfo {
+	return subjects.UserInfo{
+		Pub:       u.Pub,
+		Name:      u.Name,
+		Admin:     u.Admin,
+		EncKey:    u.EncKey,
+		EncKeySig: u.EncKeySig,
+		AddedAt:   u.AddedAt,
+		Revoked:   u.Revoked(),
+		RevokedAt: u.RevokedAt,
+	}
+}
