@@ -1,0 +1,203 @@
+package svc
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/subjects"
+)
+
+func (h *handlers) roomsEndpoints() []endpoint {
+	return []endpoint{
+		op(subjects.EndpointCreate, "create a room owned by the caller (e2e: with the epoch-1 key sealed to the caller)", accessUser, h.createRoom).withBundle(),
+		op(subjects.EndpointGet, "read a room", accessMember, h.getRoom),
+		op(subjects.EndpointInvite, "add a member, with the current epoch's key sealed to it (e2e)", accessOwner, h.invite).withBundle(),
+		op(subjects.EndpointRemove, "remove a member; in an e2e room with the rekey for the remaining members", accessOwner, h.remove).withBundle(),
+		op(subjects.EndpointLeave, "leave a room (not its owner); an e2e room is not rekeyed, its owner should rekey", accessMember, h.leave),
+		op(subjects.EndpointMembers, "list a room's members", accessMember, h.members),
+		op(subjects.EndpointMine, "list the caller's rooms (policy is the room's mode)", accessUser, h.mine),
+		op(subjects.EndpointRekey, "start a new key epoch (compare-and-set on from_epoch)", accessOwner, h.rekey).withBundle(),
+		op(subjects.EndpointKey, "fetch the caller's sealed room key for an epoch (0: the current one)", accessMember, h.key),
+	}
+}
+
+func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.CreateRoomRequest) (subjects.RoomInfo, error) {
+	mode := cmp.Or(req.Mode, subjects.ModeE2E)
+	history := cmp.Or(req.History, subjects.HistoryNone)
+	if mode != subjects.ModeE2E && mode != subjects.ModeCleartext {
+		return subjects.RoomInfo{}, badRequest("mode must be %q or %q, not %q", subjects.ModeE2E, subjects.ModeCleartext, mode)
+	}
+	if history != subjects.HistoryNone && history != subjects.HistoryKeep {
+		return subjects.RoomInfo{}, badRequest("history must be %q or %q, not %q", subjects.HistoryNone, subjects.HistoryKeep, history)
+	}
+	if err := checkName(req.Name); err != nil {
+		return subjects.RoomInfo{}, err
+	}
+	if mode == subjects.ModeCleartext {
+		if h.cfg.RequireEncryptedRooms {
+			return subjects.RoomInfo{}, forbidden("this deployment requires encrypted rooms: create the room with mode %q", subjects.ModeE2E)
+		}
+		if len(req.SealedKey) != 0 {
+			return subjects.RoomInfo{}, badRequest("a cleartext room has no room key: omit sealed_key")
+		}
+	} else {
+		if len(req.SealedKey) == 0 {
+			return subjects.RoomInfo{}, badRequest("an encrypted room needs sealed_key: the room key of epoch 1 sealed to your encryption key")
+		}
+		if err := checkSealedKey("sealed_key", req.SealedKey); err != nil {
+			return subjects.RoomInfo{}, err
+		}
+		u, err := h.callerUser(ctx, c, storeMessages{notFound: c.pub + " is not a registered user", notFoundCode: subjects.CodeForbidden})
+		if err != nil {
+			return subjects.RoomInfo{}, err
+		}
+		if len(u.EncKey) == 0 {
+			return subjects.RoomInfo{}, badRequest("publish your encryption key (users.setkey) before creating an encrypted room")
+		}
+	}
+	room, err := h.store.CreateRoom(ctx, kvstore.Room{
+		ID:     subjects.NewRoomID(),
+		Name:   req.Name,
+		Mode:   mode,
+		Policy: history,
+		Owner:  c.pub,
+	}, req.SealedKey)
+	if err != nil {
+		return subjects.RoomInfo{}, storeError(err, storeMessages{exists: "a room with the new ID already exists; retry"})
+	}
+	return roomInfo(room), nil
+}
+
+func (h *handlers) getRoom(ctx context.Context, c caller, req *subjects.RoomRequest) (subjects.RoomInfo, error) {
+	room, err := h.memberRoom(ctx, c, req.RoomID)
+	if err != nil {
+		return subjects.RoomInfo{}, err
+	}
+	return roomInfo(room), nil
+}
+
+// leave removes the caller from a room. The owner cannot leave. Leaving an
+// encrypted room does not rekey it (the caller holds no owner key to sign
+// a rekey with): the one who left can read frames until the owner rekeys.
+func (h *handlers) leave(ctx context.Context, c caller, req *subjects.RoomRequest) (subjects.RoomInfo, error) {
+	room, err := h.memberRoom(ctx, c, req.RoomID)
+	if err != nil {
+		return subjects.RoomInfo{}, err
+	}
+	if room.Owner == c.pub {
+		return subjects.RoomInfo{}, badRequest("the owner cannot leave room %s", room.ID)
+	}
+	if err := h.store.RemoveMember(ctx, room.ID, c.pub); err != nil {
+		return subjects.RoomInfo{}, storeError(err, storeMessages{notFound: "you are not a member of room " + room.ID, notFoundCode: subjects.CodeForbidden})
+	}
+	return roomInfo(room), nil
+}
+
+func (h *handlers) members(ctx context.Context, c caller, req *subjects.RoomRequest) (subjects.MembersResponse, error) {
+	room, err := h.memberRoom(ctx, c, req.RoomID)
+	if err != nil {
+		return subjects.MembersResponse{}, err
+	}
+	ms, err := h.store.ListMembers(ctx, room.ID)
+	if err != nil {
+		return subjects.MembersResponse{}, storeError(err, storeMessages{notFound: "room " + room.ID + " not found"})
+	}
+	// The owner first, then by key.
+	slices.SortFunc(ms, func(a, b kvstore.Member) int {
+		if (a.Role == subjects.RoleOwner) != (b.Role == subjects.RoleOwner) {
+			if a.Role == subjects.RoleOwner {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Pub, b.Pub)
+	})
+	out := subjects.MembersResponse{Members: make([]subjects.MemberInfo, 0, len(ms))}
+	for _, m := range ms {
+		out.Members = append(out.Members, memberInfo(m))
+	}
+	return out, nil
+}
+
+func (h *handlers) mine(ctx context.Context, c caller, _ *struct{}) (subjects.MineResponse, error) {
+	refs, err := h.store.ListRoomsForEndpoint(ctx, c.pub)
+	if err != nil {
+		return subjects.MineResponse{}, storeError(err, storeMessages{})
+	}
+	slices.SortFunc(refs, func(a, b kvstore.RoomRef) int { return strings.Compare(a.RoomID, b.RoomID) })
+	out := subjects.MineResponse{Rooms: make([]subjects.RoomRef, 0, len(refs))}
+	for _, r := range refs {
+		out.Rooms = append(out.Rooms, subjects.RoomRef{
+			RoomID:  r.RoomID,
+			Subject: r.Subject,
+			Epoch:   r.Epoch,
+			Policy:  r.Mode,
+			Role:    r.Role,
+		})
+	}
+	return out, nil
+}
+
+// room reads a room by the request's room_id (404 if there is none).
+func (h *handlers) room(ctx context.Context, roomID string) (kvstore.Room, error) {
+	id, err := parseRoomID(roomID)
+	if err != nil {
+		return kvstore.Room{}, err
+	}
+	room, err := h.store.GetRoom(ctx, id)
+	if err != nil {
+		return kvstore.Room{}, storeError(err, storeMessages{notFound: "room " + id + " not found"})
+	}
+	return room, nil
+}
+
+// memberRoom reads a room the caller is a member of (403 otherwise).
+func (h *handlers) memberRoom(ctx context.Context, c caller, roomID string) (kvstore.Room, error) {
+	room, err := h.room(ctx, roomID)
+	if err != nil {
+		return kvstore.Room{}, err
+	}
+	if _, err := h.store.GetMember(ctx, room.ID, c.pub); err != nil {
+		return kvstore.Room{}, storeError(err, storeMessages{notFound: "you are not a member of room " + room.ID, notFoundCode: subjects.CodeForbidden})
+	}
+	return room, nil
+}
+
+// ownedRoom reads a room the caller owns (403 otherwise, with "only the
+// room owner may " + what) and checks the owner's signature over the
+// request (401).
+func (h *handlers) ownedRoom(ctx context.Context, c caller, roomID, what string, verify func(owner string) error) (kvstore.Room, error) {
+	room, err := h.room(ctx, roomID)
+	if err != nil {
+		return kvstore.Room{}, err
+	}
+	if room.Owner != c.pub {
+		return kvstore.Room{}, forbidden("only the room owner may %s", what)
+	}
+	if err := verify(room.Owner); err != nil {
+		return kvstore.Room{}, unauthenticated(err, "owner_sig is missing or does not verify: the room owner signs the request with its identity key (subjects.SignOwner)")
+	}
+	return room, nil
+}
+
+// roomInfo is the wire form of a room.
+func roomInfo(r kvstore.Room) subjects.RoomInfo {
+	return subjects.RoomInfo{
+		RoomID:    r.ID,
+		Subject:   r.Subject,
+		Name:      r.Name,
+		Mode:      r.Mode,
+		History:   cmp.Or(r.Policy, subjects.HistoryNone),
+		Owner:     r.Owner,
+		Epoch:     r.Epoch,
+		CreatedAt: r.CreatedAt,
+	}
+}
+
+// memberInfo is the wire form of a member.
+func memberInfo(m kvstore.Member) subjects.MemberInfo {
+	return subjects.MemberInfo{Pub: m.Pub, Role: m.Role, JoinedEpoch: m.JoinedEpoch}
+}
