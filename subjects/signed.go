@@ -76,7 +76,7 @@ func CanonicalRequest(subject, ts, nonce string, body []byte) []byte {
 // now, and returns the four signature headers to send with it (set them on
 // the nats.Msg, adding any other headers afterwards). kp must be a user key
 // pair with its seed. The nonce is 16 random bytes.
-func SignRequest(kp nkeys.KeyPair, subject string, body []byte, now time.Time) (nats.Header, error) {
+func SignRequest(kp Signer, subject string, body []byte, now time.Time) (nats.Header, error) {
 	pub, err := userPublicKey(kp)
 	if err != nil {
 		return nil, fmt.Errorf("sign request: %w", err)
@@ -105,8 +105,17 @@ func SignRequest(kp nkeys.KeyPair, subject string, body []byte, now time.Time) (
 	return h, nil
 }
 
+// Signer signs requests with a user identity. nkeys.KeyPair implements it;
+// so can a type that keeps an expanded key for speed.
+type Signer interface {
+	PublicKey() (string, error)
+	Sign(msg []byte) ([]byte, error)
+}
+
+var _ Signer = nkeys.KeyPair(nil)
+
 // userPublicKey returns the public key of kp and checks it is a user key.
-func userPublicKey(kp nkeys.KeyPair) (string, error) {
+func userPublicKey(kp Signer) (string, error) {
 	if kp == nil {
 		return "", fmt.Errorf("%w: no key pair", ErrInvalidUserKey)
 	}

@@ -188,7 +188,7 @@ func (s *service) finish(w responder, ep *endpoint, st *endpointStats, who *call
 		s.log.Debug("error reply not sent", "endpoint", ep.name, "err", err)
 	}
 	st.record(time.Since(start), e)
-	level := s.levelOf(e.Code)
+	level := levelOf(e.Code)
 	if !s.log.Enabled(s.base, level) {
 		return
 	}
@@ -204,7 +204,7 @@ func (s *service) finish(w responder, ep *endpoint, st *endpointStats, who *call
 
 // levelOf is the log level of a refusal: backend failures are errors,
 // authentication failures warnings, the rest (the caller's mistakes) debug.
-func (s *service) levelOf(code int) slog.Level {
+func levelOf(code int) slog.Level {
 	switch code {
 	case subjects.CodeUnavailable:
 		return slog.LevelError

@@ -44,11 +44,12 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 		log.Warn("signed-request checks are relaxed; use only in development or while migrating clients", "auth_mode", cfg.AuthMode)
 	}
 	base := context.WithoutCancel(ctx)
+	h := &handlers{cfg: cfg, store: cfg.Store}
 	users, err := startService(base, cfg, serviceSpec{
 		name:        subjects.UsersService,
 		group:       subjects.UsersGroup,
 		description: "unibus users: the allowlist of identities, their admin flag and encryption keys",
-		endpoints:   usersEndpoints(cfg),
+		endpoints:   h.usersEndpoints(),
 	})
 	if err != nil {
 		return nil, err
@@ -57,7 +58,7 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 		name:        subjects.RoomsService,
 		group:       subjects.RoomsGroup,
 		description: "unibus rooms: rooms, members and sealed room keys",
-		endpoints:   roomsEndpoints(cfg),
+		endpoints:   h.roomsEndpoints(),
 	})
 	if err != nil {
 		return nil, errors.Join(err, users.stop())

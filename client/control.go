@@ -1,0 +1,129 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/subjects"
+)
+
+// DefaultRequestTimeout bounds a control-plane request when the context
+// has no deadline.
+const DefaultRequestTimeout = 10 * time.Second
+
+// signer adapts an identity to subjects.Signer.
+type signer struct{ id *identity.Identity }
+
+func (s signer) PublicKey() (string, error)      { return s.id.PublicKey(), nil }
+func (s signer) Sign(msg []byte) ([]byte, error) { return s.id.Sign(msg) }
+
+// call sends a signed request to subject and decodes the reply into resp
+// (when not nil). Service errors come back as *APIError.
+func (c *Conn) call(ctx context.Context, subject string, req, resp any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
+		defer cancel()
+	}
+	var body []byte
+	if req != nil {
+		var err error
+		if body, err = json.Marshal(req); err != nil {
+			return fmt.Errorf("%s: encode request: %w", subject, err)
+		}
+	}
+	h, err := subjects.SignRequest(signer{c.id}, subject, body, time.Now())
+	if err != nil {
+		return fmt.Errorf("%s: %w", subject, err)
+	}
+	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: h, Data: body})
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("%s: %w: no service instance answers", subject, ErrUnavailable)
+		}
+		return fmt.Errorf("%s: %w", subject, err)
+	}
+	if codeText := msg.Header.Get(micro.ErrorCodeHeader); codeText != "" {
+		code, err := strconv.Atoi(codeText)
+		if err != nil {
+			return fmt.Errorf("%s: malformed error code %q", subject, codeText)
+		}
+		return &APIError{Subject: subject, Code: code, Message: msg.Header.Get(micro.ErrorHeader)}
+	}
+	if resp != nil {
+		if err := json.Unmarshal(msg.Data, resp); err != nil {
+			return fmt.Errorf("%s: decode reply: %w", subject, err)
+		}
+	}
+	return nil
+}
+
+// AddUser allowlists a user (admins only).
+func (c *Conn) AddUser(ctx context.Context, pub, name string, admin bool) (subjects.UserInfo, error) {
+	var u subjects.UserInfo
+	err := c.call(ctx, subjects.UsersAdd, subjects.AddUserRequest{Pub: pub, Name: name, Admin: admin}, &u)
+	return u, err
+}
+
+// GetUser returns a user's record, including its encryption key.
+func (c *Conn) GetUser(ctx context.Context, pub string) (subjects.UserInfo, error) {
+	var u subjects.UserInfo
+	err := c.call(ctx, subjects.UsersGet, subjects.GetUserRequest{Pub: pub}, &u)
+	return u, err
+}
+
+// ListUsers lists every user (admins only).
+func (c *Conn) ListUsers(ctx context.Context) ([]subjects.UserInfo, error) {
+	var r subjects.ListUsersResponse
+	err := c.call(ctx, subjects.UsersList, nil, &r)
+	return r.Users, err
+}
+
+// RevokeUser revokes a user (admins only); its connections are closed.
+func (c *Conn) RevokeUser(ctx context.Context, pub string) (subjects.UserInfo, error) {
+	var u subjects.UserInfo
+	err := c.call(ctx, subjects.UsersRevoke, subjects.RevokeUserRequest{Pub: pub}, &u)
+	return u, err
+}
+
+// GetRoom returns a room the caller belongs to.
+func (c *Conn) GetRoom(ctx context.Context, roomID string) (subjects.RoomInfo, error) {
+	var r subjects.RoomInfo
+	err := c.call(ctx, subjects.RoomsGet, subjects.RoomRequest{RoomID: roomID}, &r)
+	return r, err
+}
+
+// Members lists the members of a room the caller belongs to.
+func (c *Conn) Members(ctx context.Context, roomID string) ([]subjects.MemberInfo, error) {
+	var r subjects.MembersResponse
+	err := c.call(ctx, subjects.RoomsMembers, subjects.RoomRequest{RoomID: roomID}, &r)
+	return r.Members, err
+}
+
+// RoomRef is a room the caller belongs to, as ListMyRooms reports it.
+type RoomRef = subjects.RoomRef
+
+// ListMyRooms lists the rooms the caller belongs to (empty for none).
+func (c *Conn) ListMyRooms(ctx context.Context) ([]RoomRef, error) {
+	var r subjects.MineResponse
+	if err := c.call(ctx, subjects.RoomsMine, nil, &r); err != nil {
+		return nil, err
+	}
+	if r.Rooms == nil {
+		r.Rooms = []RoomRef{}
+	}
+	return r.Rooms, nil
+}
+
+// Leave leaves a room (the owner cannot leave its room).
+func (c *Conn) Leave(ctx context.Context, roomID string) error {
+	return c.call(ctx, subjects.RoomsLeave, subjects.RoomRequest{RoomID: roomID}, nil)
+}
