@@ -1,0 +1,96 @@
+// Package e2e is the end-to-end cryptography of unibus rooms: encryption key
+// pairs, room keys sealed to members, and signed (and, in encrypted rooms,
+// sealed) frames with replay protection. It is pure: no NATS, no I/O besides
+// the key file helpers. The client package wires it to the bus.
+//
+// # Encryption keys and room keys
+//
+// Every user has an [EncryptionKey], an HPKE (RFC 9180) key pair for the
+// hybrid post-quantum KEM MLKEM768-X25519 (X-Wing). Its public key
+// ([EncryptionKey.PublicKey], 1216 bytes) is published in the user record,
+// bound to the identity by subjects.SignEncKeyBinding. The private key is
+// a 32-byte seed, stored beside the identity by [SaveEncryptionKey] as one
+// line of text:
+//
+//	unibus-enc-secret-v1:<seed as unpadded base64url>
+//
+// A room key is 32 random bytes per room and epoch ([NewRoomKey]). The room
+// owner seals it to each member with single-shot HPKE ([SealRoomKey],
+// [SealRoomKeys]; KEM MLKEM768-X25519, KDF HKDF-SHA256, AEAD
+// ChaCha20-Poly1305, base mode, empty AAD). The HPKE info binds the context,
+// so a sealed key moved to another room, epoch or recipient does not open:
+//
+//	info = "unibus-roomkey-v1" ‖ lp(room) ‖ u64(epoch) ‖ lp(recipient)
+//
+// where lp(s) is one length byte followed by s, u64 is 8 bytes big-endian,
+// and recipient is the member's user public key (U…). A sealed room key is
+// HPKE's enc ‖ ciphertext, [SealedRoomKeySize] bytes. Epoch 0 (cleartext
+// rooms) has no key.
+//
+// # Frames
+//
+// A [Frame] is one message in a room, JSON with short keys on the wire
+// (see [Frame] for each key). Optional keys (clear, thr, re, n) are omitted
+// when empty, so a frame that does not use them encodes exactly as it did
+// before they existed; []byte values are standard padded base64.
+//
+//	{"v":1,"t":"MSG","room":"r1","ep":3,"from":"UD…","seq":1767225600000000,
+//	 "ts":1767225600000,"thr":"…","re":"…","n":"…","ct":"…","sig":"…"}
+//
+// The canonical header of a frame is a binary encoding of every field except
+// the nonce, the ciphertext and the signature (integers big-endian, lp as
+// above):
+//
+//	u8(v) ‖ u8(flags) ‖ lp(t) ‖ lp(room) ‖ u64(ep) ‖ lp(from) ‖ u64(seq) ‖ u64(ts)
+//	      ‖ [0x01 ‖ lp(thr)]   only if thr is set
+//	      ‖ [0x02 ‖ lp(re)]    only if re is set
+//
+// flags is 0x01 for a cleartext frame and 0x00 for a sealed one; ts is the
+// two's complement of the signed millisecond timestamp. Optional fields are
+// tagged and appear, in increasing tag order, only when set, which keeps the
+// header of an unthreaded frame unchanged by their existence.
+//
+// In an encrypted room, each sender has a subkey per room and epoch,
+//
+//	subkey = HKDF-SHA256(ikm = roomKey, salt = nil,
+//	                     info = "unibus-frame-v1" ‖ lp(room) ‖ u64(ep) ‖ lp(from), 32 bytes)
+//
+// and the payload is sealed with XChaCha20-Poly1305 under the subkey, a
+// 24-byte random nonce and the canonical header as additional data.
+//
+// Every frame, sealed or not, is then signed by the sender's identity
+// (Ed25519, the nkey behind the U… key in "from"), encrypt-then-sign:
+//
+//	signed = "unibus-frame-sig-v1\n" ‖ u16(len(header)) ‖ header ‖ u8(len(n)) ‖ n ‖ ct
+//
+// Receivers check the signature before they touch a key, so a forgery, or a
+// frame one member crafts under another member's name with the shared room
+// key, is dropped before any decryption. The message ID of a frame
+// ([Frame.ID]) is the unpadded base64url SHA-256 of signed (43 characters):
+// it is stable for a frame however its JSON is laid out, and the thr and re
+// fields of other frames refer to it.
+//
+// A cleartext frame (in a cleartext room) has flags 0x01 ("clear":true on
+// the wire), epoch 0, no nonce, and its payload in ct as is; it is signed the
+// same way. The flag is in the signed header, so a cleartext frame never
+// passes as a sealed one, nor the reverse: [Receiver] also checks it against
+// the room's mode.
+//
+// # Sequence numbers and replay
+//
+// seq is per sender, room and epoch. A [Sealer] makes it strictly increasing
+// and at least the current time in microseconds since the Unix epoch, so a
+// sender that restarts, or a second process of the same identity that
+// starts later, continues above what receivers have seen without storing
+// any state. A [ReplayWindow] remembers, per room, epoch and sender, the
+// highest seq seen and a 1024-wide bitmap below it (as IPsec and WireGuard
+// do): a duplicate, or a seq more than 1023 below the highest, is a replay.
+//
+// # Receiving
+//
+// A [Receiver] applies, in this order: the frame names the subscribed room;
+// its mode matches the room's; its epoch is the current one, or the previous
+// one within a grace period after a rekey; its sender is a current member;
+// the signature verifies; it is not a replay; it decrypts. Keys, epochs and
+// members come from the caller through a [KeyRing].
+package e2e
