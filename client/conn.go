@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/unibus/unibus/certs"
+	"github.com/unibus/unibus/client/e2e"
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/subjects"
 )
@@ -16,6 +17,7 @@ import (
 type Option func(*options) error
 
 type options struct {
+	encKey        *e2e.EncryptionKey
 	caFile        string
 	name          string
 	reconnectWait time.Duration
@@ -26,6 +28,12 @@ type options struct {
 // certificate it signed, and plaintext URLs are refused.
 func WithCA(caFile string) Option {
 	return func(o *options) error { o.caFile = caFile; return nil }
+}
+
+// WithEncryptionKey sets the HPKE key that opens room keys sealed to this
+// identity (see LoadOrCreateEncryptionKey and SetEncryptionKey).
+func WithEncryptionKey(k *e2e.EncryptionKey) Option {
+	return func(o *options) error { o.encKey = k; return nil }
 }
 
 // WithName sets the connection name shown in server monitoring.
@@ -46,8 +54,22 @@ func WithNATSOptions(opts ...nats.Option) Option {
 
 // Conn is a connection to the bus as one identity.
 type Conn struct {
-	nc *nats.Conn
-	id *identity.Identity
+	nc       *nats.Conn
+	id       *identity.Identity
+	encKey   *e2e.EncryptionKey
+	keys     *keyring
+	receiver *e2e.Receiver
+}
+
+func newConn(nc *nats.Conn, id *identity.Identity, encKey *e2e.EncryptionKey) (*Conn, error) {
+	c := &Conn{nc: nc, id: id, encKey: encKey}
+	c.keys = newKeyring(c)
+	r, err := e2e.NewReceiver(e2e.ReceiverConfig{Keys: c.keys, Replay: e2e.NewReplayWindow(0)})
+	if err != nil {
+		return nil, err
+	}
+	c.receiver = r
+	return c, nil
 }
 
 // Connect connects to url (comma-separated for several servers) as id.
@@ -79,7 +101,12 @@ func Connect(ctx context.Context, url string, id *identity.Identity, opts ...Opt
 		if r.err != nil {
 			return nil, fmt.Errorf("%w at %s: %w", ErrConnect, url, r.err)
 		}
-		return &Conn{nc: r.nc, id: id}, nil
+		c, err := newConn(r.nc, id, o.encKey)
+		if err != nil {
+			r.nc.Close()
+			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
+		}
+		return c, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-done; r.nc != nil {

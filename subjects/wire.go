@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/nats-io/nkeys"
 )
 
 // Error codes of ErrorBody.Code and of the Nats-Service-Error-Code header.
@@ -161,7 +159,7 @@ func EncKeyBindingMessage(pub string, encKey []byte) []byte {
 
 // SignEncKeyBinding signs EncKeyBindingMessage for the user key pair kp and
 // encKey, for SetKeyRequest.EncKeySig.
-func SignEncKeyBinding(kp nkeys.KeyPair, encKey []byte) ([]byte, error) {
+func SignEncKeyBinding(kp Signer, encKey []byte) ([]byte, error) {
 	pub, err := userPublicKey(kp)
 	if err != nil {
 		return nil, fmt.Errorf("sign encryption key: %w", err)
@@ -193,6 +191,10 @@ func VerifyEncKeyBinding(pub string, encKey, sig []byte) error {
 // CreateRoomRequest is the body of RoomsCreate; the caller becomes the owner.
 // Reply: RoomInfo.
 type CreateRoomRequest struct {
+	// RoomID is the new room's ID, chosen by the client with NewRoomID:
+	// required in an encrypted room, because SealedKey binds it; optional
+	// in a cleartext room (the service picks one). An ID in use is 409.
+	RoomID string `json:"room_id,omitempty"`
 	// Name is an optional display name.
 	Name string `json:"name,omitempty"`
 	// Mode is ModeE2E (the default when empty) or ModeCleartext.
@@ -220,8 +222,13 @@ type RoomInfo struct {
 	// Owner is the owner's public key.
 	Owner string `json:"owner"`
 	// Epoch is the current key epoch: 1 when an encrypted room is created,
-	// incremented by every rekey. Cleartext rooms have no keys and epoch 0.
+	// raised by every rekey. Cleartext rooms have no keys and epoch 0.
 	Epoch uint64 `json:"epoch"`
+	// NextEpoch is the epoch the next rekey must seal its keys for (the
+	// sealed keys bind it). It is usually Epoch+1; a rekey that lost a race
+	// or crashed leaves its number unused, so it can be more. Zero in
+	// cleartext rooms.
+	NextEpoch uint64 `json:"next_epoch,omitempty"`
 	// CreatedAt is when the room was created.
 	CreatedAt time.Time `json:"created_at"`
 }
@@ -254,9 +261,12 @@ type InviteRequest struct {
 // RekeyBundle is a new epoch's room key, sealed to every member who keeps
 // access.
 type RekeyBundle struct {
-	// FromEpoch is the room's current epoch; the bundle is for FromEpoch+1.
-	// A stale FromEpoch is refused (409).
+	// FromEpoch is the room's current epoch. A stale FromEpoch is refused
+	// (409).
 	FromEpoch uint64 `json:"from_epoch"`
+	// ToEpoch is the epoch the keys are sealed for: RoomInfo.NextEpoch.
+	// Any other value is refused (409); re-read the room and retry.
+	ToEpoch uint64 `json:"to_epoch"`
 	// Keys maps each remaining member's public key, the owner's included,
 	// to the new room key sealed to that member.
 	Keys map[string][]byte `json:"keys"`
@@ -278,14 +288,16 @@ type RemoveRequest struct {
 	OwnerSig []byte `json:"owner_sig,omitempty"`
 }
 
-// RekeyRequest is the body of RoomsRekey: the owner starts epoch
-// FromEpoch+1. OwnerSig is the owner's signature (see SignOwner). Reply:
+// RekeyRequest is the body of RoomsRekey: the owner starts epoch ToEpoch. OwnerSig is the owner's signature (see SignOwner). Reply:
 // RoomInfo.
 type RekeyRequest struct {
 	// RoomID is the room's ID.
 	RoomID string `json:"room_id"`
 	// FromEpoch is the room's current epoch. A stale one is refused (409).
 	FromEpoch uint64 `json:"from_epoch"`
+	// ToEpoch is the epoch the keys are sealed for: RoomInfo.NextEpoch.
+	// Any other value is refused (409); re-read the room and retry.
+	ToEpoch uint64 `json:"to_epoch"`
 	// Keys maps each member's public key, the owner's included, to the new
 	// room key sealed to that member.
 	Keys map[string][]byte `json:"keys"`
@@ -393,7 +405,7 @@ func ownerSigningBytes(op string, zeroed any) ([]byte, error) {
 }
 
 // signOwner signs msg with the user key pair kp.
-func signOwner(kp nkeys.KeyPair, msg []byte) ([]byte, error) {
+func signOwner(kp Signer, msg []byte) ([]byte, error) {
 	if _, err := userPublicKey(kp); err != nil {
 		return nil, fmt.Errorf("sign as owner: %w", err)
 	}
@@ -429,7 +441,7 @@ func (r *InviteRequest) SigningBytes() ([]byte, error) {
 
 // SignOwner sets r.OwnerSig to the signature of the owner's user key pair kp
 // over r.SigningBytes. Set every other field first.
-func (r *InviteRequest) SignOwner(kp nkeys.KeyPair) error {
+func (r *InviteRequest) SignOwner(kp Signer) error {
 	msg, err := r.SigningBytes()
 	if err != nil {
 		return err
@@ -463,7 +475,7 @@ func (r *RemoveRequest) SigningBytes() ([]byte, error) {
 
 // SignOwner sets r.OwnerSig to the signature of the owner's user key pair kp
 // over r.SigningBytes. Set every other field first.
-func (r *RemoveRequest) SignOwner(kp nkeys.KeyPair) error {
+func (r *RemoveRequest) SignOwner(kp Signer) error {
 	msg, err := r.SigningBytes()
 	if err != nil {
 		return err
@@ -497,7 +509,7 @@ func (r *RekeyRequest) SigningBytes() ([]byte, error) {
 
 // SignOwner sets r.OwnerSig to the signature of the owner's user key pair kp
 // over r.SigningBytes. Set every other field first.
-func (r *RekeyRequest) SignOwner(kp nkeys.KeyPair) error {
+func (r *RekeyRequest) SignOwner(kp Signer) error {
 	msg, err := r.SigningBytes()
 	if err != nil {
 		return err

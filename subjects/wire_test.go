@@ -120,10 +120,10 @@ func TestJSONKeys(t *testing.T) {
 			`{"room_id":"r","pub":"U","owner_sig":"AQ=="}`},
 		{"invite", subjects.InviteRequest{RoomID: "r", Pub: "U", Epoch: 2, SealedKey: []byte{1}, OwnerSig: []byte{2}},
 			`{"room_id":"r","pub":"U","epoch":2,"sealed_key":"AQ==","owner_sig":"Ag=="}`},
-		{"remove", subjects.RemoveRequest{RoomID: "r", Pub: "U", Rekey: &subjects.RekeyBundle{FromEpoch: 2, Keys: map[string][]byte{"UB": {2}, "UA": {1}}}, OwnerSig: []byte{3}},
-			`{"room_id":"r","pub":"U","rekey":{"from_epoch":2,"keys":{"UA":"AQ==","UB":"Ag=="}},"owner_sig":"Aw=="}`},
-		{"rekey", subjects.RekeyRequest{RoomID: "r", FromEpoch: 2, Keys: map[string][]byte{"UA": {1}}, OwnerSig: []byte{3}},
-			`{"room_id":"r","from_epoch":2,"keys":{"UA":"AQ=="},"owner_sig":"Aw=="}`},
+		{"remove", subjects.RemoveRequest{RoomID: "r", Pub: "U", Rekey: &subjects.RekeyBundle{FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UB": {2}, "UA": {1}}}, OwnerSig: []byte{3}},
+			`{"room_id":"r","pub":"U","rekey":{"from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ==","UB":"Ag=="}},"owner_sig":"Aw=="}`},
+		{"rekey", subjects.RekeyRequest{RoomID: "r", FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UA": {1}}, OwnerSig: []byte{3}},
+			`{"room_id":"r","from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ=="},"owner_sig":"Aw=="}`},
 		{"member", subjects.MemberInfo{Pub: "U", Role: "member", JoinedEpoch: 3}, `{"pub":"U","role":"member","joined_epoch":3}`},
 		{"key request, latest", subjects.KeyRequest{RoomID: "r"}, `{"room_id":"r"}`},
 		{"key response", subjects.KeyResponse{RoomID: "r", Epoch: 1, SealedKey: []byte{1}}, `{"room_id":"r","epoch":1,"sealed_key":"AQ=="}`},
@@ -173,7 +173,7 @@ func TestEmptyListsEncodeAsArrays(t *testing.T) {
 // ownerSigned is implemented by the owner-signed request types.
 type ownerSigned interface {
 	SigningBytes() ([]byte, error)
-	SignOwner(nkeys.KeyPair) error
+	SignOwner(subjects.Signer) error
 	VerifyOwner(owner string) error
 }
 
@@ -225,6 +225,7 @@ func ownerCases(t *testing.T) []ownerCase {
 				"Pub":             func(r ownerSigned) { r.(*subjects.RemoveRequest).Pub = alice },
 				"Rekey":           func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey = nil },
 				"Rekey.FromEpoch": func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey.FromEpoch = 3 },
+				"Rekey.ToEpoch":   func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey.ToEpoch = 9 },
 				"Rekey.Keys":      func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey.Keys[alice][0] = 2 },
 				"Rekey.Keys+":     func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey.Keys[bob] = []byte{1} },
 			},
@@ -240,6 +241,7 @@ func ownerCases(t *testing.T) []ownerCase {
 			mutations: map[string]func(ownerSigned){
 				"RoomID":    func(r ownerSigned) { r.(*subjects.RekeyRequest).RoomID = "room2" },
 				"FromEpoch": func(r ownerSigned) { r.(*subjects.RekeyRequest).FromEpoch = 3 },
+				"ToEpoch":   func(r ownerSigned) { r.(*subjects.RekeyRequest).ToEpoch = 9 },
 				"Keys":      func(r ownerSigned) { r.(*subjects.RekeyRequest).Keys[bob][0] = 3 },
 				"Keys-":     func(r ownerSigned) { delete(r.(*subjects.RekeyRequest).Keys, bob) },
 				"Keys swap": func(r ownerSigned) {
@@ -328,8 +330,8 @@ func TestOwnerSigningBytes(t *testing.T) {
 // TestOwnerSigningBytesFormat pins the format against an independent
 // computation, as a client in another language would do it.
 func TestOwnerSigningBytesFormat(t *testing.T) {
-	r := &subjects.RekeyRequest{RoomID: "r", FromEpoch: 2, Keys: map[string][]byte{"UB": {2}, "UA": {1}}, OwnerSig: []byte{9}}
-	j := `{"room_id":"r","from_epoch":2,"keys":{"UA":"AQ==","UB":"Ag=="}}`
+	r := &subjects.RekeyRequest{RoomID: "r", FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UB": {2}, "UA": {1}}, OwnerSig: []byte{9}}
+	j := `{"room_id":"r","from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ==","UB":"Ag=="}}`
 	sum := sha256.Sum256([]byte(j))
 	want := "unibus-owner-v1\nunibus.v1.rooms.rekey\n" + hex.EncodeToString(sum[:])
 	if got := signingBytes(t, r); string(got) != want {

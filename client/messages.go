@@ -1,0 +1,132 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/unibus/unibus/client/e2e"
+	"github.com/unibus/unibus/subjects"
+)
+
+// Message is a verified (and, in an encrypted room, decrypted) message.
+type Message struct {
+	// ID is the message ID: a hash of the signed frame.
+	ID     string
+	Room   string
+	Sender string
+	// Type is e2e.TypeMsg or e2e.TypeReact.
+	Type string
+	// Thread is the thread's root message ID; ReplyTo the message this one
+	// answers or reacts to. Empty when unset.
+	Thread  string
+	ReplyTo string
+	Time    time.Time
+	Epoch   uint64
+	Data    []byte
+}
+
+// Publish sends data to a room and returns the message ID.
+func (c *Conn) Publish(ctx context.Context, roomID string, data []byte) (string, error) {
+	return c.send(ctx, roomID, e2e.Message{Type: e2e.TypeMsg, Payload: data})
+}
+
+// PublishReply answers message parentID in its thread.
+func (c *Conn) PublishReply(ctx context.Context, roomID, parentID string, data []byte) (string, error) {
+	return c.send(ctx, roomID, e2e.Message{Type: e2e.TypeMsg, Thread: parentID, ReplyTo: parentID, Payload: data})
+}
+
+// React reacts to message targetID with emoji (sealed like any payload).
+func (c *Conn) React(ctx context.Context, roomID, targetID, emoji string) (string, error) {
+	return c.send(ctx, roomID, e2e.Message{Type: e2e.TypeReact, ReplyTo: targetID, Payload: []byte(emoji)})
+}
+
+func (c *Conn) send(ctx context.Context, roomID string, m e2e.Message) (string, error) {
+	subject, err := subjects.Room(roomID)
+	if err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	rc, sealer, err := c.keys.sealer(ctx, roomID)
+	if err != nil {
+		return "", fmt.Errorf("publish to room %s: %w", roomID, err)
+	}
+	// Sequence numbers must reach the bus in order for receivers' replay
+	// windows: hold the room's lock across Seal and Publish.
+	rc.publishMu.Lock()
+	defer rc.publishMu.Unlock()
+	f, wire, err := sealer.Seal(m, time.Now())
+	if err != nil {
+		return "", fmt.Errorf("publish to room %s: %w", roomID, err)
+	}
+	if err := c.nc.Publish(subject, wire); err != nil {
+		return "", fmt.Errorf("publish to room %s: %w", roomID, err)
+	}
+	return f.ID(), nil
+}
+
+// Subscription is a room subscription; Unsubscribe ends it.
+type Subscription struct {
+	sub *nats.Subscription
+}
+
+// Unsubscribe stops delivery.
+func (s *Subscription) Unsubscribe() error { return s.sub.Unsubscribe() }
+
+// Subscribe delivers the room's messages to handler: only frames that
+// verify (signature, membership, epoch, replay) and decrypt. Rejected frames
+// go to onReject when set (for logging), never to handler. Handlers run one
+// at a time, in order. The subscription survives reconnects (nats.go
+// restores it, e.g. after a permission refresh).
+func (c *Conn) Subscribe(ctx context.Context, roomID string, handler func(Message), onReject func(error)) (*Subscription, error) {
+	subject, err := subjects.Room(roomID)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	if _, err := c.keys.room(ctx, roomID, true); err != nil {
+		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
+	}
+	sub, err := c.nc.Subscribe(subject, func(msg *nats.Msg) {
+		m, err := c.receive(roomID, msg.Data)
+		if err != nil {
+			if onReject != nil {
+				onReject(err)
+			}
+			return
+		}
+		handler(m)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
+	}
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
+	}
+	return &Subscription{sub: sub}, nil
+}
+
+// receive verifies and opens a frame; a frame of a newer epoch refreshes
+// the room once (a rekey this client has not seen yet).
+func (c *Conn) receive(roomID string, wire []byte) (Message, error) {
+	r, err := c.receiver.Receive(roomID, wire, time.Now())
+	if err != nil && isRetryable(err) {
+		ctx, cancel := context.WithTimeout(context.Background(), keyringTimeout)
+		_, rerr := c.keys.room(ctx, roomID, true)
+		cancel()
+		if rerr != nil {
+			return Message{}, errors.Join(err, rerr)
+		}
+		r, err = c.receiver.Receive(roomID, wire, time.Now())
+	}
+	if err != nil {
+		return Message{}, err
+	}
+	f := r.Frame
+	return Message{
+		ID: r.ID, Room: roomID, Sender: f.Sender, Type: f.T, Thread: f.Thr, ReplyTo: f.Re,
+		Time: time.UnixMilli(f.TS), Epoch: f.Epoch, Data: r.Payload,
+	}, nil
+}
