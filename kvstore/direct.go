@@ -53,7 +53,11 @@ func getLastBatch(ctx context.Context, nc *nats.Conn, bucket string, keys []stri
 		return nil, fmt.Errorf("encode direct get: %w", err)
 	}
 	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	// A channel sized for one batch (at most maxMultiLast messages and the
+	// end-of-batch status): SubscribeSync would allocate the connection's
+	// SubChanLen (64k slots, 512 KiB) on every call.
+	ch := make(chan *nats.Msg, maxMultiLast+1)
+	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil, fmt.Errorf("direct get %s: %w", bucket, err)
 	}
@@ -63,9 +67,11 @@ func getLastBatch(ctx context.Context, nc *nats.Conn, bucket string, keys []stri
 	}
 	var out []entry
 	for {
-		msg, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("direct get %s: %w", bucket, err)
+		var msg *nats.Msg
+		select {
+		case msg = <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("direct get %s: %w", bucket, ctx.Err())
 		}
 		if len(msg.Data) == 0 && msg.Header != nil {
 			switch status := msg.Header.Get("Status"); status {

@@ -76,6 +76,13 @@ func (s *Store) LatestRoomKey(ctx context.Context, roomID, pub string) (uint64, 
 // re-reads the room and members and tries again. See the package
 // documentation for the order of writes.
 func (s *Store) Rekey(ctx context.Context, roomID string, fromEpoch uint64, keys map[string][]byte) (uint64, error) {
+	return s.RekeyTo(ctx, roomID, fromEpoch, 0, keys)
+}
+
+// RekeyTo is Rekey for keys sealed to a known epoch: toEpoch must be the
+// room's NextEpoch (sealed room keys bind their epoch), else ErrConflict.
+// Zero means whatever NextEpoch is.
+func (s *Store) RekeyTo(ctx context.Context, roomID string, fromEpoch, toEpoch uint64, keys map[string][]byte) (uint64, error) {
 	if err := validRoomID(roomID); err != nil {
 		return 0, err
 	}
@@ -107,7 +114,10 @@ func (s *Store) Rekey(ctx context.Context, roomID string, fromEpoch uint64, keys
 	if room.Epoch != fromEpoch {
 		return 0, fmt.Errorf("rekey room %s from epoch %d: room is at epoch %d: %w", roomID, fromEpoch, room.Epoch, ErrConflict)
 	}
-	next := max(room.Epoch, room.KeyClaim) + 1
+	next := room.NextEpoch()
+	if toEpoch != 0 && toEpoch != next {
+		return 0, fmt.Errorf("rekey room %s: keys sealed for epoch %d but the next epoch is %d: %w", roomID, toEpoch, next, ErrConflict)
+	}
 	room.KeyClaim = next
 	rev, err = updateJSON(ctx, s.rooms, roomID, room, rev)
 	if err != nil {

@@ -34,6 +34,15 @@ type Room struct {
 	CreatedAt         time.Time `json:"created_at"`
 }
 
+// NextEpoch is the epoch number the next rekey will claim; rekey bundles
+// seal their keys for it. Zero in a cleartext room.
+func (r Room) NextEpoch() uint64 {
+	if !r.Encrypted() {
+		return 0
+	}
+	return max(r.Epoch, r.KeyClaim) + 1
+}
+
 // Encrypted reports whether the room is end-to-end encrypted.
 func (r Room) Encrypted() bool { return r.Mode == subjects.ModeE2E }
 

@@ -554,3 +554,35 @@ func TestR3Cluster(t *testing.T) {
 		t.Fatalf("replay on another node = %v, want ErrReplay", err)
 	}
 }
+
+func TestRekeyToEpoch(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openStore(t, kvstore.DefaultConfig())
+	owner := newUserKey(t)
+	id := subjects.NewRoomID()
+	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Mode: subjects.ModeE2E, Owner: owner}, []byte("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if room.NextEpoch() != 2 {
+		t.Fatalf("next epoch of a new room = %d, want 2", room.NextEpoch())
+	}
+	if _, err := st.RekeyTo(ctx, id, 1, 5, map[string][]byte{owner: []byte("x")}); !errors.Is(err, kvstore.ErrConflict) {
+		t.Fatalf("rekey to a wrong epoch = %v, want ErrConflict", err)
+	}
+	// A claim that lost (membership mismatch) leaves its number unused.
+	if _, err := st.RekeyTo(ctx, id, 1, 2, map[string][]byte{owner: []byte("x"), newUserKey(t): []byte("y")}); !errors.Is(err, kvstore.ErrConflict) {
+		t.Fatalf("rekey with a non-member = %v, want ErrConflict", err)
+	}
+	room, err = st.GetRoom(ctx, id)
+	if err != nil || room.Epoch != 1 || room.NextEpoch() != 3 {
+		t.Fatalf("after a lost claim: epoch %d next %d (%v); want 1 and 3", room.Epoch, room.NextEpoch(), err)
+	}
+	epoch, err := st.RekeyTo(ctx, id, 1, 3, map[string][]byte{owner: []byte("k3")})
+	if err != nil || epoch != 3 {
+		t.Fatalf("rekey to next epoch = %d, %v; want 3", epoch, err)
+	}
+	if _, key, err := st.LatestRoomKey(ctx, id, owner); err != nil || string(key) != "k3" {
+		t.Fatalf("latest key = %q, %v", key, err)
+	}
+}
