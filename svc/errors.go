@@ -104,9 +104,9 @@ type storeMessages struct {
 	// may not do something: 401 (an unregistered signer), 403 (not a
 	// member, no sealed key).
 	notFoundCode int
-	exists   string // kvstore.ErrExists → 409
-	conflict string // kvstore.ErrConflict → 409
-	invalid  string // kvstore.ErrInvalid → 400
+	exists       string // kvstore.ErrExists → 409
+	conflict     string // kvstore.ErrConflict → 409
+	invalid      string // kvstore.ErrInvalid → 400
 }
 
 // storeError maps an error of a kvstore call to the wire error: the only

@@ -95,8 +95,8 @@ func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveReq
 	if _, ok := keys[pub]; ok {
 		return subjects.RoomInfo{}, badRequest("rekey.keys must not include the removed member %s", pub)
 	}
-	if req.Rekey.FromEpoch != room.Epoch {
-		return subjects.RoomInfo{}, staleEpoch(room, req.Rekey.FromEpoch)
+	if err := checkEpochs(room, req.Rekey.FromEpoch, req.Rekey.ToEpoch, "rekey."); err != nil {
+		return subjects.RoomInfo{}, err
 	}
 	members, err := h.store.ListMembers(ctx, room.ID)
 	if err != nil {
@@ -111,13 +111,13 @@ func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveReq
 	if err := h.store.RemoveMember(ctx, room.ID, pub); err != nil {
 		return subjects.RoomInfo{}, storeError(err, notMember)
 	}
-	epoch, err := h.store.Rekey(ctx, room.ID, room.Epoch, keys)
+	epoch, err := h.store.RekeyTo(ctx, room.ID, room.Epoch, req.Rekey.ToEpoch, keys)
 	if err != nil {
 		e := storeError(err, storeMessages{})
 		e.Message = fmt.Sprintf("%s was removed from room %s, but the rekey failed (%s): rekey the room now", pub, room.ID, e.Message)
 		return subjects.RoomInfo{}, e
 	}
-	room.Epoch = epoch
+	room.Epoch, room.KeyClaim = epoch, epoch
 	return roomInfo(room), nil
 }
 
@@ -133,8 +133,8 @@ func (h *handlers) rekey(ctx context.Context, c caller, req *subjects.RekeyReque
 	if err != nil {
 		return subjects.RoomInfo{}, err
 	}
-	if req.FromEpoch != room.Epoch {
-		return subjects.RoomInfo{}, staleEpoch(room, req.FromEpoch)
+	if err := checkEpochs(room, req.FromEpoch, req.ToEpoch, ""); err != nil {
+		return subjects.RoomInfo{}, err
 	}
 	// Checked here too (the store checks again under its claim) so that a
 	// bundle built from a stale member list claims no epoch.
@@ -145,14 +145,14 @@ func (h *handlers) rekey(ctx context.Context, c caller, req *subjects.RekeyReque
 	if err := covers(room.ID, members, "", keys); err != nil {
 		return subjects.RoomInfo{}, err
 	}
-	epoch, err := h.store.Rekey(ctx, room.ID, req.FromEpoch, keys)
+	epoch, err := h.store.RekeyTo(ctx, room.ID, req.FromEpoch, req.ToEpoch, keys)
 	if err != nil {
 		return subjects.RoomInfo{}, storeError(err, storeMessages{
 			notFound: "room " + room.ID + " not found",
 			conflict: "room " + room.ID + " changed during the rekey (another rekey or a membership change): fetch the room and its members and retry",
 		})
 	}
-	room.Epoch = epoch
+	room.Epoch, room.KeyClaim = epoch, epoch
 	return roomInfo(room), nil
 }
 
@@ -176,6 +176,21 @@ func (h *handlers) key(ctx context.Context, c caller, req *subjects.KeyRequest) 
 		})
 	}
 	return subjects.KeyResponse{RoomID: room.ID, Epoch: epoch, SealedKey: sealed}, nil
+}
+
+// checkEpochs checks a rekey's epochs: from must be the room's epoch and
+// to its next epoch, the one the keys are sealed for (409 otherwise, before
+// anything is written). prefix names the fields' parent in messages.
+func checkEpochs(room kvstore.Room, from, to uint64, prefix string) error {
+	switch {
+	case from != room.Epoch:
+		return staleEpoch(room, from)
+	case to == 0:
+		return badRequest("%sto_epoch is required: the room's next_epoch, which the sealed keys bind", prefix)
+	case to != room.NextEpoch():
+		return conflict(nil, "the keys are sealed for epoch %d but the next epoch of room %s is %d: fetch the room and reseal", to, room.ID, room.NextEpoch())
+	}
+	return nil
 }
 
 // staleEpoch is the 409 of a request made for another epoch than the

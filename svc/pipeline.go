@@ -162,7 +162,11 @@ func (s *service) handler(ep *endpoint, st *endpointStats) micro.Handler {
 func (s *service) run(ctx context.Context, ep *endpoint, st *endpointStats, c *call) {
 	who, err := s.authenticate(ctx, c)
 	if err != nil {
-		s.finish(c.w, ep, st, nil, c.start, asError(err))
+		var claimed *caller
+		if cl, cerr := claimedCaller(c.header); cerr == nil {
+			claimed = &cl // unverified, for the log
+		}
+		s.finish(c.w, ep, st, claimed, c.start, asError(err))
 		return
 	}
 	resp, err := ep.handle(ctx, who, c.body)
@@ -175,31 +179,30 @@ func (s *service) run(ctx context.Context, ep *endpoint, st *endpointStats, c *c
 		s.finish(c.w, ep, st, &who, c.start, newError(subjects.CodeUnavailable, err, msgUnavailable))
 		return
 	}
+	st.record(time.Since(c.start), nil) // before the reply, so that stats never lag it
 	if err := c.w.Respond(data); err != nil {
 		s.log.Debug("reply not sent", "subject", c.subject, "pub", who.pub, "err", err)
 	}
-	st.record(time.Since(c.start), nil)
 }
 
-// finish sends e as the error reply, logs it and counts it.
+// finish counts and logs e, then sends it as the error reply (in that
+// order, so that stats and logs never lag the reply).
 func (s *service) finish(w responder, ep *endpoint, st *endpointStats, who *caller, start time.Time, e *Error) {
+	st.record(time.Since(start), e)
+	if level := levelOf(e.Code); s.log.Enabled(s.base, level) {
+		attrs := []any{"endpoint", ep.name, "code", e.Code, "error", e.Message}
+		if who != nil {
+			attrs = append(attrs, "pub", who.pub)
+		}
+		if e.Cause != nil {
+			attrs = append(attrs, "cause", e.Cause.Error())
+		}
+		s.log.Log(s.base, level, "request refused", attrs...)
+	}
 	body, _ := json.Marshal(e.Body()) // a struct of a string and an int
 	if err := w.Error(strconv.Itoa(e.Code), e.Message, body); err != nil {
 		s.log.Debug("error reply not sent", "endpoint", ep.name, "err", err)
 	}
-	st.record(time.Since(start), e)
-	level := levelOf(e.Code)
-	if !s.log.Enabled(s.base, level) {
-		return
-	}
-	attrs := []any{"service", s.name, "endpoint", ep.name, "code", e.Code, "error", e.Message}
-	if who != nil {
-		attrs = append(attrs, "pub", who.pub)
-	}
-	if e.Cause != nil {
-		attrs = append(attrs, "cause", e.Cause.Error())
-	}
-	s.log.Log(s.base, level, "request refused", attrs...)
 }
 
 // levelOf is the log level of a refusal: backend failures are errors,
@@ -238,20 +241,41 @@ func (s *service) authenticate(ctx context.Context, c *call) (caller, error) {
 		// claiming it would let anyone burn a victim's nonces.
 		return s.lookupCaller(ctx, c, who.pub, true)
 	}
-	if err := s.cfg.Store.ClaimNonce(ctx, sr.Nonce); err != nil {
-		e := storeError(err, storeMessages{invalid: "malformed request nonce"})
+	// The nonce claim and the user read are independent: run them at once
+	// (one store round trip less), then judge them in order.
+	user := make(chan userRead, 1)
+	go func() {
+		u, err := s.cfg.Store.GetUser(ctx, sr.Pub)
+		user <- userRead{u, err}
+	}()
+	claimErr := s.cfg.Store.ClaimNonce(ctx, sr.Nonce)
+	read := <-user
+	if claimErr != nil {
+		e := storeError(claimErr, storeMessages{invalid: "malformed request nonce"})
 		if !soft || e.Code == subjects.CodeUnavailable {
 			return caller{}, e
 		}
 		s.softAllow(c, sr.Pub, "nonce", e)
 	}
-	return s.lookupCaller(ctx, c, sr.Pub, soft)
+	return s.judgeCaller(c, sr.Pub, read, soft)
 }
 
-// lookupCaller reads the caller's record: an unknown or revoked caller is
-// 401 (logged and allowed when soft).
+// userRead is the outcome of a user lookup.
+type userRead struct {
+	u   kvstore.User
+	err error
+}
+
+// lookupCaller reads the caller's record and judges it (judgeCaller).
 func (s *service) lookupCaller(ctx context.Context, c *call, pub string, soft bool) (caller, error) {
 	u, err := s.cfg.Store.GetUser(ctx, pub)
+	return s.judgeCaller(c, pub, userRead{u, err}, soft)
+}
+
+// judgeCaller decides on the caller's record: an unknown or revoked caller
+// is 401 (logged and allowed when soft), a backend failure 503.
+func (s *service) judgeCaller(c *call, pub string, read userRead, soft bool) (caller, error) {
+	u, err := read.u, read.err
 	var e *Error
 	switch {
 	case err != nil:
@@ -273,7 +297,7 @@ func (s *service) lookupCaller(ctx context.Context, c *call, pub string, soft bo
 
 // softAllow logs a check that failed but is allowed in AuthSoft.
 func (s *service) softAllow(c *call, pub, check string, e *Error) {
-	attrs := []any{"service", s.name, "subject", c.subject, "pub", pub, "check", check, "error", e.Message}
+	attrs := []any{"subject", c.subject, "pub", pub, "check", check, "error", e.Message}
 	if e.Cause != nil {
 		attrs = append(attrs, "cause", e.Cause.Error())
 	}

@@ -12,14 +12,14 @@ import (
 
 func (h *handlers) roomsEndpoints() []endpoint {
 	return []endpoint{
-		op(subjects.EndpointCreate, "create a room owned by the caller (e2e: with the epoch-1 key sealed to the caller)", accessUser, h.createRoom).withBundle(),
+		op(subjects.EndpointCreate, "create a room owned by the caller (e2e: with its room_id and the epoch-1 key sealed to the caller)", accessUser, h.createRoom).withBundle(),
 		op(subjects.EndpointGet, "read a room", accessMember, h.getRoom),
 		op(subjects.EndpointInvite, "add a member, with the current epoch's key sealed to it (e2e)", accessOwner, h.invite).withBundle(),
 		op(subjects.EndpointRemove, "remove a member; in an e2e room with the rekey for the remaining members", accessOwner, h.remove).withBundle(),
 		op(subjects.EndpointLeave, "leave a room (not its owner); an e2e room is not rekeyed, its owner should rekey", accessMember, h.leave),
 		op(subjects.EndpointMembers, "list a room's members", accessMember, h.members),
-		op(subjects.EndpointMine, "list the caller's rooms (policy is the room's mode)", accessUser, h.mine),
-		op(subjects.EndpointRekey, "start a new key epoch (compare-and-set on from_epoch)", accessOwner, h.rekey).withBundle(),
+		op(subjects.EndpointMine, "list the caller's rooms", accessUser, h.mine),
+		op(subjects.EndpointRekey, "start epoch to_epoch (the room's next_epoch), compare-and-set on from_epoch", accessOwner, h.rekey).withBundle(),
 		op(subjects.EndpointKey, "fetch the caller's sealed room key for an epoch (0: the current one)", accessMember, h.key),
 	}
 }
@@ -36,7 +36,16 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 	if err := checkName(req.Name); err != nil {
 		return subjects.RoomInfo{}, err
 	}
+	id := req.RoomID
+	if id != "" {
+		if _, err := parseRoomID(id); err != nil {
+			return subjects.RoomInfo{}, err
+		}
+	}
 	if mode == subjects.ModeCleartext {
+		if id == "" {
+			id = subjects.NewRoomID()
+		}
 		if h.cfg.RequireEncryptedRooms {
 			return subjects.RoomInfo{}, forbidden("this deployment requires encrypted rooms: create the room with mode %q", subjects.ModeE2E)
 		}
@@ -44,6 +53,9 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 			return subjects.RoomInfo{}, badRequest("a cleartext room has no room key: omit sealed_key")
 		}
 	} else {
+		if id == "" {
+			return subjects.RoomInfo{}, badRequest("an encrypted room needs room_id, chosen with subjects.NewRoomID: the sealed key binds it")
+		}
 		if len(req.SealedKey) == 0 {
 			return subjects.RoomInfo{}, badRequest("an encrypted room needs sealed_key: the room key of epoch 1 sealed to your encryption key")
 		}
@@ -59,14 +71,14 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 		}
 	}
 	room, err := h.store.CreateRoom(ctx, kvstore.Room{
-		ID:     subjects.NewRoomID(),
+		ID:     id,
 		Name:   req.Name,
 		Mode:   mode,
 		Policy: history,
 		Owner:  c.pub,
 	}, req.SealedKey)
 	if err != nil {
-		return subjects.RoomInfo{}, storeError(err, storeMessages{exists: "a room with the new ID already exists; retry"})
+		return subjects.RoomInfo{}, storeError(err, storeMessages{exists: "room " + id + " already exists: choose another room_id"})
 	}
 	return roomInfo(room), nil
 }
@@ -134,8 +146,9 @@ func (h *handlers) mine(ctx context.Context, c caller, _ *struct{}) (subjects.Mi
 			RoomID:  r.RoomID,
 			Subject: r.Subject,
 			Epoch:   r.Epoch,
-			Policy:  r.Mode,
+			Policy:  cmp.Or(r.Policy, subjects.HistoryNone),
 			Role:    r.Role,
+			Mode:    r.Mode,
 		})
 	}
 	return out, nil
@@ -193,6 +206,7 @@ func roomInfo(r kvstore.Room) subjects.RoomInfo {
 		History:   cmp.Or(r.Policy, subjects.HistoryNone),
 		Owner:     r.Owner,
 		Epoch:     r.Epoch,
+		NextEpoch: r.NextEpoch(),
 		CreatedAt: r.CreatedAt,
 	}
 }

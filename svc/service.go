@@ -19,9 +19,12 @@ import (
 // and micro's default queue group spreads the requests among them.
 type Services struct {
 	users, rooms *service
-	stopOnCancel func() bool
 	once         sync.Once
+	done         chan struct{}
 	err          error
+
+	mu           sync.Mutex
+	stopOnCancel func() bool // unregisters the stop on ctx; nil until set
 }
 
 // Start registers the micro services unibus-users and unibus-rooms on
@@ -63,23 +66,55 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	if err != nil {
 		return nil, errors.Join(err, users.stop())
 	}
-	ss := &Services{users: users, rooms: rooms}
+	ss := &Services{users: users, rooms: rooms, done: make(chan struct{})}
+	// Return only once the server has the subscriptions, so that the
+	// services answer the moment Start returns.
+	if err := flush(ctx, cfg); err != nil {
+		return nil, errors.Join(fmt.Errorf("start control plane: %w", err), ss.Stop())
+	}
+	ss.mu.Lock()
 	ss.stopOnCancel = context.AfterFunc(ctx, func() { _ = ss.Stop() })
+	ss.mu.Unlock()
 	log.Info("control plane started", "version", cfg.Version, "auth_mode", cfg.AuthMode,
 		"workers", cfg.Workers, "require_encrypted_rooms", cfg.RequireEncryptedRooms)
 	return ss, nil
 }
 
-// Stop stops the services: their subscriptions are drained (new requests go
-// to other instances), requests waiting for a worker are refused with 503,
-// and Stop returns when every request in progress has been answered. It is
-// safe to call more than once and from several goroutines.
+// Stop stops the services: the server drops their subscriptions (new
+// requests go to other instances), requests waiting for a worker or still
+// queued in a subscription are refused with 503 (retry), and Stop returns
+// when every request in progress has been answered. It does not close
+// Config.Conn. It is safe to call more than once and from several
+// goroutines.
 func (ss *Services) Stop() error {
 	ss.once.Do(func() {
-		ss.stopOnCancel()
+		ss.mu.Lock()
+		if ss.stopOnCancel != nil {
+			ss.stopOnCancel()
+		}
+		ss.mu.Unlock()
 		ss.err = errors.Join(ss.rooms.stop(), ss.users.stop())
+		close(ss.done)
 	})
 	return ss.err
+}
+
+// Done is closed when the services have stopped (by Stop or by the
+// cancellation of Start's context).
+func (ss *Services) Done() <-chan struct{} { return ss.done }
+
+// flush waits until the server has processed what cfg.Conn sent, bounded
+// by ctx or, without a deadline, by the request timeout.
+func flush(ctx context.Context, cfg Config) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.RequestTimeout)
+		defer cancel()
+	}
+	if err := cfg.Conn.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
 }
 
 // Users returns the micro service unibus-users (for Info and Stats).
@@ -172,6 +207,13 @@ func (s *service) stop() error {
 	err := s.ms.Stop()
 	if err != nil {
 		err = fmt.Errorf("stop service %s: %w", s.name, err)
+	} else if !s.cfg.Conn.IsClosed() {
+		// Once the server has the unsubscriptions, new requests go to
+		// other instances; a failure only means they may still come here
+		// and be refused as below.
+		if ferr := flush(s.base, s.cfg); ferr != nil {
+			s.log.Warn("unsubscribe not confirmed by the server", "err", ferr)
+		}
 	}
 	s.mu.Lock()
 	if !s.stopped {

@@ -1,0 +1,91 @@
+package svc_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/svc"
+	"github.com/unibus/unibus/tests/natstest"
+)
+
+func TestConfigValidation(t *testing.T) {
+	srv := natstest.RunServer(t)
+	nc, js := natstest.JetStream(t, srv.ClientURL())
+	open := func(ttl time.Duration) *kvstore.Store {
+		st, err := kvstore.Open(context.Background(), js, kvstore.Config{Replicas: 1, Memory: true, NonceTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	store := open(0)
+	closed := natstest.Connect(t, srv.ClientURL())
+	closed.Close()
+
+	for _, tc := range []struct {
+		name string
+		cfg  svc.Config
+	}{
+		{"no store", svc.Config{Conn: nc}},
+		{"no connection", svc.Config{Store: store}},
+		{"closed connection", svc.Config{Store: store, Conn: closed}},
+		{"unknown auth mode", svc.Config{Store: store, Conn: nc, AuthMode: "lenient"}},
+		{"negative skew", svc.Config{Store: store, Conn: nc, MaxSkew: -time.Minute}},
+		{"skew beyond the nonce window", svc.Config{Store: store, Conn: nc, MaxSkew: 5 * time.Minute}},
+		{"negative request limit", svc.Config{Store: store, Conn: nc, MaxRequestBytes: -1}},
+		{"bundle limit below request limit", svc.Config{Store: store, Conn: nc, MaxRequestBytes: 1 << 20, MaxBundleBytes: 1 << 10}},
+		{"negative workers", svc.Config{Store: store, Conn: nc, Workers: -1}},
+		{"too many workers", svc.Config{Store: store, Conn: nc, Workers: 1 << 20}},
+		{"negative timeout", svc.Config{Store: store, Conn: nc, RequestTimeout: -time.Second}},
+		{"not a semantic version", svc.Config{Store: store, Conn: nc, Version: "d61886b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := svc.Start(context.Background(), tc.cfg)
+			if !errors.Is(err, svc.ErrConfigValidation) {
+				if s != nil {
+					_ = s.Stop()
+				}
+				t.Fatalf("Start = %v, want ErrConfigValidation", err)
+			}
+		})
+	}
+
+	// A store that remembers nonces long enough allows a longer skew.
+	s, err := svc.Start(context.Background(), svc.Config{Store: open(10 * time.Minute), Conn: nc, MaxSkew: 5 * time.Minute, Version: "1.0.0-rc.1+build.5"})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+}
+
+// TestStopOnCancel: canceling Start's context stops the services.
+func TestStopOnCancel(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := e.cfg
+	cfg.Conn = e.serviceConn(t)
+	s, err := svc.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-s.Done():
+	case <-time.After(requestTimeout):
+		t.Fatal("services still running after their context was canceled")
+	}
+	if !s.Rooms().Stopped() || !s.Users().Stopped() {
+		t.Error("micro services still running")
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop after cancel: %v", err)
+	}
+	if _, err := svc.Start(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Errorf("Start with a canceled context = %v", err)
+	}
+}

@@ -1,0 +1,460 @@
+package svc_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+
+	"github.com/unibus/unibus/embedded"
+	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/svc"
+	"github.com/unibus/unibus/tests/natstest"
+)
+
+// requestTimeout bounds every request a test makes: generous, because the
+// machine is small and shared, but a hung service still fails the test.
+const requestTimeout = 20 * time.Second
+
+// testVersion is the version the test services run as.
+const testVersion = "1.2.3"
+
+// env is one control plane under test: a server, a store, running
+// services and registered users, each with its own connection. Every test
+// gets its environment from newEnv, the only place that knows how the
+// server is secured, so the same tests can later run behind the auth
+// callout by changing newEnv and connect alone.
+type env struct {
+	t     testing.TB
+	srv   *embedded.Server
+	js    jetstream.JetStream
+	store *kvstore.Store
+	// storeCfg is the store's configuration, for other instances.
+	storeCfg kvstore.Config
+	cfg      svc.Config
+	svc      *svc.Services
+	logs     *logBuffer
+
+	// admin is the bootstrap administrator; alice, bob and carol are
+	// registered users with encryption keys, not administrators.
+	admin, alice, bob, carol *user
+}
+
+// user is a registered (or, from stranger, unregistered) identity.
+type user struct {
+	name   string
+	kp     nkeys.KeyPair
+	pub    string
+	nc     *nats.Conn
+	encKey []byte
+}
+
+type envOptions struct {
+	cfg    []func(*svc.Config)
+	memory bool
+}
+
+type envOption func(*envOptions)
+
+// withConfig adjusts the services' configuration before they start.
+func withConfig(f func(*svc.Config)) envOption {
+	return func(o *envOptions) { o.cfg = append(o.cfg, f) }
+}
+
+// withFileStorage keeps the buckets on disk rather than in memory.
+func withFileStorage() envOption {
+	return func(o *envOptions) { o.memory = false }
+}
+
+// maxPayload is the server's max_payload, as unibusd's embedded server
+// sets it, so that a rekey of a large room fits.
+const maxPayload = 8 << 20
+
+func newEnv(t testing.TB, opts ...envOption) *env {
+	t.Helper()
+	o := envOptions{memory: true}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	srv := natstest.RunServer(t, func(c *embedded.Config) {
+		c.Customize = func(so *server.Options) error {
+			so.MaxPayload = maxPayload
+			return nil
+		}
+	})
+	e := &env{t: t, srv: srv, logs: &logBuffer{}}
+	nc := e.serviceConn(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	e.js = js
+	e.storeCfg = kvstore.Config{Replicas: 1, Memory: o.memory}
+	e.store = e.openStore(t, js)
+	e.cfg = svc.Config{
+		Store:   e.store,
+		Conn:    nc,
+		Logger:  slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version: testVersion,
+	}
+	for _, f := range o.cfg {
+		f(&e.cfg)
+	}
+	e.svc = e.start(t, e.cfg)
+
+	// Bootstrap the first administrator as unibusd does, then register
+	// the others through the service.
+	e.admin = e.newIdentity(t, "admin")
+	if _, err := e.store.EnsureAdmin(context.Background(), e.admin.pub, "admin"); err != nil {
+		t.Fatalf("bootstrap admin: %v", err)
+	}
+	e.connect(t, e.admin)
+	e.setKey(t, e.admin)
+	e.alice = e.register(t, "alice")
+	e.bob = e.register(t, "bob")
+	e.carol = e.register(t, "carol")
+	return e
+}
+
+// serviceConn connects a control-plane instance in-process, as unibusd
+// does.
+func (e *env) serviceConn(t testing.TB) *nats.Conn {
+	t.Helper()
+	nc, err := e.srv.InProcessConn(nats.Name("unibus-svc"))
+	if err != nil {
+		t.Fatalf("connect services: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func (e *env) openStore(t testing.TB, js jetstream.JetStream) *kvstore.Store {
+	t.Helper()
+	st, err := kvstore.Open(context.Background(), js, e.storeCfg)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	return st
+}
+
+// start starts an instance of the services, stopped by t.Cleanup.
+func (e *env) start(t testing.TB, cfg svc.Config) *svc.Services {
+	t.Helper()
+	s, err := svc.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start services: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("stop services: %v", err)
+		}
+	})
+	return s
+}
+
+// secondInstance starts another instance of the services with its own
+// connection and store handle, as on another node.
+func (e *env) secondInstance(t testing.TB) *svc.Services {
+	t.Helper()
+	nc := e.serviceConn(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	cfg := e.cfg
+	cfg.Conn = nc
+	cfg.Store = e.openStore(t, js)
+	return e.start(t, cfg)
+}
+
+func (e *env) newIdentity(t testing.TB, name string) *user {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &user{name: name, kp: kp, pub: pub, encKey: randomBytes(t, 1216)}
+}
+
+// connect opens u's connection, replying on u's own inbox prefix as the
+// auth callout's permissions require.
+func (e *env) connect(t testing.TB, u *user) {
+	t.Helper()
+	prefix, err := subjects.InboxPrefix(u.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.nc = natstest.Connect(t, e.srv.ClientURL(), nats.Name(u.name), nats.CustomInboxPrefix(prefix))
+}
+
+// register adds a user through users.add (as the admin) and publishes its
+// encryption key through users.setkey (as itself).
+func (e *env) register(t testing.TB, name string) *user {
+	t.Helper()
+	u := e.newIdentity(t, name)
+	call[subjects.UserInfo](t, e.admin, subjects.UsersAdd, subjects.AddUserRequest{Pub: u.pub, Name: name})
+	e.connect(t, u)
+	e.setKey(t, u)
+	return u
+}
+
+// setKey publishes u's encryption key through users.setkey.
+func (e *env) setKey(t testing.TB, u *user) {
+	t.Helper()
+	sig, err := subjects.SignEncKeyBinding(u.kp, u.encKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call[subjects.UserInfo](t, u, subjects.UsersSetKey, subjects.SetKeyRequest{EncKey: u.encKey, EncKeySig: sig})
+}
+
+// revoke revokes u (as the admin). Once the auth callout is on, a revoked
+// user is disconnected and cannot connect again, so its requests then
+// travel over via's connection.
+func (e *env) revoke(t testing.TB, u, via *user) {
+	t.Helper()
+	call[subjects.UserInfo](t, e.admin, subjects.UsersRevoke, subjects.RevokeUserRequest{Pub: u.pub})
+	u.nc = via.nc
+}
+
+// stranger is an identity that is not registered. Once the auth callout is
+// on it cannot connect, so its requests travel over the admin's connection.
+func (e *env) stranger(t testing.TB) *user {
+	t.Helper()
+	u := e.newIdentity(t, "stranger")
+	u.nc = e.admin.nc
+	return u
+}
+
+// reqOption changes how a request is signed or sent.
+type reqOption func(*reqSpec)
+
+type reqSpec struct {
+	at      time.Time
+	signer  nkeys.KeyPair
+	unsign  bool
+	headers nats.Header
+	tamper  func(*nats.Msg)
+}
+
+// signedAt signs with the timestamp at.
+func signedAt(at time.Time) reqOption { return func(r *reqSpec) { r.at = at } }
+
+// signedBy signs with kp instead of the sender's key.
+func signedBy(kp nkeys.KeyPair) reqOption { return func(r *reqSpec) { r.signer = kp } }
+
+// unsigned sends no signature headers but hdr.
+func unsigned(hdr nats.Header) reqOption {
+	return func(r *reqSpec) { r.unsign, r.headers = true, hdr }
+}
+
+// tampered changes the message after it was signed.
+func tampered(f func(*nats.Msg)) reqOption { return func(r *reqSpec) { r.tamper = f } }
+
+// msg builds u's request to subject: body is raw bytes or a value to
+// encode as JSON.
+func (u *user) msg(t testing.TB, subject string, body any, opts ...reqOption) *nats.Msg {
+	t.Helper()
+	spec := reqSpec{at: time.Now(), signer: u.kp}
+	for _, o := range opts {
+		o(&spec)
+	}
+	data, ok := body.([]byte)
+	if !ok && body != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
+			t.Fatalf("encode request: %v", err)
+		}
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if spec.unsign {
+		for k, v := range spec.headers {
+			m.Header[k] = v
+		}
+	} else {
+		h, err := subjects.SignRequest(spec.signer, subject, data, spec.at)
+		if err != nil {
+			t.Fatalf("sign request: %v", err)
+		}
+		m.Header = h
+	}
+	if spec.tamper != nil {
+		spec.tamper(m)
+	}
+	return m
+}
+
+// send sends m on u's connection and returns the reply.
+func (u *user) send(t testing.TB, m *nats.Msg) *nats.Msg {
+	t.Helper()
+	r, err := u.nc.RequestMsg(m, requestTimeout)
+	if err != nil {
+		t.Fatalf("%s: request %s: %v", u.name, m.Subject, err)
+	}
+	return r
+}
+
+// request signs and sends one request as u.
+func (u *user) request(t testing.TB, subject string, body any, opts ...reqOption) *nats.Msg {
+	t.Helper()
+	return u.send(t, u.msg(t, subject, body, opts...))
+}
+
+// call makes a request that must succeed and decodes its reply.
+func call[Resp any](t testing.TB, u *user, subject string, body any, opts ...reqOption) Resp {
+	t.Helper()
+	r := u.request(t, subject, body, opts...)
+	return decode[Resp](t, r)
+}
+
+// decode decodes a successful reply strictly.
+func decode[Resp any](t testing.TB, r *nats.Msg) Resp {
+	t.Helper()
+	if code := r.Header.Get(micro.ErrorCodeHeader); code != "" {
+		t.Fatalf("%s: error %s %q, want success", r.Subject, code, r.Header.Get(micro.ErrorHeader))
+	}
+	var out Resp
+	dec := json.NewDecoder(bytes.NewReader(r.Data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
+		t.Fatalf("decode reply %s: %v", r.Data, err)
+	}
+	return out
+}
+
+// wantError checks that r is a micro error reply with code, whose message
+// contains every one of want, the same in the headers and the body, and
+// leaks no internals.
+func wantError(t testing.TB, r *nats.Msg, code int, want ...string) {
+	t.Helper()
+	gotCode := r.Header.Get(micro.ErrorCodeHeader)
+	desc := r.Header.Get(micro.ErrorHeader)
+	if gotCode != strconv.Itoa(code) {
+		t.Fatalf("error code %q (%q, body %s), want %d", gotCode, desc, r.Data, code)
+	}
+	var body subjects.ErrorBody
+	dec := json.NewDecoder(bytes.NewReader(r.Data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		t.Fatalf("error body %q: %v", r.Data, err)
+	}
+	if body.Code != code || body.Error != desc || desc == "" {
+		t.Fatalf("error body %+v, headers %s %q: want code %d and the same message", body, gotCode, desc, code)
+	}
+	for _, w := range want {
+		if !strings.Contains(desc, w) {
+			t.Errorf("error %d %q does not mention %q", code, desc, w)
+		}
+	}
+	for _, leak := range []string{"json:", "nats:", "jetstream", "$KV", "$JS", "UNIBUS_", "context deadline", "kvstore", "invalid argument"} {
+		if strings.Contains(desc, leak) {
+			t.Errorf("error %d %q leaks internals (%q)", code, desc, leak)
+		}
+	}
+}
+
+// snapshot is the last sequence of every state bucket (nonces aside): any
+// write moves it.
+type snapshot map[string]uint64
+
+func (e *env) snapshot(t testing.TB) snapshot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	out := snapshot{}
+	for _, b := range []string{kvstore.BucketUsers, kvstore.BucketRooms, kvstore.BucketMembers, kvstore.BucketRoomsByMember, kvstore.BucketRoomKeys} {
+		kv, err := e.js.KeyValue(ctx, b)
+		if err != nil {
+			t.Fatalf("bucket %s: %v", b, err)
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatalf("bucket %s status: %v", b, err)
+		}
+		out[b] = st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq
+	}
+	return out
+}
+
+// unchanged fails if any state bucket was written since before.
+func (e *env) unchanged(t testing.TB, before snapshot) {
+	t.Helper()
+	after := e.snapshot(t)
+	for b, seq := range before {
+		if after[b] != seq {
+			t.Errorf("bucket %s written (last sequence %d → %d)", b, seq, after[b])
+		}
+	}
+}
+
+// createRoom creates a room owned by u (an encrypted one with a random
+// sealed key, the stand-in for the client's HPKE sealing).
+func (e *env) createRoom(t testing.TB, u *user, mode string) subjects.RoomInfo {
+	t.Helper()
+	req := subjects.CreateRoomRequest{Name: "room of " + u.name, Mode: mode}
+	if mode == subjects.ModeE2E {
+		req.RoomID, req.SealedKey = subjects.NewRoomID(), sealedKey(t)
+	}
+	return call[subjects.RoomInfo](t, u, subjects.RoomsCreate, req)
+}
+
+// invite makes the owner invite member, with a sealed key in an e2e room.
+func (e *env) invite(t testing.TB, owner *user, room subjects.RoomInfo, member *user) subjects.MemberInfo {
+	t.Helper()
+	req := subjects.InviteRequest{RoomID: room.RoomID, Pub: member.pub}
+	if room.Mode == subjects.ModeE2E {
+		req.Epoch, req.SealedKey = room.Epoch, sealedKey(t)
+	}
+	if err := req.SignOwner(owner.kp); err != nil {
+		t.Fatal(err)
+	}
+	return call[subjects.MemberInfo](t, owner, subjects.RoomsInvite, req)
+}
+
+// sealedKey is an opaque stand-in for a room key sealed with HPKE.
+func sealedKey(t testing.TB) []byte { return randomBytes(t, 1120+48) }
+
+func randomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// logBuffer collects the services' log output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}

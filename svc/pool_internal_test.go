@@ -1,0 +1,111 @@
+package svc
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+
+	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/tests/natstest"
+)
+
+// TestWorkerPool drives the pool with an endpoint that blocks until
+// released: a saturated pool refuses with 503 once the request's deadline
+// passes, and stop waits for the request in progress, which is answered.
+func TestWorkerPool(t *testing.T) {
+	srv := natstest.RunServer(t)
+	nc, js := natstest.JetStream(t, srv.ClientURL())
+	store, err := kvstore.Open(context.Background(), js, kvstore.Config{Replicas: 1, Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Store: store, Conn: nc, AuthMode: AuthOff, Workers: 1, RequestTimeout: 300 * time.Millisecond}.withDefaults()
+	if err := cfg.valid(); err != nil {
+		t.Fatal(err)
+	}
+
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	block := op("block", "blocks until released", "tests", func(ctx context.Context, _ caller, _ *struct{}) (struct{}, error) {
+		started <- struct{}{}
+		<-release
+		return struct{}{}, nil
+	})
+	s, err := startService(context.Background(), cfg, serviceSpec{name: "pool-test", group: "test", endpoints: []endpoint{block}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.stop() })
+	if err := flush(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	client := natstest.Connect(t, srv.ClientURL())
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func() *nats.Msg {
+		m := nats.NewMsg("test.block")
+		m.Header.Set(subjects.HeaderPub, pub)
+		return m
+	}
+	// The first request takes the only worker...
+	inbox := client.NewRespInbox()
+	first, err := client.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := msg()
+	m.Reply = inbox
+	if err := client.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+
+	// ...so the second waits for its deadline and is refused.
+	r, err := client.RequestMsg(msg(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := r.Header.Get(micro.ErrorCodeHeader); code != strconv.Itoa(subjects.CodeUnavailable) {
+		t.Fatalf("saturated pool: code %q %q, want 503", code, r.Header.Get(micro.ErrorHeader))
+	}
+	if got := s.stats["block"].snapshot(); got.Busy != 1 || got.Errors != 1 {
+		t.Errorf("stats %+v, want one busy refusal", got)
+	}
+
+	// stop waits for the request in progress.
+	stopped := make(chan error)
+	go func() { stopped <- s.stop() }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("stop returned (%v) while a request was in progress", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	reply, err := first.NextMsg(30 * time.Second)
+	if err != nil {
+		t.Fatalf("the request in progress was not answered: %v", err)
+	}
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" || string(reply.Data) != "{}" {
+		t.Errorf("reply %q %s", code, reply.Data)
+	}
+	// Nobody answers any more.
+	if _, err := client.RequestMsg(msg(), 5*time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("request after stop: %v, want no responders", err)
+	}
+}
