@@ -1,7 +1,7 @@
 # unibus — make targets. `make run` starts the server, `make test` runs the tests.
 GO            ?= go
 STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
-VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION       ?= 0.1.0-dev+$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS       := -X main.version=$(VERSION)
 PKG           ?= ./...
 T             ?=

@@ -15,6 +15,7 @@ import (
 	"github.com/unibus/unibus/authcallout"
 	"github.com/unibus/unibus/embedded"
 	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/svc"
 )
 
 // ErrConfigValidation wraps every configuration error.
@@ -35,6 +36,9 @@ type Config struct {
 	// Callout tunes the callout service (Conn, Store, Issuer, XKey and
 	// Logger are filled in by the node).
 	Callout authcallout.Config
+	// Services tunes the control-plane services (Store, Conn and Logger
+	// are filled in by the node).
+	Services svc.Config
 	// WrapCalloutStore, when set, wraps the store the callout reads (fault
 	// injection in tests).
 	WrapCalloutStore func(authcallout.Store) authcallout.Store
@@ -57,8 +61,13 @@ type Node struct {
 
 	calloutConn *nats.Conn
 	callout     *authcallout.Service
+	services    *svc.Services
 	watcher     *authcallout.Watcher
 	logger      *slog.Logger
+	// life bounds what runs until Close (the watcher, the services); the
+	// context given to Start bounds only starting.
+	life   context.Context
+	cancel context.CancelFunc
 }
 
 // Start starts a node and returns when it accepts peers.
@@ -86,6 +95,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil
 	}
 	n := &Node{Keys: keys, logger: logger}
+	n.life, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -122,8 +132,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("start auth callout: %w", err)
 	}
 	kicker := &authcallout.Kicker{Conn: n.SystemConn}
-	if n.watcher, err = authcallout.StartWatcher(ctx, n.Store, kicker, logger); err != nil {
+	if n.watcher, err = authcallout.StartWatcher(n.life, n.Store, kicker, logger); err != nil {
 		return nil, err
+	}
+	sc := cfg.Services
+	sc.Store, sc.Conn = n.Store, n.ServiceConn
+	if sc.Logger == nil {
+		sc.Logger = logger
+	}
+	if n.services, err = svc.Start(n.life, sc); err != nil {
+		return nil, fmt.Errorf("start services: %w", err)
 	}
 	if cfg.Admin != "" {
 		u, err := n.Store.EnsureAdmin(ctx, cfg.Admin, "admin")
@@ -161,11 +179,23 @@ func userAuth(kp nkeys.KeyPair) nats.Option {
 	return nats.Nkey(pub, kp.Sign)
 }
 
+// ServiceUserConn opens another in-process connection as the service user
+// (account UNIBUS), e.g. for a second instance of the services.
+func (n *Node) ServiceUserConn(opts ...nats.Option) (*nats.Conn, error) {
+	return n.Server.InProcessConn(append([]nats.Option{userAuth(n.Keys.ServiceUser)}, opts...)...)
+}
+
 // ClientURL is where peers connect.
 func (n *Node) ClientURL() string { return n.Server.ClientURL() }
 
 // Close stops everything the node started, in reverse order, and waits.
 func (n *Node) Close() {
+	defer n.cancel()
+	if n.services != nil {
+		if err := n.services.Stop(); err != nil {
+			n.logger.Warn("stop services", "err", err)
+		}
+	}
 	if n.watcher != nil {
 		n.watcher.Stop()
 	}

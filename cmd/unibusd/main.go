@@ -10,8 +10,9 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=…"; it must
+// be a semantic version (micro services publish it).
+var version = "0.1.0-dev"
 
 // command is one unibusd subcommand.
 type command interface {

@@ -16,6 +16,7 @@ import (
 	"github.com/unibus/unibus/embedded"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/node"
+	"github.com/unibus/unibus/svc"
 )
 
 // errUsage marks errors caused by bad command-line input (exit code 2).
@@ -59,6 +60,9 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	replicas := fs.Int("replicas", 1, "replicas of every KV bucket (1..5)")
 	opTimeout := fs.Duration("op-timeout", kvstore.DefaultOpTimeout, "bound on every store operation")
 	userTTL := fs.Duration("user-ttl", authcallout.DefaultUserTTL, "lifetime of issued user JWTs (permissions refresh)")
+	authMode := fs.String("auth-mode", string(svc.AuthEnforce), "signed-request checks: enforce, soft (log and allow) or off (development only)")
+	maxSkew := fs.Duration("max-skew", svc.DefaultMaxSkew, "accepted clock skew of signed requests")
+	requireEncrypted := fs.Bool("require-encrypted-rooms", false, "refuse cleartext rooms (403)")
 	verbose := fs.Bool("v", false, "log debug detail")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -88,8 +92,14 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		Store:   kvstore.Config{Replicas: *replicas, OpTimeout: *opTimeout},
 		XKey:    *xkey,
 		Callout: authcallout.Config{UserTTL: *userTTL},
-		Admin:   *admin,
-		Logger:  logger,
+		Services: svc.Config{
+			Version:               version,
+			AuthMode:              svc.AuthMode(*authMode),
+			MaxSkew:               *maxSkew,
+			RequireEncryptedRooms: *requireEncrypted,
+		},
+		Admin:  *admin,
+		Logger: logger,
 	}
 	if *tlsCert != "" {
 		tlsConf, err := certs.ServerConfig(*tlsCert, *tlsKey)

@@ -88,6 +88,7 @@ func TestServeRejectsBadInput(t *testing.T) {
 		{"cert without key", []string{"--tls-cert", "x.pem"}, true},
 		{"bad admin key", []string{"--port", "-1", "--admin", "not-a-key"}, false},
 		{"bad replicas", []string{"--port", "-1", "--replicas", "6"}, false},
+		{"bad auth mode", []string{"--port", "-1", "--auth-mode", "maybe"}, false},
 		{"missing cert files", []string{"--tls-cert", "nope.pem", "--tls-key", "nope-key.pem"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
