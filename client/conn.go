@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,22 +48,25 @@ func WithReconnectWait(d time.Duration) Option {
 	return func(o *options) error { o.reconnectWait = d; return nil }
 }
 
-// WithNATSOptions appends raw nats.go options (handlers, timeouts).
+// WithNATSOptions appends raw nats.go options (handlers, timeouts). A
+// ReconnectHandler given here replaces the client's own, which lets
+// requests in flight recover replies lost to a permission refresh.
 func WithNATSOptions(opts ...nats.Option) Option {
 	return func(o *options) error { o.natsOpts = append(o.natsOpts, opts...); return nil }
 }
 
 // Conn is a connection to the bus as one identity.
 type Conn struct {
-	nc       *nats.Conn
-	id       *identity.Identity
-	encKey   *e2e.EncryptionKey
-	keys     *keyring
-	receiver *e2e.Receiver
+	nc         *nats.Conn
+	reconnects *signal
+	id         *identity.Identity
+	encKey     *e2e.EncryptionKey
+	keys       *keyring
+	receiver   *e2e.Receiver
 }
 
-func newConn(nc *nats.Conn, id *identity.Identity, encKey *e2e.EncryptionKey) (*Conn, error) {
-	c := &Conn{nc: nc, id: id, encKey: encKey}
+func newConn(nc *nats.Conn, id *identity.Identity, encKey *e2e.EncryptionKey, reconnects *signal) (*Conn, error) {
+	c := &Conn{nc: nc, id: id, encKey: encKey, reconnects: reconnects}
 	c.keys = newKeyring(c)
 	r, err := e2e.NewReceiver(e2e.ReceiverConfig{Keys: c.keys, Replay: e2e.NewReplayWindow(0)})
 	if err != nil {
@@ -83,7 +87,8 @@ func Connect(ctx context.Context, url string, id *identity.Identity, opts ...Opt
 			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
 		}
 	}
-	natsOpts, err := o.natsOptions(url, id)
+	reconnects := newSignal()
+	natsOpts, err := o.natsOptions(url, id, reconnects)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConnect, err)
 	}
@@ -101,7 +106,7 @@ func Connect(ctx context.Context, url string, id *identity.Identity, opts ...Opt
 		if r.err != nil {
 			return nil, fmt.Errorf("%w at %s: %w", ErrConnect, url, r.err)
 		}
-		c, err := newConn(r.nc, id, o.encKey)
+		c, err := newConn(r.nc, id, o.encKey, reconnects)
 		if err != nil {
 			r.nc.Close()
 			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
@@ -117,7 +122,7 @@ func Connect(ctx context.Context, url string, id *identity.Identity, opts ...Opt
 	}
 }
 
-func (o options) natsOptions(url string, id *identity.Identity) ([]nats.Option, error) {
+func (o options) natsOptions(url string, id *identity.Identity, reconnects *signal) ([]nats.Option, error) {
 	inbox, err := subjects.InboxPrefix(id.PublicKey())
 	if err != nil {
 		return nil, err
@@ -130,6 +135,7 @@ func (o options) natsOptions(url string, id *identity.Identity) ([]nats.Option, 
 		// Revocation and permission refreshes end in auth errors or kicks;
 		// keep trying rather than give up after two.
 		nats.IgnoreAuthErrorAbort(),
+		nats.ReconnectHandler(func(*nats.Conn) { reconnects.fire() }),
 	}
 	if o.name != "" {
 		opts = append(opts, nats.Name(o.name))
@@ -164,4 +170,25 @@ func (c *Conn) Close() error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return nil
+}
+
+// signal is a broadcast: wait returns a channel closed at the next fire.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newSignal() *signal { return &signal{ch: make(chan struct{})} }
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *signal) fire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.ch)
+	s.ch = make(chan struct{})
 }

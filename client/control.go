@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,8 +26,18 @@ type signer struct{ id *identity.Identity }
 func (s signer) PublicKey() (string, error)      { return s.id.PublicKey(), nil }
 func (s signer) Sign(msg []byte) ([]byte, error) { return s.id.Sign(msg) }
 
+// reconnectGrace is how long a request in flight when the connection
+// comes back may still get its reply before it is sent again.
+const reconnectGrace = 250 * time.Millisecond
+
 // call sends a signed request to subject and decodes the reply into resp
 // (when not nil). Service errors come back as *APIError.
+//
+// The bus disconnects a client on purpose when its permissions change
+// (an invite or a removal); a reply sent while it was away is lost. So a
+// request that sees the connection come back and gets no reply within
+// reconnectGrace is signed again (new nonce) and sent once more. A write
+// that did land the first time may then answer ErrConflict.
 func (c *Conn) call(ctx context.Context, subject string, req, resp any) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -40,12 +51,17 @@ func (c *Conn) call(ctx context.Context, subject string, req, resp any) error {
 			return fmt.Errorf("%s: encode request: %w", subject, err)
 		}
 	}
-	h, err := subjects.SignRequest(signer{c.id}, subject, body, time.Now())
-	if err != nil {
-		return fmt.Errorf("%s: %w", subject, err)
-	}
-	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: h, Data: body})
-	if err != nil {
+	var msg *nats.Msg
+	for attempt := 0; ; attempt++ {
+		var retry bool
+		var err error
+		msg, retry, err = c.requestOnce(ctx, subject, body)
+		if err == nil {
+			break
+		}
+		if retry && attempt == 0 {
+			continue
+		}
 		if errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("%s: %w: no service instance answers", subject, ErrUnavailable)
 		}
@@ -64,6 +80,37 @@ func (c *Conn) call(ctx context.Context, subject string, req, resp any) error {
 		}
 	}
 	return nil
+}
+
+// requestOnce signs and sends one attempt. retry reports that the
+// connection came back during the attempt and the reply did not follow.
+func (c *Conn) requestOnce(ctx context.Context, subject string, body []byte) (*nats.Msg, bool, error) {
+	h, err := subjects.SignRequest(signer{c.id}, subject, body, time.Now())
+	if err != nil {
+		return nil, false, err
+	}
+	attempt, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var reconnected atomic.Bool
+	back := c.reconnects.wait()
+	go func() {
+		select {
+		case <-back:
+		case <-attempt.Done():
+			return
+		}
+		select {
+		case <-time.After(reconnectGrace):
+			reconnected.Store(true)
+			cancel()
+		case <-attempt.Done():
+		}
+	}()
+	msg, err := c.nc.RequestMsgWithContext(attempt, &nats.Msg{Subject: subject, Header: h, Data: body})
+	if err != nil && reconnected.Load() && ctx.Err() == nil {
+		return nil, true, err
+	}
+	return msg, false, err
 }
 
 // AddUser allowlists a user (admins only).

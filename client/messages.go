@@ -101,6 +101,11 @@ func (c *Conn) Subscribe(ctx context.Context, roomID string, handler func(Messag
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
+		defer cancel()
+	}
 	if err := c.nc.FlushWithContext(ctx); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
