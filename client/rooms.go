@@ -153,11 +153,11 @@ func (c *Conn) rekeyBundle(ctx context.Context, roomID, except string) (subjects
 		if m.Pub == except {
 			continue
 		}
-		r, err := c.recipient(ctx, m.Pub)
-		if err != nil {
-			return info, subjects.RekeyBundle{}, nil, err
+		if len(m.EncKey) == 0 {
+			return info, subjects.RekeyBundle{}, nil, fmt.Errorf("rekey: member %s has no encryption key yet: %w", m.Pub, ErrForbidden)
 		}
-		recipients = append(recipients, r)
+		// SealRoomKeys verifies each binding signature before sealing.
+		recipients = append(recipients, e2e.Recipient{Pub: m.Pub, EncKey: m.EncKey, EncKeySig: m.EncKeySig})
 	}
 	next := info.NextEpoch
 	if next == 0 {

@@ -134,10 +134,12 @@ func (s *Store) RekeyTo(ctx context.Context, roomID string, fromEpoch, toEpoch u
 	}
 
 	// 3. Keys under the claimed epoch: unreachable until the commit.
+	batch := make(map[string][]byte, len(sealed))
 	for pub, k := range sealed {
-		if _, err := s.keys.Put(ctx, roomKeyKey(roomID, next, pub), k); err != nil {
-			return 0, fmt.Errorf("rekey room %s: store key: %w", roomID, err)
-		}
+		batch[roomKeyKey(roomID, next, pub)] = k
+	}
+	if err := putAll(ctx, s.js, BucketRoomKeys, batch); err != nil {
+		return 0, fmt.Errorf("rekey room %s: store keys: %w", roomID, err)
 	}
 
 	// 4. Commit: fails if anything (another claim, a membership change)

@@ -193,3 +193,34 @@ func (s *Store) EnsureAdmin(ctx context.Context, pub, name string) (User, error)
 		return nil
 	})
 }
+
+// GetUsers returns the users among pubs that exist, keyed by public key, in
+// one direct get (a room's members when sealing a rekey).
+func (s *Store) GetUsers(ctx context.Context, pubs []string) (map[string]User, error) {
+	keys := make([]string, 0, len(pubs))
+	for _, p := range pubs {
+		n, err := normalizeUser(p)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, n)
+	}
+	out := make(map[string]User, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	entries, err := getLast(ctx, s.js, BucketUsers, keys)
+	if err != nil {
+		return nil, fmt.Errorf("get users: %w", err)
+	}
+	for _, e := range entries {
+		var u User
+		if err := json.Unmarshal(e.value, &u); err != nil {
+			return nil, fmt.Errorf("get users: decode %s: %w", e.key, err)
+		}
+		out[u.Pub] = u
+	}
+	return out, nil
+}

@@ -315,6 +315,12 @@ type MemberInfo struct {
 	// JoinedEpoch is the room's epoch when the member joined; the member
 	// holds keys from this epoch on.
 	JoinedEpoch uint64 `json:"joined_epoch"`
+	// EncKey and EncKeySig are the member's encryption key and the
+	// identity's binding signature over it (see VerifyEncKeyBinding), in
+	// the RoomsMembers reply, so that an owner seals a rekey from one
+	// request. Empty when the member has not set a key.
+	EncKey    []byte `json:"enc_key,omitempty"`
+	EncKeySig []byte `json:"enc_key_sig,omitempty"`
 }
 
 // MembersResponse is the reply of RoomsMembers.

@@ -127,9 +127,21 @@ func (h *handlers) members(ctx context.Context, c caller, req *subjects.RoomRequ
 		}
 		return strings.Compare(a.Pub, b.Pub)
 	})
+	pubs := make([]string, len(ms))
+	for i, m := range ms {
+		pubs[i] = m.Pub
+	}
+	users, err := h.store.GetUsers(ctx, pubs)
+	if err != nil {
+		return subjects.MembersResponse{}, storeError(err, storeMessages{})
+	}
 	out := subjects.MembersResponse{Members: make([]subjects.MemberInfo, 0, len(ms))}
 	for _, m := range ms {
-		out.Members = append(out.Members, memberInfo(m))
+		info := memberInfo(m)
+		if u, ok := users[m.Pub]; ok {
+			info.EncKey, info.EncKeySig = u.EncKey, u.EncKeySig
+		}
+		out.Members = append(out.Members, info)
 	}
 	return out, nil
 }
