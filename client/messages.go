@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,16 +72,53 @@ func (c *Conn) send(ctx context.Context, roomID string, m e2e.Message) (string, 
 // Subscription is a room subscription; Unsubscribe ends it.
 type Subscription struct {
 	sub *nats.Subscription
+
+	mu     sync.Mutex
+	closed bool
+	work   chan job
+	queue  chan *pending
+	wg     sync.WaitGroup
 }
 
-// Unsubscribe stops delivery.
-func (s *Subscription) Unsubscribe() error { return s.sub.Unsubscribe() }
+// job is one frame to verify and open; pending its result, in arrival
+// order.
+type job struct {
+	wire []byte
+	p    *pending
+}
+
+type pending struct {
+	done chan received
+}
+
+type received struct {
+	m   Message
+	err error
+}
+
+// pipelineDepth bounds frames between arrival and delivery.
+const pipelineDepth = 1024
+
+// Unsubscribe stops delivery and waits for the subscription's goroutines.
+func (s *Subscription) Unsubscribe() error {
+	err := s.sub.Unsubscribe()
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.work)
+		close(s.queue)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
 
 // Subscribe delivers the room's messages to handler: only frames that
 // verify (signature, membership, epoch, replay) and decrypt. Rejected frames
-// go to onReject when set (for logging), never to handler. Handlers run one
-// at a time, in order. The subscription survives reconnects (nats.go
-// restores it, e.g. after a permission refresh).
+// go to onReject when set (for logging), never to handler. Frames are
+// verified and opened in parallel (signature checks dominate the cost) and
+// delivered one at a time, in arrival order. The subscription survives
+// reconnects (nats.go restores it, e.g. after a permission refresh).
 func (c *Conn) Subscribe(ctx context.Context, roomID string, handler func(Message), onReject func(error)) (*Subscription, error) {
 	subject, err := subjects.Room(roomID)
 	if err != nil {
@@ -88,17 +127,44 @@ func (c *Conn) Subscribe(ctx context.Context, roomID string, handler func(Messag
 	if _, err := c.keys.room(ctx, roomID, true); err != nil {
 		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
 	}
-	sub, err := c.nc.Subscribe(subject, func(msg *nats.Msg) {
-		m, err := c.receive(roomID, msg.Data)
-		if err != nil {
-			if onReject != nil {
-				onReject(err)
+	s := &Subscription{work: make(chan job, pipelineDepth), queue: make(chan *pending, pipelineDepth)}
+	for range runtime.GOMAXPROCS(0) {
+		s.wg.Go(func() {
+			for j := range s.work {
+				m, err := c.receive(roomID, j.wire)
+				j.p.done <- received{m, err}
 			}
+		})
+	}
+	s.wg.Go(func() {
+		for p := range s.queue {
+			r := <-p.done
+			if r.err != nil {
+				if onReject != nil {
+					onReject(r.err)
+				}
+				continue
+			}
+			handler(r.m)
+		}
+	})
+	s.sub, err = c.nc.Subscribe(subject, func(msg *nats.Msg) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
 			return
 		}
-		handler(m)
+		p := &pending{done: make(chan received, 1)}
+		s.queue <- p
+		s.work <- job{wire: msg.Data, p: p}
 	})
 	if err != nil {
+		s.mu.Lock()
+		s.closed = true
+		close(s.work)
+		close(s.queue)
+		s.mu.Unlock()
+		s.wg.Wait()
 		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -107,10 +173,10 @@ func (c *Conn) Subscribe(ctx context.Context, roomID string, handler func(Messag
 		defer cancel()
 	}
 	if err := c.nc.FlushWithContext(ctx); err != nil {
-		_ = sub.Unsubscribe()
+		_ = s.Unsubscribe()
 		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
 	}
-	return &Subscription{sub: sub}, nil
+	return s, nil
 }
 
 // receive verifies and opens a frame; a frame of a newer epoch refreshes

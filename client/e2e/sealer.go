@@ -113,14 +113,18 @@ type Message struct {
 	Payload []byte
 }
 
-// nextSeq returns the next sequence number: one more than the last, and at
-// least now in microseconds since the Unix epoch, so that a sender that
-// restarts continues above what receivers have seen.
+// nextSeq returns the next sequence number. The first frame of a sealer
+// takes the time in microseconds since the Unix epoch, so that a sender that
+// restarts continues above what receivers have seen; later frames count up
+// by one, so that the receivers' replay windows (ReplayWindowSize numbers
+// wide) tolerate reordering by that many frames, not by a millisecond.
 func (s *Sealer) nextSeq(now time.Time) uint64 {
-	floor := uint64(max(now.UnixMicro(), 0))
 	for {
 		last := s.seq.Load()
-		next := max(last+1, floor)
+		next := last + 1
+		if last == 0 {
+			next = uint64(max(now.UnixMicro(), 1))
+		}
 		if s.seq.CompareAndSwap(last, next) {
 			return next
 		}
