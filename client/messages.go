@@ -172,7 +172,10 @@ func (c *Conn) Subscribe(ctx context.Context, roomID string, handler func(Messag
 		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
 		defer cancel()
 	}
-	if err := c.nc.FlushWithContext(ctx); err != nil {
+	// Confirm the subscription with the server. A disconnect meanwhile (a
+	// permission refresh right after an invite) is not a failure: nats.go
+	// re-sends the subscription when it reconnects.
+	if err := c.nc.FlushWithContext(ctx); err != nil && (c.nc.IsClosed() || ctx.Err() != nil) {
 		_ = s.Unsubscribe()
 		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
 	}
