@@ -410,3 +410,23 @@ func TestConcurrentRekeysOneWinsRetrySucceeds(t *testing.T) {
 		t.Fatalf("message of epoch %d, room at %d", got.Epoch, info.Epoch)
 	}
 }
+
+// TestPublishRightAfterCreate: CreateRoom returns once the connection has
+// the room's permissions, so the first publish is delivered.
+func TestPublishRightAfterCreate(t *testing.T) {
+	ctx := context.Background()
+	b := newBus(t)
+	alice := b.peer(t, "alice")
+	room, err := alice.CreateRoom(ctx, "solo", subjects.ModeE2E)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := subscribe(t, alice, room.RoomID)
+	if _, err := alice.Publish(ctx, room.RoomID, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, in, "first")
+	if err := alice.NATS().LastError(); err != nil {
+		t.Fatalf("connection error after the first publish: %v", err)
+	}
+}

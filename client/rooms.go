@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/unibus/unibus/client/e2e"
 	"github.com/unibus/unibus/subjects"
@@ -56,6 +57,10 @@ func (c *Conn) SetEncryptionKey(ctx context.Context, path string) error {
 	return nil
 }
 
+// PermissionRefreshWait bounds how long CreateRoom waits for the bus to
+// refresh the connection's permissions with the new room.
+const PermissionRefreshWait = 2 * time.Second
+
 // CreateRoom creates a room owned by the caller: mode subjects.ModeE2E
 // (sealed and signed frames; the default) or subjects.ModeCleartext (signed
 // only, where policy allows). In an encrypted room the first room key is
@@ -77,9 +82,18 @@ func (c *Conn) CreateRoom(ctx context.Context, name, mode string) (subjects.Room
 		}
 		req.SealedKey = sealed
 	}
+	// Joining a room changes this connection's permissions: the bus
+	// disconnects it and it reconnects with the room's subject. Wait for
+	// that (bounded), so that a Publish right after CreateRoom is allowed.
+	refreshed := c.reconnects.wait()
 	var info subjects.RoomInfo
 	if err := c.call(ctx, subjects.RoomsCreate, req, &info); err != nil {
 		return subjects.RoomInfo{}, err
+	}
+	select {
+	case <-refreshed:
+	case <-time.After(PermissionRefreshWait):
+	case <-ctx.Done():
 	}
 	c.keys.learn(info)
 	if roomKey != nil {
