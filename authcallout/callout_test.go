@@ -131,23 +131,20 @@ func createRoom(t *testing.T, n *node.Node, owner *identity.Identity, members ..
 func testGolden(t *testing.T, opts []nodetest.Option) {
 	n := nodetest.Run(t, opts...)
 	alice := nodetest.AddUser(t, n, "alice", false)
-	// A stand-in responder on a control-plane subject, in the service account.
-	sub, err := n.ServiceConn.Subscribe(subjects.RoomsMine, func(m *nats.Msg) { _ = m.Respond([]byte("pong")) })
+	p := mustConnect(t, n, alice)
+	// A signed control-plane request, answered by the node's rooms service
+	// on alice's own inbox.
+	h, err := subjects.SignRequest(alice.KeyPair(), subjects.RoomsMine, nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := n.ServiceConn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	p := mustConnect(t, n, alice)
-	reply, err := p.nc.Request(subjects.RoomsMine, nil, 2*time.Second)
+	reply, err := p.nc.RequestMsg(&nats.Msg{Subject: subjects.RoomsMine, Header: h}, 5*time.Second)
 	if err != nil {
 		t.Fatalf("request on the control plane: %v", err)
 	}
 	inbox, _ := subjects.InboxPrefix(alice.PublicKey())
-	if string(reply.Data) != "pong" || !strings.HasPrefix(reply.Subject, inbox+".") {
-		t.Fatalf("reply %q on %q, want pong on %s.*", reply.Data, reply.Subject, inbox)
+	if string(reply.Data) != `{"rooms":[]}` || !strings.HasPrefix(reply.Subject, inbox+".") {
+		t.Fatalf("reply %q on %q, want an empty room list on %s.*", reply.Data, reply.Subject, inbox)
 	}
 }
 

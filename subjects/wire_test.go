@@ -48,6 +48,11 @@ func TestJSONRoundTrip(t *testing.T) {
 		&subjects.KeyRequest{RoomID: "abc", Epoch: 4},
 		&subjects.KeyRequest{RoomID: "abc"},
 		&subjects.KeyResponse{RoomID: "abc", Epoch: 4, SealedKey: []byte{5}},
+		&subjects.BlobPutRequest{RoomID: "abc", Blob: subjects.BlobID(nil), Size: 600 << 10, Index: 1, Data: []byte{1, 2}},
+		&subjects.BlobInfo{RoomID: "abc", Blob: subjects.BlobID(nil), Size: 3, Chunks: 1, Complete: true},
+		&subjects.BlobGetRequest{RoomID: "abc", Blob: subjects.BlobID(nil), Index: 2},
+		&subjects.BlobChunk{RoomID: "abc", Blob: subjects.BlobID(nil), Index: 1, Chunks: 2, Size: 600 << 10, Data: []byte{3}},
+		&subjects.BlobRef{RoomID: "abc", Blob: subjects.BlobID(nil), Epoch: 2, Size: 5},
 	}
 	for _, in := range tests {
 		name := reflect.TypeOf(in).Elem().Name()
@@ -127,6 +132,14 @@ func TestJSONKeys(t *testing.T) {
 		{"member", subjects.MemberInfo{Pub: "U", Role: "member", JoinedEpoch: 3}, `{"pub":"U","role":"member","joined_epoch":3}`},
 		{"key request, latest", subjects.KeyRequest{RoomID: "r"}, `{"room_id":"r"}`},
 		{"key response", subjects.KeyResponse{RoomID: "r", Epoch: 1, SealedKey: []byte{1}}, `{"room_id":"r","epoch":1,"sealed_key":"AQ=="}`},
+		{"blob put", subjects.BlobPutRequest{RoomID: "r", Blob: "b", Size: 1, Data: []byte{1}}, `{"room_id":"r","blob":"b","size":1,"index":0,"data":"AQ=="}`},
+		{"blob put, empty blob", subjects.BlobPutRequest{RoomID: "r", Blob: "b"}, `{"room_id":"r","blob":"b","size":0,"index":0}`},
+		{"blob info", subjects.BlobInfo{RoomID: "r", Blob: "b", Size: 1, Chunks: 1}, `{"room_id":"r","blob":"b","size":1,"chunks":1,"complete":false}`},
+		{"blob get", subjects.BlobGetRequest{RoomID: "r", Blob: "b", Index: 3}, `{"room_id":"r","blob":"b","index":3}`},
+		{"blob chunk", subjects.BlobChunk{RoomID: "r", Blob: "b", Index: 1, Chunks: 2, Size: 9, Data: []byte{1}},
+			`{"room_id":"r","blob":"b","index":1,"chunks":2,"size":9,"data":"AQ=="}`},
+		{"blob ref, cleartext room", subjects.BlobRef{RoomID: "r", Blob: "b", Size: 0}, `{"room_id":"r","blob":"b","size":0}`},
+		{"blob ref", subjects.BlobRef{RoomID: "r", Blob: "b", Epoch: 2, Size: 7}, `{"room_id":"r","blob":"b","epoch":2,"size":7}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -462,5 +475,71 @@ func TestEncKeyBinding(t *testing.T) {
 	}
 	if _, err := subjects.SignEncKeyBinding(testKey(t, nkeys.PrefixByteAccount, 1), encKey); !errors.Is(err, subjects.ErrInvalidUserKey) {
 		t.Errorf("SignEncKeyBinding(account key) = %v, want ErrInvalidUserKey", err)
+	}
+}
+
+func TestBlobID(t *testing.T) {
+	// The ID is what sha256sum prints.
+	if got, want := subjects.BlobID([]byte("hello")), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; got != want {
+		t.Errorf("BlobID = %s, want %s", got, want)
+	}
+	if err := subjects.ValidateBlobID(subjects.BlobID(nil)); err != nil {
+		t.Errorf("ValidateBlobID(BlobID(nil)) = %v", err)
+	}
+	valid := subjects.BlobID([]byte("x"))
+	for _, tc := range []struct {
+		name, id, reason string
+	}{
+		{"empty", "", "0 characters"},
+		{"short", valid[:63], "63 characters"},
+		{"long", valid + "0", "65 characters"},
+		{"upper case", strings.ToUpper(valid[:2]) + valid[2:], "lowercase hex"},
+		{"not hex", "g" + valid[1:], `contains 'g'`},
+		{"wildcard", "*" + valid[1:], `contains '*'`},
+		{"dot", "." + valid[1:], `contains '.'`},
+		{"path", "/" + valid[1:], `contains '/'`},
+	} {
+		err := subjects.ValidateBlobID(tc.id)
+		if !errors.Is(err, subjects.ErrInvalidBlobID) || !strings.Contains(err.Error(), tc.reason) {
+			t.Errorf("%s: ValidateBlobID(%q) = %v, want ErrInvalidBlobID mentioning %q", tc.name, tc.id, err, tc.reason)
+		}
+	}
+}
+
+func TestBlobChunks(t *testing.T) {
+	const c = subjects.BlobChunkSize
+	for _, tc := range []struct {
+		size   int64
+		chunks int
+		lens   []int // every chunk's length, then -1 for the one past the end
+	}{
+		{0, 1, []int{0, -1}},
+		{1, 1, []int{1, -1}},
+		{c - 1, 1, []int{c - 1, -1}},
+		{c, 1, []int{c, -1}},
+		{c + 1, 2, []int{c, 1, -1}},
+		{3*c + 5, 4, []int{c, c, c, 5, -1}},
+		{subjects.MaxBlobSize, subjects.MaxBlobChunks, nil},
+	} {
+		if got := subjects.BlobChunks(tc.size); got != tc.chunks {
+			t.Errorf("BlobChunks(%d) = %d, want %d", tc.size, got, tc.chunks)
+		}
+		var total int64
+		for i, want := range tc.lens {
+			got := subjects.BlobChunkLen(tc.size, i)
+			if got != want {
+				t.Errorf("BlobChunkLen(%d, %d) = %d, want %d", tc.size, i, got, want)
+			}
+			total += int64(max(got, 0))
+		}
+		if tc.lens != nil && total != tc.size {
+			t.Errorf("chunks of a blob of %d bytes add up to %d", tc.size, total)
+		}
+		if got := subjects.BlobChunkLen(tc.size, -1); got != -1 {
+			t.Errorf("BlobChunkLen(%d, -1) = %d, want -1", tc.size, got)
+		}
+	}
+	if got := subjects.BlobChunkLen(-1, 0); got != -1 {
+		t.Errorf("BlobChunkLen(-1, 0) = %d, want -1", got)
 	}
 }

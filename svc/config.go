@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/subjects"
 )
 
 // AuthMode says how strictly the services check signed requests.
@@ -48,6 +49,9 @@ const (
 	// DefaultRequestTimeout bounds one request from the moment the service
 	// sees it: the wait for a worker and every store call.
 	DefaultRequestTimeout = 10 * time.Second
+	// DefaultMaxBlobBytes bounds the stored size of a blob (in encrypted
+	// rooms the sealed size: the content plus 44 bytes and 16 per 64 KiB).
+	DefaultMaxBlobBytes = 64 << 20
 	// DefaultVersion is the service version when Config.Version is empty.
 	DefaultVersion = "0.0.0-dev"
 	// maxWorkers bounds Config.Workers.
@@ -76,8 +80,9 @@ type Config struct {
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
 	// MaxBundleBytes bounds the bodies of requests that carry sealed keys
-	// (rooms create, invite, remove, rekey); zero means
-	// DefaultMaxBundleBytes. It must be at least MaxRequestBytes.
+	// (rooms create, invite, remove, rekey) and blob chunks (blobs put);
+	// zero means DefaultMaxBundleBytes. It must be at least MaxRequestBytes
+	// and hold a blob chunk (about 700 KB).
 	MaxBundleBytes int
 	// Workers bounds how many requests each service handles at once; zero
 	// means 4 × GOMAXPROCS.
@@ -86,6 +91,11 @@ type Config struct {
 	// zero means DefaultRequestTimeout. When every worker stays busy for
 	// that long, the request is refused with 503.
 	RequestTimeout time.Duration
+	// MaxBlobBytes bounds the stored size of a blob (413 beyond); zero
+	// means DefaultMaxBlobBytes, and at most subjects.MaxBlobSize. The put
+	// of a blob's last chunk reads the whole blob back to check its hash,
+	// within RequestTimeout: raise both together.
+	MaxBlobBytes int64
 	// Version is the services' semantic version (x.y.z…), shown by
 	// "nats micro ls"; empty means DefaultVersion.
 	Version string
@@ -116,6 +126,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxBlobBytes == 0 {
+		c.MaxBlobBytes = DefaultMaxBlobBytes
 	}
 	if c.Version == "" {
 		c.Version = DefaultVersion
@@ -149,6 +162,12 @@ func (c Config) valid() error {
 	}
 	if c.MaxBundleBytes < c.MaxRequestBytes {
 		return fmt.Errorf("%w: max bundle bytes (%d) must be at least max request bytes (%d)", ErrConfigValidation, c.MaxBundleBytes, c.MaxRequestBytes)
+	}
+	if c.MaxBundleBytes < maxBlobPutBytes {
+		return fmt.Errorf("%w: max bundle bytes (%d) must be at least %d, the size of a blob chunk request", ErrConfigValidation, c.MaxBundleBytes, maxBlobPutBytes)
+	}
+	if c.MaxBlobBytes < 1 || c.MaxBlobBytes > subjects.MaxBlobSize {
+		return fmt.Errorf("%w: max blob bytes must be 1..%d, got %d", ErrConfigValidation, int64(subjects.MaxBlobSize), c.MaxBlobBytes)
 	}
 	if c.Workers < 1 || c.Workers > maxWorkers {
 		return fmt.Errorf("%w: workers must be 1..%d, got %d", ErrConfigValidation, maxWorkers, c.Workers)

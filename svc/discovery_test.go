@@ -24,7 +24,7 @@ func TestDiscovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pings := gather[micro.Ping](t, nc, ping, 2)
+	pings := gather[micro.Ping](t, nc, ping, 3)
 	names := map[string]string{}
 	for _, p := range pings {
 		if p.Type != micro.PingResponseType {
@@ -32,9 +32,9 @@ func TestDiscovery(t *testing.T) {
 		}
 		names[p.Name] = p.Version
 	}
-	want := map[string]string{subjects.UsersService: testVersion, subjects.RoomsService: testVersion}
+	want := map[string]string{subjects.UsersService: testVersion, subjects.RoomsService: testVersion, subjects.BlobsService: testVersion}
 	if !maps.Equal(names, want) {
-		t.Fatalf("services %v, want %v (and no blobs service yet)", names, want)
+		t.Fatalf("services %v, want %v", names, want)
 	}
 
 	for _, tc := range []struct {
@@ -44,6 +44,7 @@ func TestDiscovery(t *testing.T) {
 		{subjects.UsersService, []string{subjects.UsersAdd, subjects.UsersGet, subjects.UsersList, subjects.UsersRevoke, subjects.UsersSetKey}},
 		{subjects.RoomsService, []string{subjects.RoomsCreate, subjects.RoomsGet, subjects.RoomsInvite, subjects.RoomsRemove, subjects.RoomsLeave,
 			subjects.RoomsMembers, subjects.RoomsMine, subjects.RoomsRekey, subjects.RoomsKey}},
+		{subjects.BlobsService, []string{subjects.BlobsPut, subjects.BlobsGet}},
 	} {
 		t.Run(tc.service, func(t *testing.T) {
 			subj, err := micro.ControlSubject(micro.InfoVerb, tc.service, "")

@@ -30,6 +30,8 @@ var allEndpoints = []struct {
 	{subjects.RoomsMine, "", false},
 	{subjects.RoomsRekey, "room_id", true},
 	{subjects.RoomsKey, "room_id", false},
+	{subjects.BlobsPut, "blob", true},
+	{subjects.BlobsGet, "blob", false},
 }
 
 // TestBadBodies sends malformed, over-strict and over-size bodies to every

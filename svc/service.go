@@ -18,18 +18,20 @@ import (
 // number of instances, on any nodes, may run at once: they share the store,
 // and micro's default queue group spreads the requests among them.
 type Services struct {
-	users, rooms *service
-	once         sync.Once
-	done         chan struct{}
-	err          error
+	users, rooms, blobs *service
+	once                sync.Once
+	done                chan struct{}
+	err                 error
 
 	mu           sync.Mutex
 	stopOnCancel func() bool // unregisters the stop on ctx; nil until set
 }
 
-// Start registers the micro services unibus-users and unibus-rooms on
-// cfg.Conn and returns them running. They run until Stop is called or ctx is
-// canceled (which stops them as Stop does); ctx's values reach every request.
+// Start registers the micro services unibus-users, unibus-rooms and
+// unibus-blobs on cfg.Conn, creating the blobs' object store (BlobsBucket)
+// beside the store's buckets if needed, and returns them running. They run
+// until Stop is called or ctx is canceled (which stops them as Stop does);
+// ctx's values reach every request.
 func Start(ctx context.Context, cfg Config) (*Services, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.valid(); err != nil {
@@ -48,6 +50,10 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	}
 	base := context.WithoutCancel(ctx)
 	h := &handlers{cfg: cfg, store: cfg.Store}
+	bh, err := newBlobHandlers(ctx, h)
+	if err != nil {
+		return nil, err
+	}
 	users, err := startService(base, cfg, serviceSpec{
 		name:        subjects.UsersService,
 		group:       subjects.UsersGroup,
@@ -66,7 +72,16 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	if err != nil {
 		return nil, errors.Join(err, users.stop())
 	}
-	ss := &Services{users: users, rooms: rooms, done: make(chan struct{})}
+	blobs, err := startService(base, cfg, serviceSpec{
+		name:        subjects.BlobsService,
+		group:       subjects.BlobsGroup,
+		description: "unibus blobs: room content addressed by SHA-256, in chunks, sealed by the clients in encrypted rooms",
+		endpoints:   bh.endpoints(),
+	})
+	if err != nil {
+		return nil, errors.Join(err, rooms.stop(), users.stop())
+	}
+	ss := &Services{users: users, rooms: rooms, blobs: blobs, done: make(chan struct{})}
 	// Return only once the server has the subscriptions, so that the
 	// services answer the moment Start returns.
 	if err := flush(ctx, cfg); err != nil {
@@ -93,7 +108,7 @@ func (ss *Services) Stop() error {
 			ss.stopOnCancel()
 		}
 		ss.mu.Unlock()
-		ss.err = errors.Join(ss.rooms.stop(), ss.users.stop())
+		ss.err = errors.Join(ss.blobs.stop(), ss.rooms.stop(), ss.users.stop())
 		close(ss.done)
 	})
 	return ss.err
@@ -122,6 +137,9 @@ func (ss *Services) Users() micro.Service { return ss.users.ms }
 
 // Rooms returns the micro service unibus-rooms (for Info and Stats).
 func (ss *Services) Rooms() micro.Service { return ss.rooms.ms }
+
+// Blobs returns the micro service unibus-blobs (for Info and Stats).
+func (ss *Services) Blobs() micro.Service { return ss.blobs.ms }
 
 // serviceSpec describes one micro service.
 type serviceSpec struct {

@@ -1,0 +1,50 @@
+// Command unibus is the command line of the unibus secure message bus.
+//
+//	unibus keygen [--out FILE]                 write a new identity (no server needed)
+//	unibus whoami [--offline]                  your public key and registration
+//	unibus users add PUB [--name N] [--admin]  register a user (admins)
+//	unibus users list [--json]                 list users (admins)
+//	unibus users revoke PUB                    revoke a user (admins)
+//	unibus rooms create NAME [--cleartext]     create a room, print its ID
+//	unibus rooms list [--json]                 the rooms you belong to
+//	unibus rooms invite ROOM PUB               add a member (owner)
+//	unibus rooms remove ROOM PUB               remove a member and rekey (owner)
+//	unibus rooms members ROOM [--json]         list members
+//	unibus rooms rekey ROOM                    fresh room key (owner)
+//	unibus rooms leave ROOM                    leave a room
+//	unibus send ROOM MESSAGE... [--reply-to ID]  send, print the message ID
+//	unibus listen ROOM... [--json] [--count N] print messages as they arrive
+//	unibus react ROOM MSGID EMOJI              react to a message
+//	unibus completion bash|zsh|fish|powershell shell completion script
+//
+// ROOM is a room ID or the name of one of the caller's rooms.
+//
+// Global flags, with their environment variables and defaults:
+//
+//	--identity FILE  UNIBUS_IDENTITY  ~/.config/unibus/identity.nk ($XDG_CONFIG_HOME honoured)
+//	--server URL     UNIBUS_SERVER    nats://127.0.0.1:4222
+//	--ca FILE        UNIBUS_CA        none: pin TLS to this CA (needs a tls:// URL)
+//	--timeout D                       10s: bounds connecting and each request
+//
+// The encryption key that opens room keys sealed to the identity lives
+// beside the seed file (FILE.enc). Every command that touches encrypted
+// rooms, and whoami, registers it with the users service (creating it on
+// first use), so a new user runs `unibus whoami` once before an owner can
+// invite it.
+//
+// Exit codes:
+//
+//	0   success
+//	1   error
+//	2   usage: unknown command or flag, missing or malformed argument
+//	3   refused: not registered or revoked, forbidden, bad signature
+//	4   not found: no such user, room or member
+//	5   conflict: already exists (a user, the keygen output file), or a
+//	    concurrent change won (retry)
+//	69  unavailable: server unreachable, service down, or no answer in time
+//	130 interrupted
+//
+// Each command is a struct with Run(ctx, args) error, which cobra's RunE
+// calls and tests call directly; main only maps errors to exit codes and
+// hints. The version is set with -ldflags "-X main.version=…".
+package main

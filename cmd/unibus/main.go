@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/unibus/unibus/certs"
+	"github.com/unibus/unibus/client"
+	"github.com/unibus/unibus/identity"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+// Exit codes (see exitCodesHelp).
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitRefused     = 3
+	exitNotFound    = 4
+	exitConflict    = 5
+	exitUnavailable = 69 // sysexits.h EX_UNAVAILABLE
+	exitInterrupted = 130
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(report(os.Stderr, err))
+}
+
+// run executes one command line and closes the connection it opened.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	a := &app{Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	root := newRootCommand(a, getenv)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if cerr := a.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+// report prints err with a hint, if there is one, and returns the exit
+// code.
+func report(w io.Writer, err error) int {
+	code := exitCode(err)
+	if err == nil {
+		return code
+	}
+	if code == exitInterrupted {
+		fmt.Fprintln(w, "unibus: interrupted")
+		return code
+	}
+	fmt.Fprintln(w, "unibus:", err)
+	if h := hint(err); h != "" {
+		fmt.Fprintln(w, "hint:", h)
+	}
+	return code
+}
+
+// exitCode maps an error to the exit code documented in exitCodesHelp.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errUsage), errors.Is(err, certs.ErrPlaintextURL):
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case refused(err):
+		return exitRefused
+	case errors.Is(err, client.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, client.ErrConflict), errors.Is(err, identity.ErrExists):
+		return exitConflict
+	case unavailable(err):
+		return exitUnavailable
+	default:
+		return exitError
+	}
+}
+
+// refused: the bus or a service refused the caller.
+func refused(err error) bool {
+	var na *notAdmittedError
+	return errors.As(err, &na) ||
+		errors.Is(err, client.ErrUnauthenticated) ||
+		errors.Is(err, client.ErrForbidden) ||
+		errors.Is(err, nats.ErrPermissionViolation) ||
+		isAuthRefusal(err)
+}
+
+// unavailable: no server, no service, or no answer in time.
+func unavailable(err error) bool {
+	var (
+		opErr  *net.OpError
+		dnsErr *net.DNSError
+	)
+	return errors.Is(err, client.ErrUnavailable) ||
+		errors.Is(err, client.ErrTooManyRequests) ||
+		errors.Is(err, nats.ErrNoServers) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &dnsErr) ||
+		(errors.As(err, &opErr) && !badCertificate(err))
+}
+
+// badCertificate: the TLS handshake failed on the server's certificate.
+func badCertificate(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var uerr x509.UnknownAuthorityError
+	var herr x509.HostnameError
+	return errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr)
+}
+
+// hint suggests what to do about err, or returns "".
+func hint(err error) string {
+	var (
+		ue  *usageError
+		na  *notAdmittedError
+		ide *identityError
+	)
+	switch {
+	case errors.As(err, &ue):
+		cmd := ue.cmd
+		if cmd == "" {
+			cmd = "unibus"
+		}
+		return fmt.Sprintf("run `%s --help` for usage", cmd)
+	case errors.Is(err, certs.ErrPlaintextURL):
+		return "--ca pins TLS: give a tls:// server URL (--server or UNIBUS_SERVER)"
+	case errors.As(err, &na):
+		return fmt.Sprintf("%s is not registered, or was revoked: ask an admin to run `unibus users add %s`", na.pub, na.pub)
+	case errors.As(err, &ide) && errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("no identity at %s: create one with `unibus keygen`, or point --identity (or UNIBUS_IDENTITY) at yours", ide.path)
+	case errors.As(err, &ide):
+		return "check the --identity file (or UNIBUS_IDENTITY): it must hold an nkey user seed (SU…)"
+	case errors.Is(err, client.ErrUnauthenticated):
+		return "the services refused your signed request: check this machine's clock, and that you are still registered (`unibus whoami`)"
+	case badCertificate(err):
+		return "the server's certificate is not trusted: pass the CA that signed it with --ca (or UNIBUS_CA)"
+	case errors.Is(err, client.ErrConnect) && unavailable(err):
+		return "is unibusd running? try `make run` (or check --server / UNIBUS_SERVER)"
+	case errors.Is(err, client.ErrUnavailable):
+		return "the unibus services are not answering: is unibusd running? try `make run`"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer within --timeout: is the server overloaded or unreachable?"
+	}
+	return ""
+}

@@ -1,0 +1,380 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/unibus/unibus/client"
+	"github.com/unibus/unibus/subjects"
+)
+
+func newRoomsCommand(a *app) *cobra.Command {
+	cmd := group(&cobra.Command{
+		Use:   "rooms",
+		Short: "Create rooms, list yours, manage members and keys",
+		Long: `Manage rooms. ROOM is a room ID or the name of one of your rooms.
+
+Rooms are end-to-end encrypted unless created with --cleartext: room keys are
+made and sealed on the clients, and the servers only ever see ciphertext.
+Only a room's owner may invite, remove and rekey.`,
+	})
+	cmd.AddCommand(
+		newRoomsCreateCommand(a),
+		newRoomsListCommand(a),
+		newRoomsInviteCommand(a),
+		newRoomsRemoveCommand(a),
+		newRoomsMembersCommand(a),
+		newRoomsRekeyCommand(a),
+		newRoomsLeaveCommand(a),
+	)
+	return cmd
+}
+
+// roomsCreateCommand creates a room.
+type roomsCreateCommand struct {
+	app       *app
+	Cleartext bool
+}
+
+func newRoomsCreateCommand(a *app) *cobra.Command {
+	c := &roomsCreateCommand{app: a}
+	cmd := leaf(&cobra.Command{
+		Use:   "create NAME [--cleartext]",
+		Short: "Create a room you own and print its ID",
+		Long: `Create a room named NAME, owned by you, and print its ID. It is end-to-end
+encrypted unless --cleartext is given (signed but readable by the servers;
+a deployment may refuse such rooms).`,
+	}, c)
+	cmd.Flags().BoolVar(&c.Cleartext, "cleartext", false, "signed frames, not encrypted")
+	return cmd
+}
+
+// Run creates the room and prints its ID.
+func (c *roomsCreateCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 1, 1, "NAME"); err != nil {
+		return err
+	}
+	ctx, cancel := c.app.bounded(ctx)
+	defer cancel()
+	mode, connect := subjects.ModeE2E, c.app.connectWithKey
+	if c.Cleartext {
+		mode, connect = subjects.ModeCleartext, c.app.connect
+	}
+	conn, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	info, err := conn.CreateRoom(ctx, args[0], mode)
+	if err != nil {
+		return fmt.Errorf("create room: %w", err)
+	}
+	fmt.Fprintln(c.app.Stdout, info.RoomID)
+	fmt.Fprintf(c.app.Stderr, "created %s room %q (%s); invite with `unibus rooms invite %s PUB`\n",
+		modeName(info.Mode), cleanLine(info.Name), info.RoomID, info.RoomID)
+	return nil
+}
+
+func modeName(mode string) string {
+	if mode == subjects.ModeE2E {
+		return "encrypted"
+	}
+	return mode
+}
+
+// roomsListCommand lists the caller's rooms.
+type roomsListCommand struct {
+	app  *app
+	JSON bool
+}
+
+func newRoomsListCommand(a *app) *cobra.Command {
+	c := &roomsListCommand{app: a}
+	cmd := leaf(&cobra.Command{
+		Use:   "list [--json]",
+		Short: "List the rooms you belong to",
+	}, c)
+	cmd.Flags().BoolVar(&c.JSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+// roomJSON is a room in `rooms list --json`.
+type roomJSON struct {
+	RoomID  string `json:"room_id"`
+	Name    string `json:"name"`
+	Mode    string `json:"mode"`
+	Role    string `json:"role"`
+	Epoch   uint64 `json:"epoch"`
+	Owner   string `json:"owner"`
+	History string `json:"history"`
+}
+
+// Run lists the rooms, with their names.
+func (c *roomsListCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	ctx, cancel := c.app.bounded(ctx)
+	defer cancel()
+	conn, err := c.app.connectWithKey(ctx)
+	if err != nil {
+		return err
+	}
+	refs, err := conn.ListMyRooms(ctx)
+	if err != nil {
+		return fmt.Errorf("list rooms: %w", err)
+	}
+	rooms := make([]roomJSON, 0, len(refs))
+	for _, r := range refs {
+		room := roomJSON{RoomID: r.RoomID, Mode: r.Mode, Role: r.Role, Epoch: r.Epoch, History: r.Policy}
+		// The mine reply carries no names: one request per room.
+		info, err := conn.GetRoom(ctx, r.RoomID)
+		switch {
+		case err == nil:
+			room.Name, room.Owner = info.Name, info.Owner
+		case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrForbidden):
+			continue // left or removed meanwhile
+		default:
+			return fmt.Errorf("get room %s: %w", r.RoomID, err)
+		}
+		rooms = append(rooms, room)
+	}
+	if c.JSON {
+		return writeJSON(c.app.Stdout, rooms)
+	}
+	tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROOM\tNAME\tMODE\tROLE\tEPOCH")
+	for _, r := range rooms {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.RoomID, cleanLine(r.Name), modeName(r.Mode), r.Role, r.Epoch)
+	}
+	return tw.Flush()
+}
+
+// roomsInviteCommand adds a member to a room the caller owns.
+type roomsInviteCommand struct {
+	app *app
+}
+
+func newRoomsInviteCommand(a *app) *cobra.Command {
+	c := &roomsInviteCommand{app: a}
+	return leaf(&cobra.Command{
+		Use:   "invite ROOM PUB",
+		Short: "Add a member to a room you own",
+		Long: `Add the user PUB to ROOM, which you own. In an encrypted room the current
+room key is sealed to the invitee's encryption key, which it registers by
+connecting once (for example with ` + "`unibus whoami`" + `).`,
+	}, c)
+}
+
+// Run invites the member.
+func (c *roomsInviteCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 2, 2, "ROOM PUB"); err != nil {
+		return err
+	}
+	pub, err := parsePub(args[1])
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.app.bounded(ctx)
+	defer cancel()
+	conn, err := c.app.connectWithKey(ctx)
+	if err != nil {
+		return err
+	}
+	room, err := resolveRoom(ctx, conn, args[0])
+	if err != nil {
+		return err
+	}
+	if room.Mode == subjects.ModeE2E {
+		u, err := conn.GetUser(ctx, pub)
+		if err != nil {
+			return fmt.Errorf("invite %s: %w", pub, err)
+		}
+		if len(u.EncKey) == 0 {
+			return fmt.Errorf("invite %s: %w: no encryption key registered yet, so the room key cannot be sealed to them; "+
+				"ask them to run `unibus whoami` once, then invite again", pub, client.ErrForbidden)
+		}
+	}
+	if _, err := conn.Invite(ctx, room.RoomID, pub); err != nil {
+		return fmt.Errorf("invite %s: %w", pub, err)
+	}
+	fmt.Fprintf(c.app.Stdout, "invited %s to %q (%s)\n", pub, cleanLine(room.Name), room.RoomID)
+	return nil
+}
+
+// roomsRemoveCommand removes a member from a room the caller owns.
+type roomsRemoveCommand struct {
+	app *app
+}
+
+func newRoomsRemoveCommand(a *app) *cobra.Command {
+	c := &roomsRemoveCommand{app: a}
+	return leaf(&cobra.Command{
+		Use:   "remove ROOM PUB",
+		Short: "Remove a member from a room you own (and rekey it)",
+		Long: `Remove the user PUB from ROOM, which you own. An encrypted room is rekeyed in
+the same request: the removed member cannot read what follows.`,
+	}, c)
+}
+
+// Run removes the member.
+func (c *roomsRemoveCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 2, 2, "ROOM PUB"); err != nil {
+		return err
+	}
+	pub, err := parsePub(args[1])
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.app.bounded(ctx)
+	defer cancel()
+	conn, err := c.app.connectWithKey(ctx)
+	if err != nil {
+		return err
+	}
+	room, err := resolveRoom(ctx, conn, args[0])
+	if err != nil {
+		return err
+	}
+	info, err := conn.Remove(ctx, room.RoomID, pub)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", pub, err)
+	}
+	fmt.Fprintf(c.app.Stdout, "removed %s from %q (%s), epoch %d\n", pub, cleanLine(info.Name), info.RoomID, info.Epoch)
+	return nil
+}
+
+// roomsMembersCommand lists a room's members.
+type roomsMembersCommand struct {
+	app  *app
+	JSON bool
+}
+
+func newRoomsMembersCommand(a *app) *cobra.Command {
+	c := &roomsMembersCommand{app: a}
+	cmd := leaf(&cobra.Command{
+		Use:   "members ROOM [--json]",
+		Short: "List the members of a room you belong to",
+	}, c)
+	cmd.Flags().BoolVar(&c.JSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+// memberJSON is a member in `rooms members --json`.
+type memberJSON struct {
+	Pub         string `json:"pub"`
+	Role        string `json:"role"`
+	JoinedEpoch uint64 `json:"joined_epoch"`
+	EncKey      bool   `json:"enc_key"` // an encryption key is registered
+}
+
+// Run lists the members.
+func (c *roomsMembersCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 1, 1, "ROOM"); err != nil {
+		return err
+	}
+	ctx, cancel := c.app.bounded(ctx)
+	defer cancel()
+	conn, err := c.app.connectWithKey(ctx)
+	if err != nil {
+		return err
+	}
+	room, err := resolveRoom(ctx, conn, args[0])
+	if err != nil {
+		return err
+	}
+	members, err := conn.Members(ctx, room.RoomID)
+	if err != nil {
+		return fmt.Errorf("list members: %w", err)
+	}
+	out := make([]memberJSON, 0, len(members))
+	for _, m := range members {
+		out = append(out, memberJSON{Pub: m.Pub, Role: m.Role, JoinedEpoch: m.JoinedEpoch, EncKey: len(m.EncKey) > 0})
+	}
+	if c.JSON {
+		return writeJSON(c.app.Stdout, out)
+	}
+	tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PUB\tROLE\tJOINED EPOCH")
+	for _, m := range out {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", m.Pub, m.Role, m.JoinedEpoch)
+	}
+	return tw.Flush()
+}
+
+// roomsRekeyCommand starts a new key epoch in a room the caller owns.
+type roomsRekeyCommand struct {
+	app *app
+}
+
+func newRoomsRekeyCommand(a *app) *cobra.Command {
+	c := &roomsRekeyCommand{app: a}
+	return leaf(&cobra.Command{
+		Use:   "rekey ROOM",
+		Short: "Give an encrypted room you own a fresh key",
+		Long: `Start a new key epoch in ROOM, an encrypted room you own: a fresh room key is
+sealed to every member. A concurrent change makes it fail with exit code 5;
+run it again.`,
+	}, c)
+}
+
+// Run rekeys the room.
+func (c *roomsRekeyCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 1, 1, "ROOM"); err != nil {
+		return err
+	}
+	ctx, cancel := c.app.bounded(ctx)
+	defer cancel()
+	conn, err := c.app.connectWithKey(ctx)
+	if err != nil {
+		return err
+	}
+	room, err := resolveRoom(ctx, conn, args[0])
+	if err != nil {
+		return err
+	}
+	info, err := conn.Rekey(ctx, room.RoomID)
+	if err != nil {
+		return fmt.Errorf("rekey: %w", err)
+	}
+	fmt.Fprintf(c.app.Stdout, "rekeyed %q (%s): epoch %d\n", cleanLine(info.Name), info.RoomID, info.Epoch)
+	return nil
+}
+
+// roomsLeaveCommand leaves a room.
+type roomsLeaveCommand struct {
+	app *app
+}
+
+func newRoomsLeaveCommand(a *app) *cobra.Command {
+	c := &roomsLeaveCommand{app: a}
+	return leaf(&cobra.Command{
+		Use:   "leave ROOM",
+		Short: "Leave a room (its owner cannot)",
+	}, c)
+}
+
+// Run leaves the room.
+func (c *roomsLeaveCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 1, 1, "ROOM"); err != nil {
+		return err
+	}
+	ctx, cancel := c.app.bounded(ctx)
+	defer cancel()
+	conn, err := c.app.connectWithKey(ctx)
+	if err != nil {
+		return err
+	}
+	room, err := resolveRoom(ctx, conn, args[0])
+	if err != nil {
+		return err
+	}
+	if err := conn.Leave(ctx, room.RoomID); err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	fmt.Fprintf(c.app.Stdout, "left %q (%s)\n", cleanLine(room.Name), room.RoomID)
+	return nil
+}

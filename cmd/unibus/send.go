@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/unibus/unibus/client"
+)
+
+// maxStdinMessage bounds a message read from standard input (the bus's
+// payload limit is lower still).
+const maxStdinMessage = 1 << 20
+
+// sendCommand publishes a message to a room.
+type sendCommand struct {
+	app *app
+	// ReplyTo, when set, is the ID of the message this one answers, in its
+	// thread.
+	ReplyTo string
+}
+
+func newSendCommand(a *app) *cobra.Command {
+	c := &sendCommand{app: a}
+	cmd := leaf(&cobra.Command{
+		Use:   "send ROOM MESSAGE... [--reply-to ID]",
+		Short: "Send a message to a room and print its ID",
+		Long: `Send MESSAGE (the remaining arguments joined by spaces; a single "-" reads
+it from standard input) to ROOM, a room ID or the name of one of your rooms,
+and print the message ID. In an encrypted room the message is sealed and
+signed on this machine.
+
+With --reply-to ID the message answers message ID in its thread.`,
+		Example: `  unibus send ops "deploy done"
+  unibus send ops --reply-to Kx3… "on it"
+  echo hello | unibus send ops -`,
+	}, c)
+	cmd.Flags().StringVarP(&c.ReplyTo, "reply-to", "r", "", "ID of the message to answer (threads the reply)")
+	return cmd
+}
+
+// Run sends the message and prints its ID.
+func (c *sendCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 2, -1, "ROOM MESSAGE..."); err != nil {
+		return err
+	}
+	if c.ReplyTo != "" {
+		if err := checkMessageID(c.ReplyTo); err != nil {
+			return err
+		}
+	}
+	text := strings.Join(args[1:], " ")
+	if len(args) == 2 && args[1] == "-" {
+		in := c.app.Stdin
+		if in == nil {
+			in = strings.NewReader("")
+		}
+		b, err := io.ReadAll(io.LimitReader(in, maxStdinMessage+1))
+		if err != nil {
+			return fmt.Errorf("read message: %w", err)
+		}
+		if len(b) > maxStdinMessage {
+			return fmt.Errorf("read message: longer than %d bytes", maxStdinMessage)
+		}
+		text = strings.TrimSuffix(string(b), "\n")
+	}
+	if text == "" {
+		return usagef("empty message")
+	}
+	ctx, cancel := c.app.bounded(ctx)
+	defer cancel()
+	conn, err := c.app.connectWithKey(ctx)
+	if err != nil {
+		return err
+	}
+	room, err := resolveRoom(ctx, conn, args[0])
+	if err != nil {
+		return err
+	}
+	var id string
+	if c.ReplyTo != "" {
+		id, err = conn.PublishReply(ctx, room.RoomID, c.ReplyTo, []byte(text))
+	} else {
+		id, err = conn.Publish(ctx, room.RoomID, []byte(text))
+	}
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	if err := flush(ctx, conn); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	fmt.Fprintln(c.app.Stdout, id)
+	return nil
+}
+
+// flush waits until the server has processed what was published and
+// reports a publish it refused (the refusal arrives asynchronously, ahead
+// of the flush's reply).
+func flush(ctx context.Context, conn *client.Conn) error {
+	nc := conn.NATS()
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return err
+	}
+	if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
+		return err
+	}
+	return nil
+}
+
+// checkMessageID returns a usage error unless id looks like a message ID
+// (32 bytes, unpadded base64url).
+func checkMessageID(id string) error {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(id)
+	if err != nil || len(b) != 32 {
+		return usagef("%q is not a message ID (43 characters, as printed by `unibus send` and `unibus listen`)", id)
+	}
+	return nil
+}
+
+// reactCommand reacts to a message.
+type reactCommand struct {
+	app *app
+}
+
+func newReactCommand(a *app) *cobra.Command {
+	c := &reactCommand{app: a}
+	return leaf(&cobra.Command{
+		Use:     "react ROOM MSGID EMOJI",
+		Short:   "React to a message",
+		Long:    `React to message MSGID in ROOM with EMOJI (sealed like any message); print the reaction's ID.`,
+		Example: `  unibus react ops Kx3… 👍`,
+	}, c)
+}
+
+// Run sends the reaction and prints its ID.
+func (c *reactCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 3, 3, "ROOM MSGID EMOJI"); err != nil {
+		return err
+	}
+	if err := checkMessageID(args[1]); err != nil {
+		return err
+	}
+	if args[2] == "" {
+		return usagef("empty emoji")
+	}
+	ctx, cancel := c.app.bounded(ctx)
+	defer cancel()
+	conn, err := c.app.connectWithKey(ctx)
+	if err != nil {
+		return err
+	}
+	room, err := resolveRoom(ctx, conn, args[0])
+	if err != nil {
+		return err
+	}
+	id, err := conn.React(ctx, room.RoomID, args[1], args[2])
+	if err != nil {
+		return fmt.Errorf("react: %w", err)
+	}
+	if err := flush(ctx, conn); err != nil {
+		return fmt.Errorf("react: %w", err)
+	}
+	fmt.Fprintln(c.app.Stdout, id)
+	return nil
+}
