@@ -154,8 +154,8 @@ func testRefused(t *testing.T, opts []nodetest.Option) {
 	stranger := nodetest.NewIdentity(t)
 	attacker := nodetest.NewIdentity(t)
 	cases := map[string][]nats.Option{
-		"unregistered key": nodetest.ConnectOptions(stranger),
-		"no credentials":   nil,
+		"unregistered key":  nodetest.ConnectOptions(stranger),
+		"no credentials":    nil,
 		"user and password": {nats.UserInfo("admin", "admin")},
 		// The victim's public key, signed with the attacker's private key.
 		"forged signature": {nats.Nkey(victim.PublicKey(), attacker.Sign)},

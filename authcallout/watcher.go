@@ -13,6 +13,13 @@ import (
 // kickTimeout bounds one user's kick across the cluster.
 const kickTimeout = 2 * time.Second
 
+// KickDelay is how long after an access change the watcher waits before it
+// disconnects the user: the reply to the request that made the change is
+// on its way, often to that very user (it created or left a room, an admin
+// revoked itself), and a disconnection a few milliseconds after the write
+// would lose it.
+const KickDelay = 100 * time.Millisecond
+
 // Watcher turns access changes in the store into disconnections: a revoked
 // user's connections are closed; a user whose rooms or admin flag changed
 // is disconnected so that it reconnects through the callout and gets its
@@ -21,6 +28,7 @@ type Watcher struct {
 	watch  *kvstore.AccessWatcher
 	kicker *Kicker
 	logger *slog.Logger
+	stop   chan struct{}
 	wg     sync.WaitGroup
 }
 
@@ -33,15 +41,22 @@ func StartWatcher(ctx context.Context, store *kvstore.Store, kicker *Kicker, log
 	if err != nil {
 		return nil, fmt.Errorf("start access watcher: %w", err)
 	}
-	w := &Watcher{watch: aw, kicker: kicker, logger: logger}
+	w := &Watcher{watch: aw, kicker: kicker, logger: logger, stop: make(chan struct{})}
 	w.wg.Go(w.run)
 	return w, nil
 }
 
 func (w *Watcher) run() {
 	for change := range w.watch.Changes() {
-		// Connections that start after this moment already see the change.
-		before := time.Now()
+		// Connections that start after the change was seen already see it.
+		before := change.At
+		wait := time.NewTimer(time.Until(before.Add(KickDelay)))
+		select {
+		case <-wait.C:
+		case <-w.stop:
+			wait.Stop()
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), kickTimeout)
 		n, err := w.kicker.Kick(ctx, change.Pub, before)
 		cancel()
@@ -55,6 +70,7 @@ func (w *Watcher) run() {
 
 // Stop stops watching and waits for any kick in progress.
 func (w *Watcher) Stop() {
+	close(w.stop)
 	w.watch.Stop()
 	w.wg.Wait()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -15,6 +16,9 @@ import (
 type AccessChange struct {
 	Pub    string
 	Reason string
+	// At is when the watcher saw the change: connections that start later
+	// already see it.
+	At time.Time
 }
 
 // Reasons of an AccessChange.
@@ -73,6 +77,7 @@ func (w *AccessWatcher) run(ctx context.Context) {
 	known := map[string]userState{}
 	initial := true
 	emit := func(c AccessChange) bool {
+		c.At = time.Now()
 		select {
 		case w.changes <- c:
 			return true

@@ -185,6 +185,10 @@ func (n *Node) ServiceUserConn(opts ...nats.Option) (*nats.Conn, error) {
 	return n.Server.InProcessConn(append([]nats.Option{userAuth(n.Keys.ServiceUser)}, opts...)...)
 }
 
+// Services are the control-plane services the node started (for Stats,
+// or to stop them in tests).
+func (n *Node) Services() *svc.Services { return n.services }
+
 // ClientURL is where peers connect.
 func (n *Node) ClientURL() string { return n.Server.ClientURL() }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -12,17 +13,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
-	"github.com/unibus/unibus/embedded"
 	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
 	"github.com/unibus/unibus/tests/natstest"
+	"github.com/unibus/unibus/tests/nodetest"
 )
 
 // requestTimeout bounds every request a test makes: generous, because the
@@ -32,21 +33,30 @@ const requestTimeout = 20 * time.Second
 // testVersion is the version the test services run as.
 const testVersion = "1.2.3"
 
-// env is one control plane under test: a server, a store, running
-// services and registered users, each with its own connection. Every test
-// gets its environment from newEnv, the only place that knows how the
-// server is secured, so the same tests can later run behind the auth
-// callout by changing newEnv and connect alone.
+// env is one control plane under test: a complete unibus node (embedded
+// server, auth callout in enforce mode, access watcher, the services) and
+// registered users, each with its own connection made through the callout.
+// Every test gets its environment from newEnv, the only place that knows
+// how the bus is secured.
 type env struct {
 	t     testing.TB
-	srv   *embedded.Server
+	node  *node.Node
 	js    jetstream.JetStream
 	store *kvstore.Store
 	// storeCfg is the store's configuration, for other instances.
 	storeCfg kvstore.Config
-	cfg      svc.Config
-	svc      *svc.Services
-	logs     *logBuffer
+	// cfg is the configuration the node's services run with.
+	cfg  svc.Config
+	svc  *svc.Services
+	logs *logBuffer
+
+	mu sync.Mutex
+	// peers tracks every user connection, for the kicks of the auth
+	// callout's access watcher.
+	peers map[*nats.Conn]*peer
+	// peerErrs collects the connections' asynchronous errors (permission
+	// violations, refused reconnections of revoked users).
+	peerErrs *logBuffer
 
 	// admin is the bootstrap administrator; alice, bob and carol are
 	// registered users with encryption keys, not administrators.
@@ -55,11 +65,13 @@ type env struct {
 
 // user is a registered (or, from stranger, unregistered) identity.
 type user struct {
-	name   string
-	kp     nkeys.KeyPair
-	pub    string
-	nc     *nats.Conn
-	encKey []byte
+	env       *env
+	name      string
+	kp        nkeys.KeyPair
+	pub       string
+	nc        *nats.Conn
+	encKey    []byte
+	encKeySig []byte
 }
 
 type envOptions struct {
@@ -79,48 +91,46 @@ func withFileStorage() envOption {
 	return func(o *envOptions) { o.memory = false }
 }
 
-// maxPayload is the server's max_payload, as unibusd's embedded server
-// sets it, so that a rekey of a large room fits.
-const maxPayload = 8 << 20
-
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	o := envOptions{memory: true}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	srv := natstest.RunServer(t, func(c *embedded.Config) {
-		c.Customize = func(so *server.Options) error {
-			so.MaxPayload = maxPayload
-			return nil
-		}
-	})
-	e := &env{t: t, srv: srv, logs: &logBuffer{}}
-	nc := e.serviceConn(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream: %v", err)
-	}
-	e.js = js
+	e := &env{t: t, logs: &logBuffer{}, peers: map[*nats.Conn]*peer{}, peerErrs: &logBuffer{}}
 	e.storeCfg = kvstore.Config{Replicas: 1, Memory: o.memory}
-	e.store = e.openStore(t, js)
 	e.cfg = svc.Config{
-		Store:   e.store,
-		Conn:    nc,
 		Logger:  slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version: testVersion,
 	}
 	for _, f := range o.cfg {
 		f(&e.cfg)
 	}
-	e.svc = e.start(t, e.cfg)
-
-	// Bootstrap the first administrator as unibusd does, then register
-	// the others through the service.
+	// The node bootstraps the first administrator, as unibusd does; the
+	// others are registered through the service.
 	e.admin = e.newIdentity(t, "admin")
-	if _, err := e.store.EnsureAdmin(context.Background(), e.admin.pub, "admin"); err != nil {
-		t.Fatalf("bootstrap admin: %v", err)
+	nodeLogs := &logBuffer{}
+	e.node = nodetest.Run(t, func(c *node.Config) {
+		c.Store = e.storeCfg
+		c.Services = e.cfg
+		c.Admin = e.admin.pub
+		c.Logger = slog.New(slog.NewTextHandler(nodeLogs, nil))
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("node log (nats-server lines aside):\n%s", nodeLogs.without("component=nats-server"))
+			t.Logf("services log:\n%s", e.logs)
+			t.Logf("connection errors:\n%s", e.peerErrs)
+		}
+	})
+	e.store, e.svc = e.node.Store, e.node.Services()
+	e.cfg.Store, e.cfg.Conn = e.node.Store, e.node.ServiceConn
+	js, err := jetstream.New(e.node.ServiceConn)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
 	}
+	e.js = js
+
 	e.connect(t, e.admin)
 	e.setKey(t, e.admin)
 	e.alice = e.register(t, "alice")
@@ -129,11 +139,11 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	return e
 }
 
-// serviceConn connects a control-plane instance in-process, as unibusd
-// does.
+// serviceConn connects as the service user in-process, as unibusd's
+// services do.
 func (e *env) serviceConn(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := e.srv.InProcessConn(nats.Name("unibus-svc"))
+	nc, err := e.node.ServiceUserConn(nats.Name("unibus-svc"))
 	if err != nil {
 		t.Fatalf("connect services: %v", err)
 	}
@@ -190,22 +200,41 @@ func (e *env) newIdentity(t testing.TB, name string) *user {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &user{name: name, kp: kp, pub: pub, encKey: randomBytes(t, 1216)}
+	return &user{env: e, name: name, kp: kp, pub: pub, encKey: randomBytes(t, 1216)}
 }
 
-// connect opens u's connection, replying on u's own inbox prefix as the
-// auth callout's permissions require.
+// connect opens u's connection as a peer does: authenticated by its nkey
+// through the auth callout (so u must be registered), replying on u's own
+// inbox prefix as the callout's permissions require, and reconnecting
+// after the kicks that refresh its permissions.
 func (e *env) connect(t testing.TB, u *user) {
 	t.Helper()
 	prefix, err := subjects.InboxPrefix(u.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.nc = natstest.Connect(t, e.srv.ClientURL(), nats.Name(u.name), nats.CustomInboxPrefix(prefix))
+	p := newPeer(u.pub)
+	u.nc = natstest.Connect(t, e.node.ClientURL(),
+		nats.Name(u.name),
+		nats.Nkey(u.pub, u.kp.Sign),
+		nats.CustomInboxPrefix(prefix),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond),
+		nats.IgnoreAuthErrorAbort(),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { p.event(true) }),
+		nats.ReconnectHandler(func(*nats.Conn) { p.event(false) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			fmt.Fprintf(e.peerErrs, "%s %s: %v\n", time.Now().Format(time.StampMilli), u.name, err)
+		}),
+	)
+	p.nc = u.nc
+	e.mu.Lock()
+	e.peers[u.nc] = p
+	e.mu.Unlock()
 }
 
-// register adds a user through users.add (as the admin) and publishes its
-// encryption key through users.setkey (as itself).
+// register adds a user through users.add (as the admin), connects it and
+// publishes its encryption key through users.setkey (as itself).
 func (e *env) register(t testing.TB, name string) *user {
 	t.Helper()
 	u := e.newIdentity(t, name)
@@ -223,19 +252,20 @@ func (e *env) setKey(t testing.TB, u *user) {
 		t.Fatal(err)
 	}
 	call[subjects.UserInfo](t, u, subjects.UsersSetKey, subjects.SetKeyRequest{EncKey: u.encKey, EncKeySig: sig})
+	u.encKeySig = sig
 }
 
-// revoke revokes u (as the admin). Once the auth callout is on, a revoked
-// user is disconnected and cannot connect again, so its requests then
-// travel over via's connection.
+// revoke revokes u (as the admin). The auth callout disconnects a revoked
+// user and refuses it from then on, so its requests then travel over via's
+// connection.
 func (e *env) revoke(t testing.TB, u, via *user) {
 	t.Helper()
 	call[subjects.UserInfo](t, e.admin, subjects.UsersRevoke, subjects.RevokeUserRequest{Pub: u.pub})
 	u.nc = via.nc
 }
 
-// stranger is an identity that is not registered. Once the auth callout is
-// on it cannot connect, so its requests travel over the admin's connection.
+// stranger is an identity that is not registered. The auth callout does
+// not let it connect, so its requests travel over the admin's connection.
 func (e *env) stranger(t testing.TB) *user {
 	t.Helper()
 	u := e.newIdentity(t, "stranger")
@@ -302,20 +332,20 @@ func (u *user) msg(t testing.TB, subject string, body any, opts ...reqOption) *n
 	return m
 }
 
-// send sends m on u's connection and returns the reply.
+// send sends m on u's connection and returns the reply. m is sent as it
+// is: a reply lost to a kick fails the test (request signs again instead).
 func (u *user) send(t testing.TB, m *nats.Msg) *nats.Msg {
 	t.Helper()
-	r, err := u.nc.RequestMsg(m, requestTimeout)
-	if err != nil {
-		t.Fatalf("%s: request %s: %v", u.name, m.Subject, err)
-	}
-	return r
+	return u.roundTrip(t, m, nil)
 }
 
-// request signs and sends one request as u.
+// request signs and sends one request as u. Should the auth callout's
+// access watcher disconnect u's connection while the request is in flight
+// and the reply not follow it, the request is signed again (a fresh
+// nonce) and sent once more.
 func (u *user) request(t testing.TB, subject string, body any, opts ...reqOption) *nats.Msg {
 	t.Helper()
-	return u.send(t, u.msg(t, subject, body, opts...))
+	return u.roundTrip(t, u.msg(t, subject, body, opts...), func() *nats.Msg { return u.msg(t, subject, body, opts...) })
 }
 
 // call makes a request that must succeed and decodes its reply.
@@ -451,6 +481,17 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.Write(p)
+}
+
+// without returns the log without the lines that contain drop.
+func (l *logBuffer) without(drop string) string {
+	var b strings.Builder
+	for line := range strings.Lines(l.String()) {
+		if !strings.Contains(line, drop) {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }
 
 func (l *logBuffer) String() string {

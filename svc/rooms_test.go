@@ -3,6 +3,7 @@ package svc_test
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/unibus/unibus/subjects"
@@ -98,8 +99,11 @@ func TestRoomsGetAndMembers(t *testing.T) {
 			t.Errorf("%s: get = %+v, want %+v", u.name, got, room)
 		}
 		got := call[subjects.MembersResponse](t, u, subjects.RoomsMembers, subjects.RoomRequest{RoomID: room.RoomID})
-		want := []subjects.MemberInfo{{Pub: e.alice.pub, Role: subjects.RoleOwner, JoinedEpoch: 1}, {Pub: e.bob.pub, Role: subjects.RoleMember, JoinedEpoch: 1}}
-		if fmt.Sprint(got.Members) != fmt.Sprint(want) {
+		want := []subjects.MemberInfo{
+			{Pub: e.alice.pub, Role: subjects.RoleOwner, JoinedEpoch: 1, EncKey: e.alice.encKey, EncKeySig: e.alice.encKeySig},
+			{Pub: e.bob.pub, Role: subjects.RoleMember, JoinedEpoch: 1, EncKey: e.bob.encKey, EncKeySig: e.bob.encKeySig},
+		}
+		if !reflect.DeepEqual(got.Members, want) {
 			t.Errorf("%s: members = %+v, want %+v", u.name, got.Members, want)
 		}
 	}
@@ -236,7 +240,7 @@ func TestRoomsInvite(t *testing.T) {
 	e.unchanged(t, before)
 
 	got := call[subjects.MemberInfo](t, e.alice, subjects.RoomsInvite, signed(e.alice, good))
-	if got != (subjects.MemberInfo{Pub: e.bob.pub, Role: subjects.RoleMember, JoinedEpoch: 1}) {
+	if !reflect.DeepEqual(got, subjects.MemberInfo{Pub: e.bob.pub, Role: subjects.RoleMember, JoinedEpoch: 1}) {
 		t.Fatalf("invited %+v", got)
 	}
 	if k := call[subjects.KeyResponse](t, e.bob, subjects.RoomsKey, subjects.KeyRequest{RoomID: room.RoomID}); !bytes.Equal(k.SealedKey, key) {

@@ -1,0 +1,253 @@
+package svc_test
+
+import (
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/unibus/unibus/subjects"
+)
+
+// Peers and kicks. The auth callout's access watcher disconnects a user's
+// connections when its access changes (a room created, joined, left or
+// lost; a revocation), authcallout.KickDelay after the change, so that
+// they reconnect with new permissions. A reply the services send while the
+// connection is down is lost. The helpers here keep the tests deterministic
+// without sleeping:
+//
+//   - a request whose success kicks someone (kickedBy) records that the
+//     kick is due on that user's connections, and the next request on such
+//     a connection first waits for the kick and the reconnect (settle), so
+//     that no write is in flight when the kick lands;
+//   - a request that sees its connection come back without its reply
+//     (a kick nobody expected) is signed again and sent once more.
+
+const (
+	// kickWait bounds the wait for a kick that is due. A kick normally
+	// lands within a few hundred milliseconds; one may also not come at all
+	// (the connection happened to reconnect after the change), so the wait
+	// ends quietly.
+	kickWait = 5 * time.Second
+	// lostReplyGrace is how long a request in flight when its connection
+	// came back may still get its reply (the request may have waited in
+	// the reconnect buffer) before it counts as lost.
+	lostReplyGrace = 2 * time.Second
+)
+
+// errReplyLost: the connection came back and the reply did not follow.
+var errReplyLost = errors.New("connection kicked during the request, reply lost")
+
+// peer is one user connection with its disconnections and reconnections.
+type peer struct {
+	pub string
+	nc  *nats.Conn
+
+	mu         sync.Mutex
+	downs, ups int           // disconnections and reconnections so far
+	changed    chan struct{} // closed and replaced at every event
+	// kickAfter, when not negative, is a kick due: the connection is to be
+	// disconnected once more than kickAfter times.
+	kickAfter int
+}
+
+func newPeer(pub string) *peer {
+	return &peer{pub: pub, changed: make(chan struct{}), kickAfter: -1}
+}
+
+// event records a disconnection (down) or a reconnection.
+func (p *peer) event(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if down {
+		p.downs++
+	} else {
+		p.ups++
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+func (p *peer) state() (downs, ups int, changed <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.downs, p.ups, p.changed
+}
+
+// kickDue records that a kick is due after downs disconnections.
+func (p *peer) kickDue(downs int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.kickAfter = max(p.kickAfter, downs)
+}
+
+// settle waits until a kick due has landed and the connection is back.
+func (p *peer) settle(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	after := p.kickAfter
+	p.kickAfter = -1
+	p.mu.Unlock()
+	timeout := time.NewTimer(kickWait)
+	defer timeout.Stop()
+	for {
+		downs, ups, changed := p.state()
+		if downs > after && ups >= downs {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			t.Logf("%s: no kick and reconnection within %s (%d disconnections, %d reconnections); going on", p.pub, kickWait, downs, ups)
+			return
+		}
+	}
+}
+
+// request sends m and waits for its reply. lost reports that the
+// connection came back during the request and the reply did not follow
+// within lostReplyGrace.
+func (p *peer) request(m *nats.Msg) (reply *nats.Msg, lost bool, err error) {
+	inbox := p.nc.NewRespInbox()
+	replies := make(chan *nats.Msg, 1)
+	sub, err := p.nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	_, ups, changed := p.state()
+	if err := p.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: inbox, Header: m.Header, Data: m.Data}); err != nil {
+		return nil, false, err
+	}
+	deadline := time.NewTimer(requestTimeout)
+	defer deadline.Stop()
+	var grace <-chan time.Time
+	for {
+		select {
+		case r := <-replies:
+			// The server's "no responders" status, as nats.go's Request
+			// reports it.
+			if len(r.Data) == 0 && r.Header.Get("Status") == "503" {
+				return nil, false, nats.ErrNoResponders
+			}
+			return r, false, nil
+		case <-changed:
+			var now int
+			_, now, changed = p.state()
+			if now > ups && grace == nil {
+				grace = time.After(lostReplyGrace)
+			}
+		case <-grace:
+			return nil, true, errReplyLost
+		case <-deadline.C:
+			return nil, false, nats.ErrTimeout
+		}
+	}
+}
+
+// peer returns the tracker of a user connection.
+func (e *env) peer(t testing.TB, nc *nats.Conn) *peer {
+	t.Helper()
+	e.mu.Lock()
+	p, ok := e.peers[nc]
+	e.mu.Unlock()
+	if !ok {
+		t.Fatalf("connection %s is not a user connection", nc.Opts.Name)
+	}
+	return p
+}
+
+// downs returns the disconnection counts of pub's connections.
+func (e *env) downs(pub string) map[*peer]int {
+	if pub == "" {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[*peer]int{}
+	for _, p := range e.peers {
+		if p.pub == pub {
+			out[p], _, _ = p.state()
+		}
+	}
+	return out
+}
+
+// kickedBy returns whose connections the access watcher disconnects when
+// request m succeeds: the caller's when it creates or leaves a room, the
+// named user's when it is invited, removed or revoked ("" for no one).
+func kickedBy(m *nats.Msg) string {
+	switch m.Subject {
+	case subjects.RoomsCreate, subjects.RoomsLeave:
+		return m.Header.Get(subjects.HeaderPub)
+	case subjects.RoomsInvite, subjects.RoomsRemove, subjects.UsersRevoke:
+		var req struct {
+			Pub string `json:"pub"`
+		}
+		if json.Unmarshal(m.Data, &req) != nil {
+			return ""
+		}
+		return req.Pub
+	}
+	return ""
+}
+
+// roundTrip sends m on u's connection, once any kick due on it has landed,
+// and returns the reply. When again is set and the reply is lost to a
+// kick, again's message is sent once more.
+func (u *user) roundTrip(t testing.TB, m *nats.Msg, again func() *nats.Msg) *nats.Msg {
+	t.Helper()
+	p := u.env.peer(t, u.nc)
+	p.settle(t)
+	kicked := kickedBy(m)
+	before := u.env.downs(kicked)
+	r, lost, err := p.request(m)
+	if lost && again != nil {
+		t.Logf("%s: %s: %v; signing and sending it again", u.name, m.Subject, err)
+		r, _, err = p.request(again())
+	}
+	if err != nil {
+		t.Fatalf("%s: request %s: %v", u.name, m.Subject, err)
+	}
+	if r.Header.Get(micro.ErrorCodeHeader) == "" {
+		for kp, downs := range before {
+			kp.kickDue(downs)
+		}
+	}
+	return r
+}
+
+// TestPeersGoThroughTheCallout: the environment is the secured bus. A key
+// that is not registered cannot connect; a revoked user's connection is
+// closed and the user cannot connect again.
+func TestPeersGoThroughTheCallout(t *testing.T) {
+	e := newEnv(t)
+	connect := func(u *user) error {
+		nc, err := nats.Connect(e.node.ClientURL(), nats.Nkey(u.pub, u.kp.Sign), nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	}
+	if err := connect(e.newIdentity(t, "stranger")); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("unregistered key: connect = %v, want an authorization violation", err)
+	}
+
+	own := e.peer(t, e.bob.nc)
+	e.revoke(t, e.bob, e.alice)
+	deadline := time.After(requestTimeout)
+	for downs, _, changed := own.state(); downs == 0; downs, _, changed = own.state() {
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatal("the revoked user's connection is still open")
+		}
+	}
+	if err := connect(e.bob); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("revoked user: connect = %v, want an authorization violation", err)
+	}
+}
