@@ -172,5 +172,9 @@ func (c *Conn) ListMyRooms(ctx context.Context) ([]RoomRef, error) {
 
 // Leave leaves a room (the owner cannot leave its room).
 func (c *Conn) Leave(ctx context.Context, roomID string) error {
-	return c.call(ctx, subjects.RoomsLeave, subjects.RoomRequest{RoomID: roomID}, nil)
+	if err := c.call(ctx, subjects.RoomsLeave, subjects.RoomRequest{RoomID: roomID}, nil); err != nil {
+		return err
+	}
+	c.keys.forget(roomID)
+	return nil
 }

@@ -21,16 +21,15 @@ const memberRefreshInterval = time.Second
 
 // roomCache is what the client knows about one room.
 type roomCache struct {
-	info       subjects.RoomInfo
-	previous   uint64
-	since      time.Time
-	keys       map[uint64][]byte
-	members    map[string]bool
-	membersAt  time.Time
-	sealer     *e2e.Sealer
-	publishMu  sync.Mutex // held across Seal and Publish: sequence order
-	fetchedAt  time.Time
-	refreshing bool
+	info      subjects.RoomInfo
+	previous  uint64
+	since     time.Time
+	keys      map[uint64][]byte
+	members   map[string]bool
+	membersAt time.Time
+	sealer    *e2e.Sealer
+	publishMu sync.Mutex // held across Seal and Publish: sequence order
+	fetchedAt time.Time
 }
 
 // keyring caches rooms, their opened keys and members for one connection.
