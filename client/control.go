@@ -178,3 +178,12 @@ func (c *Conn) Leave(ctx context.Context, roomID string) error {
 	c.keys.forget(roomID)
 	return nil
 }
+
+// RoomKey returns the caller's sealed room key of a room for epoch (0: the
+// current epoch), as stored by the service; the client opens it with its
+// encryption key. A member without a key for that epoch gets ErrForbidden.
+func (c *Conn) RoomKey(ctx context.Context, roomID string, epoch uint64) (subjects.KeyResponse, error) {
+	var r subjects.KeyResponse
+	err := c.call(ctx, subjects.RoomsKey, subjects.KeyRequest{RoomID: roomID, Epoch: epoch}, &r)
+	return r, err
+}

@@ -356,6 +356,12 @@ func TestRemovalRekeysTheRoom(t *testing.T) {
 	if err != nil || len(refs) != 0 {
 		t.Fatalf("carol still lists %+v, %v", refs, err)
 	}
+	if _, err := carol.RoomKey(ctx, room.RoomID, after.Epoch); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("removed member's key request = %v, want ErrForbidden", err)
+	}
+	if k, err := bob.RoomKey(ctx, room.RoomID, 0); err != nil || k.Epoch != after.Epoch || len(k.SealedKey) == 0 {
+		t.Fatalf("bob's current key = %+v, %v", k, err)
+	}
 	if _, err := carol.Publish(ctx, room.RoomID, []byte("let me in")); !errors.Is(err, client.ErrForbidden) {
 		t.Fatalf("removed member publish = %v, want ErrForbidden", err)
 	}
