@@ -9,8 +9,12 @@ TEST_TIMEOUT  ?= 20m
 BENCH         ?= .
 BENCHTIME     ?= 1s
 RUN_ARGS      ?=
+# gobind for `make mobile-bind`: golang.org/x/mobile has no tags, so a
+# pinned pseudo-version (the latest when chosen).
+GOBIND_VERSION ?= v0.0.0-20261011034528-197770444867
+MOBILE_OUT     ?= $(or $(TMPDIR),/tmp)/unibus-mobile-bind
 
-.PHONY: all build run dev-certs test bench lint fmt tidy clean
+.PHONY: all build run dev-certs test bench lint fmt tidy clean mobile-bind
 
 all: lint test
 
@@ -38,6 +42,19 @@ lint: ## gofmt check, go vet, staticcheck (pinned)
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+# gobind must import golang.org/x/mobile/bind: a throwaway workspace beside
+# the output joins this module with one that requires x/mobile, so go.mod
+# stays free of it. Needs the module proxy on first run, not Android/Xcode.
+mobile-bind: ## generate the Go and Java bindings of client/mobile with a pinned gobind into $$MOBILE_OUT
+	rm -rf $(MOBILE_OUT)
+	mkdir -p $(MOBILE_OUT)/tool
+	GOBIN=$(MOBILE_OUT)/bin $(GO) install golang.org/x/mobile/cmd/gobind@$(GOBIND_VERSION)
+	printf 'module gobindtool\n\ngo 1.26.0\n\nrequire golang.org/x/mobile $(GOBIND_VERSION)\n' >$(MOBILE_OUT)/tool/go.mod
+	cd $(MOBILE_OUT)/tool && GOWORK=off $(GO) mod download golang.org/x/mobile
+	cd $(MOBILE_OUT) && GOWORK= $(GO) work init $(CURDIR) $(MOBILE_OUT)/tool
+	PATH="$(MOBILE_OUT)/bin:$$PATH" GOWORK=$(MOBILE_OUT)/go.work gobind -lang=go,java -outdir $(MOBILE_OUT)/out github.com/unibus/unibus/client/mobile
+	@echo "bindings in $(MOBILE_OUT)/out"
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
