@@ -85,6 +85,7 @@ Quick start:
 		newSendCommand(a),
 		newReactCommand(a),
 		newListenCommand(a),
+		newBlobCommand(a),
 		// Seam for the commands built elsewhere: `blob put|get` and `chat`
 		// are constructors newBlobCommand(a) / newChatCommand(a) added here,
 		// with a struct per command that has Run(ctx, args) and takes its

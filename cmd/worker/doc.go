@@ -1,0 +1,18 @@
+// Command worker is an example unibus bot, written to be copied: it joins
+// every room it is invited to and, for each message someone else sends,
+// answers in the message's thread ("echo: <text>") and reacts with 👀.
+//
+//	worker [--identity FILE] [--server URL] [--ca FILE] [--poll 3s]
+//
+// Register the bot like any user (`unibus keygen --out bot.nk`, then an
+// admin runs `unibus users add PUB --name bot`), start it, and invite it to
+// rooms (`unibus rooms invite ops PUB`): it finds new invitations within
+// one poll interval. Its encryption key is kept beside the seed file
+// (FILE.enc) and registered when it starts, so that it can be invited to
+// encrypted rooms.
+//
+// To write your own bot, copy this directory and change worker.handle.
+//
+// Exit codes: 0 after SIGINT or SIGTERM, 1 on an error, 2 on bad flags, 3
+// when the bus refuses the identity, 69 when the bus cannot be reached.
+package main

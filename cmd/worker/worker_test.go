@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unibus/unibus/client"
+	"github.com/unibus/unibus/client/e2e"
+	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/tests/nodetest"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitUntil polls cond every 20ms for up to d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestWorkerAnswersInThreadAndReacts(t *testing.T) {
+	n := nodetest.Run(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	aliceID := nodetest.AddUser(t, n, "alice", false)
+	botID := nodetest.AddUser(t, n, "bot", false)
+	botSeed := filepath.Join(dir, "bot.nk")
+	if err := identity.Save(botSeed, botID); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs syncBuffer
+	w := &worker{
+		IdentityFile: botSeed,
+		Server:       n.ClientURL(),
+		Poll:         100 * time.Millisecond,
+		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+
+	alice, err := client.Connect(ctx, n.ClientURL(), aliceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = alice.Close() })
+	if err := alice.SetEncryptionKey(ctx, filepath.Join(dir, "alice.nk.enc")); err != nil {
+		t.Fatal(err)
+	}
+	// The bot registers its encryption key when it starts; alice can seal
+	// the room key to it only then.
+	waitUntil(t, 30*time.Second, "the bot's encryption key", func() bool {
+		u, err := alice.GetUser(ctx, botID.PublicKey())
+		return err == nil && len(u.EncKey) > 0
+	})
+	room, err := alice.CreateRoom(ctx, "bots", subjects.ModeE2E)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Invite(ctx, room.RoomID, botID.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	msgs := make(chan client.Message, 64)
+	sub, err := alice.Subscribe(ctx, room.RoomID, func(m client.Message) { msgs <- m }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bot log:\n%s", logs.String())
+		}
+	})
+	waitUntil(t, 30*time.Second, "the bot to join", func() bool {
+		return strings.Contains(logs.String(), `msg="joined room" room=`+room.RoomID)
+	})
+
+	// Publish until answered: the bot's permissions for the new room
+	// arrive with a reconnect shortly after the invite.
+	sent := map[string]bool{}
+	var reply, react *client.Message
+	deadline := time.Now().Add(30 * time.Second)
+	for reply == nil || react == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reply and reaction within 30s (reply %v, reaction %v); bot log:\n%s", reply, react, logs.String())
+		}
+		if reply == nil {
+			id, err := alice.Publish(ctx, room.RoomID, []byte("hi"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent[id] = true
+		}
+		timeout := time.After(time.Second)
+	collect:
+		for {
+			select {
+			case m := <-msgs:
+				switch {
+				case m.Sender != botID.PublicKey():
+				case m.Type == e2e.TypeMsg && reply == nil:
+					reply = &m
+				case m.Type == e2e.TypeReact && react == nil:
+					react = &m
+				}
+			case <-timeout:
+				break collect
+			}
+		}
+	}
+	if !sent[reply.ReplyTo] || reply.Thread != reply.ReplyTo || string(reply.Data) != "echo: hi" {
+		t.Fatalf("reply %+v does not answer one of alice's messages %v", reply, sent)
+	}
+	if !sent[react.ReplyTo] || string(react.Data) != "👀" {
+		t.Fatalf("reaction %+v does not target one of alice's messages", react)
+	}
+	// The bot ignores its own messages and reactions: nothing answers the
+	// reply or the reaction.
+	time.Sleep(300 * time.Millisecond)
+	for len(msgs) > 0 {
+		if m := <-msgs; m.Sender == botID.PublicKey() && !sent[m.ReplyTo] {
+			t.Fatalf("the bot answered something other than alice's messages: %+v", m)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v after cancellation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of cancellation")
+	}
+}
+
+func TestWorkerFlags(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{"no identity", nil, nil, exitUsage, "UNIBUS_IDENTITY"},
+		{"unknown flag", []string{"--nope"}, nil, exitUsage, "nope"},
+		{"argument", []string{"--identity", "x.nk", "extra"}, nil, exitUsage, "extra"},
+		{"bad poll", []string{"--poll", "0s"}, map[string]string{envIdentity: "x.nk"}, exitUsage, "--poll"},
+		{"missing identity file", nil, map[string]string{envIdentity: filepath.Join(t.TempDir(), "none.nk")}, exitError, "none.nk"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr syncBuffer
+			code := run(context.Background(), tc.args, &stderr, env(tc.env))
+			if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("code %d, want %d; stderr %q, want it to mention %q", code, tc.code, stderr.String(), tc.want)
+			}
+		})
+	}
+}
