@@ -15,6 +15,8 @@
 //	unibus send ROOM MESSAGE... [--reply-to ID]  send, print the message ID
 //	unibus listen ROOM... [--json] [--count N] print messages as they arrive
 //	unibus react ROOM MSGID EMOJI              react to a message
+//	unibus blob put ROOM FILE                  upload (sealed in encrypted rooms), print the ID
+//	unibus blob get ROOM BLOBID [-o FILE]      download, verify the hash, open
 //	unibus completion bash|zsh|fish|powershell shell completion script
 //
 // ROOM is a room ID or the name of one of the caller's rooms.
