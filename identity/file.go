@@ -3,15 +3,10 @@ package identity
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"runtime"
-)
 
-// insecureBits are the mode bits a seed file must not have.
-const insecureBits fs.FileMode = 0o077
+	"github.com/unibus/unibus/internal/secretfile"
+)
 
 // maxFileSize bounds what Load reads: a seed is 58 bytes and a creds file
 // a few KiB.
@@ -24,30 +19,15 @@ const maxFileSize = 64 << 10
 // access to group or others; the error names the file, its mode and the
 // fix. Windows has no such mode bits and is not checked.
 func Load(path string) (*Identity, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("load identity: %w", err)
-	}
-	defer f.Close()
-
-	// Check the mode of the file that was opened, not of whatever the path
-	// names by now.
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("load identity: %w", err)
-	}
-	if perm := info.Mode().Perm(); runtime.GOOS != "windows" && perm&insecureBits != 0 {
-		return nil, fmt.Errorf("load identity %s: mode %04o gives group or others access (fix: chmod 600 %s): %w",
-			path, perm, path, ErrInsecurePermissions)
-	}
-
-	content, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	content, err := secretfile.Read(path, maxFileSize)
 	defer clear(content)
-	if err != nil {
-		return nil, fmt.Errorf("load identity: read %s: %w", path, err)
-	}
-	if len(content) > maxFileSize {
-		return nil, fmt.Errorf("load identity %s: larger than %d bytes: %w", path, maxFileSize, ErrMalformedSeed)
+	switch {
+	case errors.Is(err, secretfile.ErrInsecurePermissions):
+		return nil, fmt.Errorf("load identity %w: %w", err, ErrInsecurePermissions)
+	case errors.Is(err, secretfile.ErrTooLarge):
+		return nil, fmt.Errorf("load identity %w: %w", err, ErrMalformedSeed)
+	case err != nil:
+		return nil, fmt.Errorf("load identity: %w", err)
 	}
 	id, err := FromSeed(content)
 	if err != nil {
@@ -76,83 +56,11 @@ func Save(path string, id *Identity) error {
 	content := append(seed, '\n')
 	defer clear(content)
 
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("save identity: %w", err)
-	}
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("save identity %s: %w: %w", path, ErrExists, fs.ErrExist)
-	}
-
-	tmp, err := writeTemp(dir, filepath.Base(path), content)
-	if err != nil {
-		return fmt.Errorf("save identity: %w", err)
-	}
-	defer os.Remove(tmp)
-
-	if err := publish(tmp, path); err != nil {
+	if err := secretfile.WriteNew(path, content); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("save identity %s: %w: %w", path, ErrExists, err)
 		}
 		return fmt.Errorf("save identity: %w", err)
 	}
-	syncDir(dir)
 	return nil
-}
-
-// writeTemp writes content to a new mode 0600 file in dir, flushes it to
-// disk and returns its path.
-func writeTemp(dir, base string, content []byte) (name string, err error) {
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	// CreateTemp already uses 0600 before the umask; make it exact.
-	if err := f.Chmod(0o600); err != nil {
-		return "", err
-	}
-	if _, err := f.Write(content); err != nil {
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return f.Name(), nil
-}
-
-// publish makes the complete file tmp appear at path, failing with an
-// error that matches fs.ErrExist if path exists. A hard link does that
-// atomically; where the file system has no hard links, publish falls back
-// to a check followed by a rename, which can lose a race with another
-// writer of path.
-func publish(tmp, path string) error {
-	err := os.Link(tmp, path)
-	if err == nil || errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	if _, lerr := os.Lstat(path); lerr == nil {
-		return &fs.PathError{Op: "create", Path: path, Err: fs.ErrExist}
-	}
-	return os.Rename(tmp, path)
-}
-
-// syncDir flushes the directory entry of a new file to disk. It is best
-// effort: some systems (Windows) and file systems cannot sync a
-// directory, and the file itself is already synced.
-func syncDir(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	_ = d.Sync()
-	_ = d.Close()
 }

@@ -268,30 +268,6 @@ func TestSaveRefusesToOverwrite(t *testing.T) {
 	}
 }
 
-// TestPublishRace covers the atomic no-overwrite step itself: a file that
-// appears after Save's early check must still not be replaced.
-func TestPublishRace(t *testing.T) {
-	dir := t.TempDir()
-	tmp := filepath.Join(dir, "tmp")
-	path := filepath.Join(dir, "id.nk")
-	if err := os.WriteFile(tmp, []byte("new"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := publish(tmp, path); !errors.Is(err, fs.ErrExist) {
-		t.Fatalf("publish error = %v, want fs.ErrExist", err)
-	}
-	content, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(content) != "old" {
-		t.Errorf("content = %q, want the old content", content)
-	}
-}
-
 func TestSaveNil(t *testing.T) {
 	if err := Save(filepath.Join(t.TempDir(), "id.nk"), nil); err == nil {
 		t.Fatal("Save(nil) succeeded")
