@@ -63,6 +63,8 @@ type RoomRef struct {
 	Policy  string `json:"policy"`
 	Role    string `json:"role"`
 	Mode    string `json:"mode"`
+	Name    string `json:"name,omitempty"`
+	Owner   string `json:"owner,omitempty"`
 }
 
 // indexEntry is the value of a rooms_by_member key.
@@ -406,6 +408,7 @@ func (s *Store) ListRoomsForEndpoint(ctx context.Context, pub string) ([]RoomRef
 		out = append(out, RoomRef{
 			RoomID: room.ID, Subject: room.Subject, Epoch: room.Epoch,
 			Policy: room.Policy, Role: roles[room.ID], Mode: room.Mode,
+			Name: room.Name, Owner: room.Owner,
 		})
 	}
 	return out, nil

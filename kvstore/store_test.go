@@ -219,7 +219,7 @@ func TestRoomsLifecycle(t *testing.T) {
 	if err != nil || len(mine) != 1 {
 		t.Fatalf("owner's rooms = %+v, %v", mine, err)
 	}
-	want := kvstore.RoomRef{RoomID: id, Subject: wantSubject, Epoch: 1, Policy: "none", Role: subjects.RoleOwner, Mode: subjects.ModeE2E}
+	want := kvstore.RoomRef{RoomID: id, Subject: wantSubject, Epoch: 1, Policy: "none", Role: subjects.RoleOwner, Mode: subjects.ModeE2E, Name: "ops", Owner: owner}
 	if mine[0] != want {
 		t.Fatalf("owner's room ref = %+v, want %+v", mine[0], want)
 	}

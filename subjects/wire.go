@@ -356,6 +356,10 @@ type RoomRef struct {
 	// Mode is ModeE2E or ModeCleartext. A peer must refuse cleartext
 	// frames in a ModeE2E room.
 	Mode string `json:"mode"`
+	// Name is the room's display name, if any, and Owner its owner's key,
+	// so that a list of rooms needs no request per room.
+	Name  string `json:"name,omitempty"`
+	Owner string `json:"owner,omitempty"`
 }
 
 // MineResponse is the reply of RoomsMine (the request body is empty).

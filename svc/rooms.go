@@ -161,6 +161,8 @@ func (h *handlers) mine(ctx context.Context, c caller, _ *struct{}) (subjects.Mi
 			Policy:  cmp.Or(r.Policy, subjects.HistoryNone),
 			Role:    r.Role,
 			Mode:    r.Mode,
+			Name:    r.Name,
+			Owner:   r.Owner,
 		})
 	}
 	return out, nil

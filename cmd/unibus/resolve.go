@@ -42,8 +42,8 @@ const noSuchRoom = "none of your rooms has that ID or name (see `unibus rooms li
 // errNoSuchName: none of the caller's rooms has the name.
 var errNoSuchName = errors.New("no room of that name")
 
-// roomByName looks name up among the caller's rooms (one request per
-// room: the mine reply carries no names).
+// roomByName looks name up among the caller's rooms (the mine reply
+// carries their names) and fetches the one that matches.
 func roomByName(ctx context.Context, conn *client.Conn, name string) (subjects.RoomInfo, error) {
 	refs, err := conn.ListMyRooms(ctx)
 	if err != nil {
@@ -51,6 +51,9 @@ func roomByName(ctx context.Context, conn *client.Conn, name string) (subjects.R
 	}
 	var found []subjects.RoomInfo
 	for _, r := range refs {
+		if r.Name != name {
+			continue
+		}
 		info, err := conn.GetRoom(ctx, r.RoomID)
 		if errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrForbidden) {
 			continue // left or removed meanwhile
@@ -58,9 +61,7 @@ func roomByName(ctx context.Context, conn *client.Conn, name string) (subjects.R
 		if err != nil {
 			return subjects.RoomInfo{}, fmt.Errorf("get room %s: %w", r.RoomID, err)
 		}
-		if info.Name == name {
-			found = append(found, info)
-		}
+		found = append(found, info)
 	}
 	switch len(found) {
 	case 0:

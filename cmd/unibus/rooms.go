@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -129,18 +128,10 @@ func (c *roomsListCommand) Run(ctx context.Context, args []string) error {
 	}
 	rooms := make([]roomJSON, 0, len(refs))
 	for _, r := range refs {
-		room := roomJSON{RoomID: r.RoomID, Mode: r.Mode, Role: r.Role, Epoch: r.Epoch, History: r.Policy}
-		// The mine reply carries no names: one request per room.
-		info, err := conn.GetRoom(ctx, r.RoomID)
-		switch {
-		case err == nil:
-			room.Name, room.Owner = info.Name, info.Owner
-		case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrForbidden):
-			continue // left or removed meanwhile
-		default:
-			return fmt.Errorf("get room %s: %w", r.RoomID, err)
-		}
-		rooms = append(rooms, room)
+		rooms = append(rooms, roomJSON{
+			RoomID: r.RoomID, Name: r.Name, Owner: r.Owner, Mode: r.Mode,
+			Role: r.Role, Epoch: r.Epoch, History: r.Policy,
+		})
 	}
 	if c.JSON {
 		return writeJSON(c.app.Stdout, rooms)
