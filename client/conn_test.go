@@ -12,30 +12,13 @@ import (
 
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/client"
-	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/nodetest"
 )
 
-// tlsNode starts a node serving TLS with a throwaway CA and returns the CA
-// file.
-func tlsNode(t *testing.T) (*node.Node, string) {
-	t.Helper()
-	files, err := certs.WriteDevCA(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverTLS, err := certs.ServerConfig(files.ServerCert, files.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := nodetest.Run(t, func(c *node.Config) { c.Server.TLS = serverTLS })
-	return n, files.CACert
-}
-
 func TestConnectTLSPinnedCA(t *testing.T) {
 	ctx := context.Background()
-	n, ca := tlsNode(t)
+	n, ca := nodetest.RunTLS(t)
 	url := n.ClientURL()
 	if !strings.HasPrefix(url, "tls://") {
 		t.Fatalf("TLS node URL %q is not tls://", url)

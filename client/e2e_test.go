@@ -27,7 +27,7 @@ type bus struct {
 
 func newBus(t *testing.T) *bus {
 	t.Helper()
-	n, ca := tlsNode(t)
+	n, ca := nodetest.RunTLS(t)
 	return &bus{n: n, ca: ca}
 }
 

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/client/mobile"
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/node"
@@ -24,16 +23,8 @@ type bus struct {
 
 func newBus(t *testing.T) *bus {
 	t.Helper()
-	files, err := certs.WriteDevCA(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverTLS, err := certs.ServerConfig(files.ServerCert, files.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := nodetest.Run(t, func(c *node.Config) { c.Server.TLS = serverTLS })
-	return &bus{n: n, ca: files.CACert}
+	n, ca := nodetest.RunTLS(t)
+	return &bus{n: n, ca: ca}
 }
 
 // user registers a user and writes its seed file (0600); it returns the

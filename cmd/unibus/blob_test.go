@@ -13,7 +13,7 @@ import (
 )
 
 func TestBlobPutGet(t *testing.T) {
-	n, ca := tlsNode(t)
+	n, ca := nodetest.RunTLS(t)
 	c := cli{server: n.ClientURL(), ca: ca}
 	dir := t.TempDir()
 	alice := saveIdentity(t, dir, "alice", nodetest.AddUser(t, n, "alice", false))

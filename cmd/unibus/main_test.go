@@ -12,10 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/identity"
-	"github.com/unibus/unibus/node"
-	"github.com/unibus/unibus/tests/nodetest"
 )
 
 // result is one command line's outcome, as a user sees it.
@@ -86,22 +83,6 @@ func (s *syncBuffer) waitFor(t *testing.T, sub string, d time.Duration) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// tlsNode starts a node serving TLS with a throwaway CA, callout on and
-// signed requests enforced; it returns the CA file clients pin.
-func tlsNode(t *testing.T) (*node.Node, string) {
-	t.Helper()
-	files, err := certs.WriteDevCA(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverTLS, err := certs.ServerConfig(files.ServerCert, files.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := nodetest.Run(t, func(c *node.Config) { c.Server.TLS = serverTLS })
-	return n, files.CACert
 }
 
 // saveIdentity writes id to a seed file in dir.

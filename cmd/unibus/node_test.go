@@ -16,7 +16,7 @@ import (
 // Tests against a real node: TLS, auth callout, signed requests enforced.
 
 func TestCLIEndToEnd(t *testing.T) {
-	n, ca := tlsNode(t)
+	n, ca := nodetest.RunTLS(t)
 	c := cli{server: n.ClientURL(), ca: ca}
 	dir := t.TempDir()
 	admin := saveIdentity(t, dir, "admin", nodetest.AddUser(t, n, "admin", true))
@@ -185,7 +185,7 @@ func listenWhile(t *testing.T, c cli, identityFile string, args []string, send f
 // The listen command ends cleanly when its context does (Ctrl-C), and Run
 // is callable without cobra.
 func TestListenRunStopsOnCancel(t *testing.T) {
-	n, ca := tlsNode(t)
+	n, ca := nodetest.RunTLS(t)
 	dir := t.TempDir()
 	seed := saveIdentity(t, dir, "alice", nodetest.AddUser(t, n, "alice", false))
 	var out, errOut syncBuffer
@@ -232,7 +232,7 @@ func TestListenRunStopsOnCancel(t *testing.T) {
 
 // A server certificate the pinned CA did not sign is refused with a hint.
 func TestUntrustedServerCertificate(t *testing.T) {
-	n, _ := tlsNode(t)
+	n, _ := nodetest.RunTLS(t)
 	other, err := certs.WriteDevCA(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)

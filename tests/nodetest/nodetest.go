@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/embedded"
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/kvstore"
@@ -63,4 +64,21 @@ func ConnectOptions(id *identity.Identity) []nats.Option {
 		nats.Nkey(id.PublicKey(), id.Sign),
 		nats.CustomInboxPrefix("_INBOX." + id.PublicKey()),
 	}
+}
+
+// RunTLS starts a node like Run whose client port serves TLS with a
+// throwaway CA (certs.WriteDevCA); it returns the node and the CA file
+// that clients pin.
+func RunTLS(t testing.TB, opts ...Option) (*node.Node, string) {
+	t.Helper()
+	files, err := certs.WriteDevCA(t.TempDir(), nil)
+	if err != nil {
+		t.Fatalf("write dev CA: %v", err)
+	}
+	serverTLS, err := certs.ServerConfig(files.ServerCert, files.ServerKey)
+	if err != nil {
+		t.Fatalf("load server key pair: %v", err)
+	}
+	opts = append([]Option{func(c *node.Config) { c.Server.TLS = serverTLS }}, opts...)
+	return Run(t, opts...), files.CACert
 }
