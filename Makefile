@@ -14,7 +14,7 @@ RUN_ARGS      ?=
 GOBIND_VERSION ?= v0.0.0-20261011034528-197770444867
 MOBILE_OUT     ?= $(or $(TMPDIR),/tmp)/unibus-mobile-bind
 
-.PHONY: all build run dev-certs test bench lint fmt tidy clean mobile-bind
+.PHONY: all build run dev-certs test test-tools bench lint fmt tidy clean mobile-bind
 
 all: lint test
 
@@ -27,7 +27,15 @@ run: ## start the embedded NATS server and services (data: $$UNIBUS_DATA)
 dev-certs: ## write a throwaway CA and server certificate into certs/ (local TLS only)
 	$(GO) run ./cmd/unibusd dev-certs --dir certs
 
-test: ## run the tests with the race detector; one test: make test T=Name PKG=./x/...
+# The terminal-UI tests drive `unibus chat` in a real terminal through tmux,
+# which comes from Debian's packages when it is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-tools: ## install what the tests need beyond Go (tmux)
+	@command -v tmux >/dev/null 2>&1 || { \
+	  echo "installing tmux from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tmux; }
+
+test: test-tools ## run the tests with the race detector; one test: make test T=Name PKG=./x/...
 ifeq ($(T),)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKG)
 else
