@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,8 +25,20 @@ var ErrConfigValidation = errors.New("invalid node configuration")
 // Config configures a node.
 type Config struct {
 	// Server is the embedded nats-server (listen address, data, TLS,
-	// cluster). Its Customize hook is owned by the node.
+	// cluster). Its Customize hook is owned by the node. Unused when
+	// NATSURL is set.
 	Server embedded.Config
+	// NATSURL, when set, attaches the node to an operator's nats-server
+	// (or cluster: a comma-separated list of URLs) instead of starting an
+	// embedded one. The servers must run the configuration that
+	// authcallout.NATSConfig(Keys) prints, and Keys is then required.
+	NATSURL string
+	// NATSTLS, when set, is the TLS configuration of the connections to
+	// NATSURL (a pinned CA, see package certs).
+	NATSTLS *tls.Config
+	// ReconnectWait is the pause between reconnect attempts of the
+	// attached node's connections; zero means nats.go's default.
+	ReconnectWait time.Duration
 	// Store configures the KV buckets (replicas, timeouts).
 	Store kvstore.Config
 	// Keys are the deployment's NATS keys; nil generates a fresh set, which
@@ -50,6 +63,7 @@ type Config struct {
 
 // Node is a running unibus node.
 type Node struct {
+	// Server is the embedded nats-server; nil when attached (NATSURL).
 	Server *embedded.Server
 	Store  *kvstore.Store
 	Keys   authcallout.Keys
@@ -59,6 +73,10 @@ type Node struct {
 	// SystemConn is a system-account connection.
 	SystemConn *nats.Conn
 
+	// dial connects as one of the deployment's users: in-process to the
+	// embedded server, or over the network when attached.
+	dial        func(kp nkeys.KeyPair, opts ...nats.Option) (*nats.Conn, error)
+	clientURL   string
 	calloutConn *nats.Conn
 	callout     *authcallout.Service
 	services    *svc.Services
@@ -70,29 +88,28 @@ type Node struct {
 	cancel context.CancelFunc
 }
 
-// Start starts a node and returns when it accepts peers.
+// Start starts a node and returns when it accepts peers: an embedded
+// nats-server and everything on it, or, with Config.NATSURL, only the
+// unibus side attached to an operator's servers.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	var keys authcallout.Keys
-	if cfg.Keys != nil {
+	switch {
+	case cfg.Keys != nil:
 		keys = *cfg.Keys
-	} else if keys, err = authcallout.GenerateKeys(cfg.XKey); err != nil {
-		return nil, err
+	case cfg.NATSURL != "":
+		return nil, fmt.Errorf("%w: attaching to %s needs the deployment keys the servers were configured with", ErrConfigValidation, cfg.NATSURL)
+	default:
+		if keys, err = authcallout.GenerateKeys(cfg.XKey); err != nil {
+			return nil, err
+		}
 	}
 	conf, err := authcallout.NATSConfig(keys)
 	if err != nil {
 		return nil, err
-	}
-	srvCfg := cfg.Server
-	srvCfg.Logger = logger
-	srvCfg.Customize = func(o *server.Options) error {
-		if err := o.ProcessConfigString(conf); err != nil {
-			return fmt.Errorf("load unibus accounts: %w", err)
-		}
-		return nil
 	}
 	n := &Node{Keys: keys, logger: logger}
 	n.life, n.cancel = context.WithCancel(context.Background())
@@ -101,16 +118,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
-	if n.Server, err = embedded.Start(srvCfg); err != nil {
+	if cfg.NATSURL != "" {
+		n.attach(cfg)
+	} else if err := n.startServer(cfg, conf); err != nil {
 		return nil, err
 	}
-	if n.calloutConn, err = n.Server.InProcessConn(userAuth(keys.CalloutUser), nats.Name("unibus-authcallout")); err != nil {
+	if n.calloutConn, err = n.dial(keys.CalloutUser, nats.Name("unibus-authcallout")); err != nil {
 		return nil, fmt.Errorf("connect callout user: %w", err)
 	}
-	if n.ServiceConn, err = n.Server.InProcessConn(userAuth(keys.ServiceUser), nats.Name("unibus-services"), nats.MaxReconnects(-1)); err != nil {
+	if n.ServiceConn, err = n.dial(keys.ServiceUser, nats.Name("unibus-services")); err != nil {
 		return nil, fmt.Errorf("connect service user: %w", err)
 	}
-	if n.SystemConn, err = n.Server.InProcessConn(userAuth(keys.SystemUser), nats.Name("unibus-system")); err != nil {
+	if n.SystemConn, err = n.dial(keys.SystemUser, nats.Name("unibus-system")); err != nil {
 		return nil, fmt.Errorf("connect system user: %w", err)
 	}
 	js, err := jetstream.New(n.ServiceConn)
@@ -153,6 +172,47 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
+// startServer starts the embedded nats-server with the unibus accounts.
+func (n *Node) startServer(cfg Config, conf string) error {
+	srvCfg := cfg.Server
+	srvCfg.Logger = n.logger
+	srvCfg.Customize = func(o *server.Options) error {
+		if err := o.ProcessConfigString(conf); err != nil {
+			return fmt.Errorf("load unibus accounts: %w", err)
+		}
+		return nil
+	}
+	var err error
+	if n.Server, err = embedded.Start(srvCfg); err != nil {
+		return err
+	}
+	n.clientURL = n.Server.ClientURL()
+	n.dial = func(kp nkeys.KeyPair, opts ...nats.Option) (*nats.Conn, error) {
+		return n.Server.InProcessConn(append([]nats.Option{userAuth(kp), nats.MaxReconnects(-1)}, opts...)...)
+	}
+	return nil
+}
+
+// attach makes the node's connections go to the operator's servers. They
+// reconnect forever: the node outlives any one server of a cluster.
+func (n *Node) attach(cfg Config) {
+	n.clientURL = cfg.NATSURL
+	n.dial = func(kp nkeys.KeyPair, opts ...nats.Option) (*nats.Conn, error) {
+		base := []nats.Option{userAuth(kp), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false)}
+		if cfg.NATSTLS != nil {
+			base = append(base, nats.Secure(cfg.NATSTLS))
+		}
+		if cfg.ReconnectWait > 0 {
+			base = append(base, nats.ReconnectWait(cfg.ReconnectWait))
+		}
+		nc, err := nats.Connect(cfg.NATSURL, append(base, opts...)...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+		}
+		return nc, nil
+	}
+}
+
 // openStore opens the buckets, retrying while JetStream is still electing
 // leaders (a restarting cluster node).
 func openStore(ctx context.Context, js jetstream.JetStream, cfg kvstore.Config) (*kvstore.Store, error) {
@@ -182,15 +242,16 @@ func userAuth(kp nkeys.KeyPair) nats.Option {
 // ServiceUserConn opens another in-process connection as the service user
 // (account UNIBUS), e.g. for a second instance of the services.
 func (n *Node) ServiceUserConn(opts ...nats.Option) (*nats.Conn, error) {
-	return n.Server.InProcessConn(append([]nats.Option{userAuth(n.Keys.ServiceUser)}, opts...)...)
+	return n.dial(n.Keys.ServiceUser, opts...)
 }
 
 // Services are the control-plane services the node started (for Stats,
 // or to stop them in tests).
 func (n *Node) Services() *svc.Services { return n.services }
 
-// ClientURL is where peers connect.
-func (n *Node) ClientURL() string { return n.Server.ClientURL() }
+// ClientURL is where peers connect: the embedded server's URL, or the
+// attached servers' URLs.
+func (n *Node) ClientURL() string { return n.clientURL }
 
 // Close stops everything the node started, in reverse order, and waits.
 func (n *Node) Close() {

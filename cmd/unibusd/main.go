@@ -25,13 +25,15 @@ func main() {
 	os.Exit(exitCode(run(ctx, os.Args[1:])))
 }
 
-// run picks the subcommand: dev-certs, or serve (the default).
+// run picks the subcommand: dev-certs, nats-config, or serve (the default).
 func run(ctx context.Context, args []string) error {
 	var cmd command = &serveCommand{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
 	if len(args) > 0 {
 		switch args[0] {
 		case "dev-certs":
 			cmd, args = &devCertsCommand{Stdout: os.Stdout, Stderr: os.Stderr}, args[1:]
+		case "nats-config":
+			cmd, args = &natsConfigCommand{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}, args[1:]
 		case "serve":
 			args = args[1:]
 		}

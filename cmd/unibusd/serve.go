@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/unibus/unibus/authcallout"
@@ -46,79 +47,214 @@ func defaultDataDir(getenv func(string) string) string {
 	return "unibus-data"
 }
 
-// Run parses args, starts the node and blocks until ctx is done.
-func (c *serveCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("unibusd", flag.ContinueOnError)
-	fs.SetOutput(c.Stderr)
-	host := fs.String("host", "127.0.0.1", "client listen address")
-	port := fs.Int("port", embedded.DefaultPort, "client port (-1 picks a free port)")
-	data := fs.String("data", defaultDataDir(c.Getenv), "data directory for JetStream storage (env UNIBUS_DATA)")
-	admin := fs.String("admin", c.Getenv("UNIBUS_ADMIN"), "public key (U…) made admin at start (env UNIBUS_ADMIN)")
-	tlsCert := fs.String("tls-cert", "", "server certificate PEM: serve TLS (with --tls-key)")
-	tlsKey := fs.String("tls-key", "", "server private key PEM")
-	xkey := fs.Bool("xkey", false, "encrypt the auth callout exchange with an xkey")
-	replicas := fs.Int("replicas", 1, "replicas of every KV bucket (1..5)")
-	opTimeout := fs.Duration("op-timeout", kvstore.DefaultOpTimeout, "bound on every store operation")
-	userTTL := fs.Duration("user-ttl", authcallout.DefaultUserTTL, "lifetime of issued user JWTs (permissions refresh)")
-	authMode := fs.String("auth-mode", string(svc.AuthEnforce), "signed-request checks: enforce, soft (log and allow) or off (development only)")
-	maxSkew := fs.Duration("max-skew", svc.DefaultMaxSkew, "accepted clock skew of signed requests")
-	requireEncrypted := fs.Bool("require-encrypted-rooms", false, "refuse cleartext rooms (403)")
-	verbose := fs.Bool("v", false, "log debug detail")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+// serveOptions are unibusd's settings: flags, environment, config file.
+type serveOptions struct {
+	host, data, admin                 string
+	port                              int
+	tlsCert, tlsKey                   string
+	xkey                              bool
+	serverName                        string
+	clusterName, clusterHost, routes  string
+	clusterPort                       int
+	natsURL, natsCA, creds            string
+	replicas                          int
+	opTimeout, userTTL, maxSkew       time.Duration
+	authMode                          string
+	requireEncrypted, verbose, asJSON bool
+	showVersion                       bool
+	config                            string
+}
+
+// envFlags returns the flags an environment variable may set, by flag name.
+func envFlags() map[string]string {
+	return map[string]string{"data": "UNIBUS_DATA", "admin": "UNIBUS_ADMIN", "creds": "UNIBUS_CREDS", "config": "UNIBUS_CONFIG"}
+}
+
+// flags declares unibusd's flags on fs; defaults come from the environment
+// where envFlags says so. Every flag is also a config file setting.
+func (o *serveOptions) flags(fs *flag.FlagSet, getenv func(string) string) {
+	fs.StringVar(&o.config, "config", getenv("UNIBUS_CONFIG"), "configuration file in the NATS format, one setting per flag (env UNIBUS_CONFIG)")
+	fs.StringVar(&o.host, "host", "127.0.0.1", "client listen address")
+	fs.IntVar(&o.port, "port", embedded.DefaultPort, "client port (-1 picks a free port)")
+	fs.StringVar(&o.data, "data", defaultDataDir(getenv), "data directory for JetStream storage (env UNIBUS_DATA)")
+	fs.StringVar(&o.admin, "admin", getenv("UNIBUS_ADMIN"), "public key (U…) made admin at start (env UNIBUS_ADMIN)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "server certificate PEM: serve TLS (with --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "server private key PEM")
+	fs.BoolVar(&o.xkey, "xkey", false, "encrypt the auth callout exchange with an xkey (fresh keys only; a --creds file decides for itself)")
+	fs.StringVar(&o.creds, "creds", getenv("UNIBUS_CREDS"), "deployment credentials file made by unibusd nats-config: required to attach or to cluster, created when missing in embedded mode (env UNIBUS_CREDS)")
+	fs.StringVar(&o.serverName, "name", "", "server name (required in a cluster; unique per node)")
+	fs.StringVar(&o.clusterName, "cluster-name", "", "join a NATS cluster of this name (embedded mode)")
+	fs.StringVar(&o.clusterHost, "cluster-host", "", "route listen address (default: --host)")
+	fs.IntVar(&o.clusterPort, "cluster-port", 6222, "route listen port (-1 picks a free port)")
+	fs.StringVar(&o.routes, "routes", "", "comma-separated route URLs of the other nodes (nats-route://host:6222,…)")
+	fs.StringVar(&o.natsURL, "nats", "", "attach to an operator's nats-server at this URL (comma-separated for a cluster) instead of embedding one")
+	fs.StringVar(&o.natsCA, "nats-ca", "", "CA certificate PEM to verify the --nats servers (TLS)")
+	fs.IntVar(&o.replicas, "replicas", 1, "replicas of every KV bucket (1..5; 3 on a 3-node cluster)")
+	fs.DurationVar(&o.opTimeout, "op-timeout", kvstore.DefaultOpTimeout, "bound on every store operation")
+	fs.DurationVar(&o.userTTL, "user-ttl", authcallout.DefaultUserTTL, "lifetime of issued user JWTs (permissions refresh)")
+	fs.StringVar(&o.authMode, "auth-mode", string(svc.AuthEnforce), "signed-request checks: enforce, soft (log and allow) or off (development only)")
+	fs.DurationVar(&o.maxSkew, "max-skew", svc.DefaultMaxSkew, "accepted clock skew of signed requests")
+	fs.BoolVar(&o.requireEncrypted, "require-encrypted-rooms", false, "refuse cleartext rooms (403)")
+	fs.BoolVar(&o.verbose, "v", false, "log debug detail")
+	fs.BoolVar(&o.asJSON, "log-json", false, "write logs as JSON lines instead of text")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+}
+
+// parse reads args, then the config file for whatever args and the
+// environment left unset.
+func (o *serveOptions) parse(name string, args []string, stderr io.Writer, getenv func(string) string) (*flag.FlagSet, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.flags(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return fs, err
 		}
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return fs, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return fs, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	if *showVersion {
+	if o.config != "" {
+		explicit, fromEnv := map[string]bool{}, map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+		for name, env := range envFlags() {
+			fromEnv[name] = getenv(env) != ""
+		}
+		if err := applyConfigFile(fs, o.config, explicit, fromEnv); err != nil {
+			return fs, err
+		}
+	}
+	return fs, nil
+}
+
+// nodeConfig checks the combination of settings and builds the node's
+// configuration.
+func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return node.Config{}, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	}
+	cfg := node.Config{
+		Server:   embedded.Config{Host: o.host, Port: o.port, DataDir: o.data, ServerName: o.serverName},
+		Store:    kvstore.Config{Replicas: o.replicas, OpTimeout: o.opTimeout},
+		XKey:     o.xkey,
+		Callout:  authcallout.Config{UserTTL: o.userTTL},
+		Services: svc.Config{Version: version, AuthMode: svc.AuthMode(o.authMode), MaxSkew: o.maxSkew, RequireEncryptedRooms: o.requireEncrypted},
+		Admin:    o.admin,
+		Logger:   logger,
+	}
+	if o.natsURL != "" {
+		// Attached: the operator's servers listen, cluster and store.
+		for _, embeddedOnly := range []struct {
+			set  bool
+			name string
+		}{
+			{o.tlsCert != "", "--tls-cert"}, {o.clusterName != "", "--cluster-name"}, {o.routes != "", "--routes"}, {o.serverName != "", "--name"},
+		} {
+			if embeddedOnly.set {
+				return node.Config{}, fmt.Errorf("%w: %s configures the embedded server; with --nats the operator's servers are configured by their own files", errUsage, embeddedOnly.name)
+			}
+		}
+		if o.creds == "" {
+			return node.Config{}, fmt.Errorf("%w: --nats needs --creds FILE, the deployment credentials the servers' configuration was printed from (unibusd nats-config --creds FILE)", errUsage)
+		}
+		keys, err := authcallout.ReadKeysFile(o.creds)
+		if err != nil {
+			return node.Config{}, err
+		}
+		cfg.Keys, cfg.NATSURL = &keys, o.natsURL
+		if o.natsCA != "" {
+			tlsConf, err := certs.ClientConfig(o.natsCA)
+			if err != nil {
+				return node.Config{}, fmt.Errorf("load --nats-ca: %w", err)
+			}
+			cfg.NATSTLS = tlsConf
+		}
+		return cfg, nil
+	}
+	if o.natsCA != "" {
+		return node.Config{}, fmt.Errorf("%w: --nats-ca goes with --nats", errUsage)
+	}
+	if o.clusterName != "" {
+		if o.serverName == "" {
+			return node.Config{}, fmt.Errorf("%w: a cluster node needs --name, unique in the cluster", errUsage)
+		}
+		if o.creds == "" {
+			return node.Config{}, fmt.Errorf("%w: a cluster node needs --creds FILE, the same file on every node (unibusd nats-config --creds FILE makes one)", errUsage)
+		}
+		var routes []string
+		for r := range strings.SplitSeq(o.routes, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				routes = append(routes, r)
+			}
+		}
+		cfg.Server.Cluster = embedded.ClusterConfig{Name: o.clusterName, Host: o.clusterHost, Port: o.clusterPort, Routes: routes}
+	} else if o.routes != "" {
+		return node.Config{}, fmt.Errorf("%w: --routes needs --cluster-name", errUsage)
+	}
+	if o.creds != "" {
+		keys, created, err := authcallout.LoadOrCreateKeysFile(o.creds, o.xkey)
+		if err != nil {
+			return node.Config{}, err
+		}
+		if created {
+			logger.Info("wrote new deployment credentials", "creds", o.creds)
+		}
+		cfg.Keys = &keys
+	}
+	if o.tlsCert != "" {
+		tlsConf, err := certs.ServerConfig(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return node.Config{}, fmt.Errorf("load TLS key pair: %w", err)
+		}
+		cfg.Server.TLS = tlsConf
+	}
+	return cfg, nil
+}
+
+// Run parses args, starts the node and blocks until ctx is done.
+func (c *serveCommand) Run(ctx context.Context, args []string) error {
+	var o serveOptions
+	if _, err := o.parse("unibusd", args, c.Stderr, c.Getenv); err != nil {
+		return err
+	}
+	if o.showVersion {
 		fmt.Fprintln(c.Stdout, "unibusd", version)
 		return nil
 	}
-	if (*tlsCert == "") != (*tlsKey == "") {
-		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
-	}
 	level := slog.LevelInfo
-	if *verbose {
+	if o.verbose {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: level}))
-
-	cfg := node.Config{
-		Server:  embedded.Config{Host: *host, Port: *port, DataDir: *data},
-		Store:   kvstore.Config{Replicas: *replicas, OpTimeout: *opTimeout},
-		XKey:    *xkey,
-		Callout: authcallout.Config{UserTTL: *userTTL},
-		Services: svc.Config{
-			Version:               version,
-			AuthMode:              svc.AuthMode(*authMode),
-			MaxSkew:               *maxSkew,
-			RequireEncryptedRooms: *requireEncrypted,
-		},
-		Admin:  *admin,
-		Logger: logger,
+	handlerOpts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler = slog.NewTextHandler(c.Stderr, handlerOpts)
+	if o.asJSON {
+		handler = slog.NewJSONHandler(c.Stderr, handlerOpts)
 	}
-	if *tlsCert != "" {
-		tlsConf, err := certs.ServerConfig(*tlsCert, *tlsKey)
-		if err != nil {
-			return fmt.Errorf("load TLS key pair: %w", err)
-		}
-		cfg.Server.TLS = tlsConf
+	logger := slog.New(handler)
+	cfg, err := o.nodeConfig(logger)
+	if err != nil {
+		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	n, err := node.Start(startCtx, cfg)
 	cancel()
+	if err != nil && o.natsURL != "" {
+		return fmt.Errorf("attach to %s: %w (the servers must run the configuration `unibusd nats-config --creds %s` prints, and be reachable)", o.natsURL, err, o.creds)
+	}
 	if err != nil {
 		return fmt.Errorf("start unibus node: %w", err)
 	}
 	defer n.Close()
-	logger.Info("unibusd ready", "version", version, "url", n.ClientURL(), "data", *data)
-	fmt.Fprintf(c.Stdout, "unibus is ready: clients connect to %s (data in %s)\n", n.ClientURL(), *data)
-	if *admin == "" {
-		fmt.Fprintln(c.Stdout, "no admin yet: restart with --admin U… or UNIBUS_ADMIN=U… to add the first one")
+	if o.natsURL != "" {
+		logger.Info("unibusd ready (attached)", "version", version, "nats", n.ClientURL())
+		fmt.Fprintf(c.Stdout, "unibus services are ready, attached to %s: clients connect there\n", n.ClientURL())
+	} else {
+		logger.Info("unibusd ready", "version", version, "url", n.ClientURL(), "data", o.data, "cluster", o.clusterName)
+		fmt.Fprintf(c.Stdout, "unibus is ready: clients connect to %s (data in %s)\n", n.ClientURL(), o.data)
+	}
+	if o.admin == "" {
+		fmt.Fprintln(c.Stdout, "no admin given: add the first one with --admin U… or UNIBUS_ADMIN=U… (existing admins are kept)")
 	}
 	if c.ready != nil {
 		c.ready(n)

@@ -1,0 +1,136 @@
+package authcallout
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/unibus/unibus/internal/secretfile"
+)
+
+// maxKeysFileSize bounds what ReadKeysFile reads: five seeds and their
+// names are about 500 bytes.
+const maxKeysFileSize = 16 << 10
+
+// keysFile is the JSON form of Keys: the seeds, and the public keys beside
+// them so that an operator can match a file with a nats-server
+// configuration without decoding seeds.
+type keysFile struct {
+	Comment     string  `json:"comment"`
+	Issuer      seedPub `json:"issuer"`
+	XKey        seedPub `json:"xkey,omitzero"`
+	CalloutUser seedPub `json:"callout_user"`
+	ServiceUser seedPub `json:"service_user"`
+	SystemUser  seedPub `json:"system_user"`
+}
+
+type seedPub struct {
+	Seed string `json:"seed"`
+	Pub  string `json:"pub"`
+}
+
+const keysFileComment = "unibus deployment credentials: the NATS keys of the auth callout, the services and the system user. Secret; identical on every unibusd of a deployment. Made by `unibusd nats-config`."
+
+// WriteKeysFile writes k to a new file at path, mode 0600, atomically; it
+// never overwrites (an existing path fails with an error matching
+// fs.ErrExist). This file is what `unibusd --creds` reads.
+func WriteKeysFile(path string, k Keys) error {
+	if err := k.valid(); err != nil {
+		return err
+	}
+	var f keysFile
+	f.Comment = keysFileComment
+	for _, e := range []struct {
+		kp  nkeys.KeyPair
+		out *seedPub
+	}{{k.Issuer, &f.Issuer}, {k.XKey, &f.XKey}, {k.CalloutUser, &f.CalloutUser}, {k.ServiceUser, &f.ServiceUser}, {k.SystemUser, &f.SystemUser}} {
+		if e.kp == nil {
+			continue
+		}
+		seed, err := e.kp.Seed()
+		if err != nil {
+			return fmt.Errorf("write keys file: %w", err)
+		}
+		// Seed returns the key pair's own buffer: not cleared here.
+		e.out.Seed, e.out.Pub = string(seed), mustPub(e.kp)
+	}
+	content, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write keys file: %w", err)
+	}
+	content = append(content, '\n')
+	defer clear(content)
+	if err := secretfile.WriteNew(path, content); err != nil {
+		return fmt.Errorf("write keys file %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadKeysFile reads the keys written by WriteKeysFile. It refuses a file
+// that group or others may read, and one whose seeds are missing, of the
+// wrong kind, or do not match the public keys beside them.
+func ReadKeysFile(path string) (Keys, error) {
+	content, err := secretfile.Read(path, maxKeysFileSize)
+	defer clear(content)
+	if err != nil {
+		return Keys{}, fmt.Errorf("read keys file: %w", err)
+	}
+	var f keysFile
+	if err := json.Unmarshal(content, &f); err != nil {
+		return Keys{}, fmt.Errorf("%w: keys file %s is not valid JSON: %w", ErrConfigValidation, path, err)
+	}
+	var k Keys
+	for _, e := range []struct {
+		name     string
+		in       seedPub
+		out      *nkeys.KeyPair
+		optional bool
+	}{
+		{"issuer", f.Issuer, &k.Issuer, false},
+		{"xkey", f.XKey, &k.XKey, true},
+		{"callout_user", f.CalloutUser, &k.CalloutUser, false},
+		{"service_user", f.ServiceUser, &k.ServiceUser, false},
+		{"system_user", f.SystemUser, &k.SystemUser, false},
+	} {
+		if e.in.Seed == "" && e.optional {
+			continue
+		}
+		kp, err := nkeys.FromSeed([]byte(e.in.Seed))
+		if err != nil {
+			return Keys{}, fmt.Errorf("%w: keys file %s: %s: %w", ErrConfigValidation, path, e.name, err)
+		}
+		if e.in.Pub != "" && mustPub(kp) != e.in.Pub {
+			return Keys{}, fmt.Errorf("%w: keys file %s: %s: the seed does not match the public key %s", ErrConfigValidation, path, e.name, e.in.Pub)
+		}
+		*e.out = kp
+	}
+	if err := k.valid(); err != nil {
+		return Keys{}, fmt.Errorf("keys file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// LoadOrCreateKeysFile reads the keys file at path, or, when there is no
+// file, generates a fresh set (with an xkey when withXKey) and writes it.
+// created says which happened. An existing file is never changed, whatever
+// withXKey says.
+func LoadOrCreateKeysFile(path string, withXKey bool) (k Keys, created bool, err error) {
+	k, err = ReadKeysFile(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return k, false, err
+	}
+	if k, err = GenerateKeys(withXKey); err != nil {
+		return Keys{}, false, err
+	}
+	if err := WriteKeysFile(path, k); err != nil {
+		if errors.Is(err, fs.ErrExist) { // lost a race with another writer: use theirs
+			k, err = ReadKeysFile(path)
+			return k, false, err
+		}
+		return Keys{}, false, err
+	}
+	return k, true, nil
+}
