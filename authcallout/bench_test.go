@@ -95,7 +95,7 @@ func BenchmarkRevokeToDisconnect(b *testing.B) {
 // memoryStore is an in-memory allowlist for the callout (benchmark only).
 type memoryStore map[string]kvstore.User
 
-func (m memoryStore) GetUser(_ context.Context, pub string) (kvstore.User, error) {
+func (m memoryStore) GetUserFromLeader(_ context.Context, pub string) (kvstore.User, error) {
 	u, ok := m[pub]
 	if !ok {
 		return kvstore.User{}, kvstore.ErrNotFound

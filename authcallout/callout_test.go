@@ -338,13 +338,13 @@ type slowStore struct {
 	delay time.Duration
 }
 
-func (s slowStore) GetUser(ctx context.Context, pub string) (kvstore.User, error) {
+func (s slowStore) GetUserFromLeader(ctx context.Context, pub string) (kvstore.User, error) {
 	select {
 	case <-time.After(s.delay):
 	case <-ctx.Done():
 		return kvstore.User{}, ctx.Err()
 	}
-	return s.Store.GetUser(ctx, pub)
+	return s.Store.GetUserFromLeader(ctx, pub)
 }
 
 func testStoreSlow(t *testing.T, opts []nodetest.Option) {

@@ -40,9 +40,11 @@ const (
 	DefaultQueueLength = 1024
 )
 
-// Store is what the callout reads; *kvstore.Store implements it.
+// Store is what the callout reads; *kvstore.Store implements it. Users are
+// read from the bucket's leader, so that admission is never decided on a
+// stale replica and fails closed when a cluster has lost quorum.
 type Store interface {
-	GetUser(ctx context.Context, pub string) (kvstore.User, error)
+	GetUserFromLeader(ctx context.Context, pub string) (kvstore.User, error)
 	ListRoomsForEndpoint(ctx context.Context, pub string) ([]kvstore.RoomRef, error)
 }
 
@@ -233,7 +235,7 @@ func (s *Service) authorize(ctx context.Context, req *jwt.AuthorizationRequestCl
 	if err := verifyNonce(pub, req.ClientInformation.Nonce, opts.SignedNonce); err != nil {
 		return "", pub, err
 	}
-	user, err := s.cfg.Store.GetUser(ctx, pub)
+	user, err := s.cfg.Store.GetUserFromLeader(ctx, pub)
 	if errors.Is(err, kvstore.ErrNotFound) {
 		return "", pub, fmt.Errorf("%w: not registered", ErrDenied)
 	}

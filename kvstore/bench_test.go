@@ -47,6 +47,13 @@ func BenchmarkStore(b *testing.B) {
 			}
 		}
 	})
+	b.Run("GetUserFromLeader", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := st.GetUserFromLeader(ctx, pub); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("IsAuthorized", func(b *testing.B) {
 		for b.Loop() {
 			if ok, err := st.IsAuthorized(ctx, pub); !ok || err != nil {

@@ -122,3 +122,64 @@ func putAll(ctx context.Context, js jetstream.JetStream, bucket string, values m
 	}
 	return nil
 }
+
+// msgGetResponse is JetStream's reply to $JS.API.STREAM.MSG.GET.<stream>.
+type msgGetResponse struct {
+	Message *struct {
+		Subject  string `json:"subject"`
+		Sequence uint64 `json:"seq"`
+		Header   []byte `json:"hdrs,omitempty"`
+		Data     []byte `json:"data,omitempty"`
+	} `json:"message,omitempty"`
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error,omitempty"`
+}
+
+// jsErrCodeMessageNotFound is JetStream's error code for "no message found".
+const jsErrCodeMessageNotFound = 10037
+
+// getFromLeader reads the current value of one key from the stream
+// leader, through $JS.API.STREAM.MSG.GET (nats.go's KV Get uses direct
+// gets, which any replica answers). A leader read is never stale, and
+// without a leader (quorum lost) it fails instead of answering from a
+// replica that may have missed a revocation: admission reads through
+// here so that it fails closed. It returns ErrNotFound for a missing or
+// deleted key, and the revision.
+func getFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, uint64, error) {
+	req, err := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{"$KV." + bucket + "." + key})
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode leader get: %w", err)
+	}
+	msg, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("leader get %s/%s: %w", bucket, key, err)
+	}
+	var resp msgGetResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("leader get %s/%s: decode: %w", bucket, key, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == jsErrCodeMessageNotFound {
+			return nil, 0, ErrNotFound
+		}
+		return nil, 0, fmt.Errorf("leader get %s/%s: %d %s", bucket, key, resp.Error.Code, resp.Error.Description)
+	}
+	if resp.Message == nil {
+		return nil, 0, fmt.Errorf("leader get %s/%s: empty reply", bucket, key)
+	}
+	if len(resp.Message.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+		if err != nil {
+			return nil, 0, fmt.Errorf("leader get %s/%s: headers: %w", bucket, key, err)
+		}
+		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil, 0, ErrNotFound
+		}
+	}
+	return resp.Message.Data, resp.Message.Sequence, nil
+}

@@ -108,6 +108,18 @@ func TestUsers(t *testing.T) {
 		}
 	}
 
+	// The leader read agrees with the direct read, and misses the same way.
+	lead, err := st.GetUserFromLeader(ctx, strings.ToLower(admin))
+	if err != nil || lead.Pub != admin || !lead.Admin || !lead.AddedAt.Equal(got.AddedAt) {
+		t.Fatalf("GetUserFromLeader = %+v, %v; want %+v", lead, err, got)
+	}
+	if _, err := st.GetUserFromLeader(ctx, newUserKey(t)); !errors.Is(err, kvstore.ErrNotFound) {
+		t.Fatalf("GetUserFromLeader(unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := st.GetUserFromLeader(ctx, "users.>"); !errors.Is(err, kvstore.ErrInvalid) {
+		t.Fatalf("GetUserFromLeader(wildcard) = %v, want ErrInvalid", err)
+	}
+
 	users, err := st.ListUsers(ctx)
 	if err != nil || len(users) != 2 {
 		t.Fatalf("list = %d users, %v; want 2", len(users), err)
@@ -118,6 +130,9 @@ func TestUsers(t *testing.T) {
 	}
 	if ok, _ := st.IsAuthorized(ctx, admin); ok {
 		t.Fatal("revoked user still authorized")
+	}
+	if u, err := st.GetUserFromLeader(ctx, admin); err != nil || !u.Revoked() {
+		t.Fatalf("leader read after revoke = %+v, %v; want revoked", u, err)
 	}
 	if ok, _ := st.HasAdmin(ctx, admin); ok {
 		t.Fatal("revoked admin still admin")
@@ -395,6 +410,10 @@ func TestFailClosedWhenServerDown(t *testing.T) {
 	for name, call := range map[string]func() (bool, error){
 		"IsAuthorized": func() (bool, error) { return st.IsAuthorized(ctx, admin) },
 		"HasAdmin":     func() (bool, error) { return st.HasAdmin(ctx, admin) },
+		"GetUserFromLeader": func() (bool, error) {
+			_, err := st.GetUserFromLeader(ctx, admin)
+			return err == nil, err
+		},
 		"ClaimNonce": func() (bool, error) {
 			err := st.ClaimNonce(ctx, "fresh-nonce")
 			return err == nil, err
@@ -552,6 +571,26 @@ func TestR3Cluster(t *testing.T) {
 	}
 	if err := st3.ClaimNonce(ctx, "r3"); !errors.Is(err, kvstore.ErrReplay) {
 		t.Fatalf("replay on another node = %v, want ErrReplay", err)
+	}
+
+	// Quorum lost: two of three nodes down. Leader reads and writes fail
+	// closed within the bound, whatever a surviving replica could still
+	// answer from its copy.
+	if _, err := st3.GetUserFromLeader(ctx, owner); err != nil {
+		t.Fatalf("leader read before the loss: %v", err)
+	}
+	c.Stop(0)
+	c.Stop(1)
+	bound := kvstore.DefaultOpTimeout + 2*time.Second
+	start := time.Now()
+	if u, err := st3.GetUserFromLeader(ctx, owner); err == nil {
+		t.Fatalf("leader read without quorum answered %+v", u)
+	}
+	if err := st3.ClaimNonce(ctx, "after-loss"); err == nil {
+		t.Fatal("nonce claimed without quorum")
+	}
+	if d := time.Since(start); d > 2*bound {
+		t.Fatalf("failing closed took %s, want within %s", d, 2*bound)
 	}
 }
 

@@ -152,6 +152,30 @@ func (s *Store) updateUser(ctx context.Context, pub string, change func(*User) e
 	}
 }
 
+// GetUserFromLeader is GetUser read from the users stream's leader: never
+// stale, and failing (closed) when the bucket has no leader, e.g. when a
+// cluster has lost quorum. The auth callout admits through it.
+func (s *Store) GetUserFromLeader(ctx context.Context, pub string) (User, error) {
+	pub, err := normalizeUser(pub)
+	if err != nil {
+		return User{}, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	data, _, err := getFromLeader(ctx, s.js.Conn(), BucketUsers, pub)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, fmt.Errorf("user %s: %w", pub, ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("get user: %w", err)
+	}
+	var u User
+	if err := json.Unmarshal(data, &u); err != nil {
+		return User{}, fmt.Errorf("get user: decode %s: %w", pub, err)
+	}
+	return u, nil
+}
+
 // IsAuthorized reports whether pub is registered and not revoked. It fails
 // closed: any backend error returns false with the error.
 func (s *Store) IsAuthorized(ctx context.Context, pub string) (bool, error) {
