@@ -1,0 +1,329 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/unibus/unibus/client"
+	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/tests/nodetest"
+)
+
+// TestChatAcrossNodes: clients on different nodes chat in an encrypted
+// room.
+func TestChatAcrossNodes(t *testing.T) {
+	cl, _ := setup(t)
+	alice := connect(t, cl, 0, nodetest.AddUser(t, cl.Node(0), "alice", false), true)
+	bobID := nodetest.AddUser(t, cl.Node(1), "bob", false)
+	bob := connect(t, cl, 2, bobID, true)
+	if a, b := connectedNode(cl, alice), connectedNode(cl, bob); a != 0 || b != 2 {
+		t.Fatalf("alice on n%d, bob on n%d; want n1 and n3", a+1, b+1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	room, err := alice.CreateRoom(ctx, "ops", subjects.ModeE2E)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Invite(ctx, room.RoomID, bobID.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan client.Message, 16)
+	// Bob's permission for the room arrives with the reconnect that
+	// follows the invite: subscribe once it has.
+	eventually(t, 10*time.Second, "bob subscribes", func() error {
+		sub, err := bob.Subscribe(ctx, room.RoomID, func(m client.Message) { got <- m }, nil)
+		if err == nil {
+			t.Cleanup(func() { _ = sub.Unsubscribe() })
+		}
+		return err
+	})
+	deadline := time.After(15 * time.Second)
+	for {
+		if _, err := alice.Publish(ctx, room.RoomID, []byte("hello across nodes")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-got:
+			if string(m.Data) != "hello across nodes" || m.Sender != alice.Identity().PublicKey() || m.Epoch != room.Epoch {
+				t.Fatalf("bob got %+v", m)
+			}
+			if connectedNode(cl, bob) == connectedNode(cl, alice) {
+				t.Fatal("alice and bob ended up on the same node")
+			}
+			return
+		case <-time.After(300 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("bob on n3 never received alice's message from n1")
+		}
+	}
+}
+
+// TestKillOneNodeUnderLoad kills the node the admin's connection is on,
+// under a steady load of user additions: the control plane keeps answering
+// from the other nodes, the client reconnects, and every acknowledged write
+// is present afterwards, on every node once the killed one is back.
+func TestKillOneNodeUnderLoad(t *testing.T) {
+	cl, adminID := setup(t)
+	const victim = 1
+	admin := connect(t, cl, victim, adminID, false)
+	if n := connectedNode(cl, admin); n != victim {
+		t.Fatalf("admin on n%d, want n%d", n+1, victim+1)
+	}
+	var w userWrites
+	stop := make(chan struct{})
+	wg := w.run(t, admin, 4, stop)
+	time.Sleep(time.Second)
+	killedAt := time.Now()
+	cl.Kill(victim)
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	recovered, ok := w.firstAckAfter(killedAt)
+	if !ok {
+		t.Fatalf("no write acknowledged after the kill (%d failures)", w.failures.Load())
+	}
+	after := w.ackedSince(killedAt)
+	t.Logf("kill of n%d: %d writes acknowledged in all, %d after the kill; first %s after it; %d failed",
+		victim+1, len(w.acked), after, recovered.Sub(killedAt).Round(time.Millisecond), w.failures.Load())
+	t.Logf("failures by kind: %v", w.failureKinds())
+	if n := connectedNode(cl, admin); n == victim || n < 0 {
+		t.Fatalf("admin not reconnected to a live node (on %d)", n)
+	}
+	if w.wrong.Load() != 0 {
+		t.Fatalf("%d wrong answers", w.wrong.Load())
+	}
+	w.checkAllPresent(t, cl, 0)
+	cl.Restart(victim)
+	w.checkAllPresent(t, cl, victim)
+}
+
+// TestQuorumLoss kills two of three nodes: the survivor's callout refuses
+// every connection and its control plane refuses every request, within
+// their bounds; nothing is admitted. Once the two are back, service
+// resumes with all data.
+func TestQuorumLoss(t *testing.T) {
+	cl, adminID := setup(t)
+	bobID := nodetest.AddUser(t, cl.Node(0), "bob", false)
+	admin := connect(t, cl, 2, adminID, false)
+	ctx := context.Background()
+	before := nodetest.NewIdentity(t)
+	if _, err := admin.AddUser(ctx, before.PublicKey(), "before", false); err != nil {
+		t.Fatal(err)
+	}
+
+	cl.Kill(0)
+	cl.Kill(1)
+	// Admission: the registered bob and the admin himself are refused on
+	// the survivor within the server's auth timeout and our bound.
+	for _, id := range []*identity.Identity{bobID, adminID, nodetest.NewIdentity(t)} {
+		start := time.Now()
+		nc, err := nats.Connect(cl.URL(2), append(nodetest.ConnectOptions(id), nats.Timeout(5*time.Second))...)
+		if err == nil {
+			nc.Close()
+			t.Fatalf("%s admitted without quorum", id.PublicKey())
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("refusal took %s", d)
+		}
+	}
+	// Control plane: the admin's open connection gets a refusal (503),
+	// never a success, within the request bound.
+	start := time.Now()
+	reqCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	_, err := admin.AddUser(reqCtx, nodetest.NewIdentity(t).PublicKey(), "during", false)
+	cancel()
+	if err == nil {
+		t.Fatal("a write was acknowledged without quorum")
+	}
+	var apiErr *client.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != subjects.CodeUnavailable {
+		t.Fatalf("write without quorum: %v, want a 503", err)
+	}
+	t.Logf("without quorum: write refused with %d after %s", apiErr.Code, time.Since(start).Round(time.Millisecond))
+
+	restartedAt := time.Now()
+	cl.Restart(0, 1)
+	eventually(t, 30*time.Second, "bob admitted again", func() error {
+		nc, err := nats.Connect(cl.URL(0), nodetest.ConnectOptions(bobID)...)
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	})
+	eventually(t, 30*time.Second, "a write acknowledged again", func() error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := admin.AddUser(ctx, nodetest.NewIdentity(t).PublicKey(), "after", false)
+		return err
+	})
+	t.Logf("service resumed %s after the restart began", time.Since(restartedAt).Round(time.Millisecond))
+	for _, pub := range []string{before.PublicKey(), bobID.PublicKey(), adminID.PublicKey()} {
+		if _, err := admin.GetUser(ctx, pub); err != nil {
+			t.Fatalf("user %s lost: %v", pub, err)
+		}
+	}
+}
+
+// idSigner signs requests with an identity (subjects.Signer).
+type idSigner struct{ *identity.Identity }
+
+func (s idSigner) PublicKey() (string, error) { return s.Identity.PublicKey(), nil }
+
+// TestReplayAcrossNodes captures a signed request answered on node 1 and
+// replays it, byte for byte, to node 3: the nonce is shared through R3 KV,
+// so the replay is refused.
+func TestReplayAcrossNodes(t *testing.T) {
+	cl, _ := setup(t)
+	aliceID := nodetest.AddUser(t, cl.Node(0), "alice", false)
+	dial := func(i int) *nats.Conn {
+		nc, err := nats.Connect(cl.URL(i), nodetest.ConnectOptions(aliceID)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	on1, on3 := dial(0), dial(2)
+	h, err := subjects.SignRequest(idSigner{aliceID}, subjects.RoomsMine, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	captured := &nats.Msg{Subject: subjects.RoomsMine, Header: h}
+	first, err := on1.RequestMsg(captured, 5*time.Second)
+	if err != nil || first.Header.Get(micro.ErrorCodeHeader) != "" {
+		t.Fatalf("original request: %v %v %s", err, first.Header, first.Data)
+	}
+	replay := &nats.Msg{Subject: subjects.RoomsMine, Header: h}
+	r, err := on3.RequestMsg(replay, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := r.Header.Get(micro.ErrorCodeHeader); code != fmt.Sprint(subjects.CodeUnauthenticated) {
+		t.Fatalf("replay on n3 answered %q %s, want 401", code, r.Data)
+	}
+	t.Logf("replay on n3 refused: %s", r.Header.Get(micro.ErrorHeader))
+}
+
+// TestRevokeAcrossNodes: a revocation written through node 1 disconnects
+// the user's connection on node 3 within a second.
+func TestRevokeAcrossNodes(t *testing.T) {
+	cl, adminID := setup(t)
+	admin := connect(t, cl, 0, adminID, false)
+	bobID := nodetest.AddUser(t, cl.Node(0), "bob", false)
+	gone := make(chan time.Time, 1)
+	nc, err := nats.Connect(cl.URL(2), append(nodetest.ConnectOptions(bobID),
+		nats.NoReconnect(),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) {
+			select {
+			case gone <- time.Now():
+			default:
+			}
+		}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	revokedAt := time.Now()
+	if _, err := admin.RevokeUser(context.Background(), bobID.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-gone:
+		d := at.Sub(revokedAt)
+		t.Logf("revoke on n1 → disconnect on n3: %s", d.Round(time.Millisecond))
+		if d > time.Second {
+			t.Fatalf("disconnect took %s, want < 1s", d)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("bob's connection on n3 still open 1s after the revocation on n1")
+	}
+	if nc, err := nats.Connect(cl.URL(2), nodetest.ConnectOptions(bobID)...); err == nil {
+		nc.Close()
+		t.Fatal("revoked bob reconnected")
+	}
+}
+
+// TestRollingRestart restarts the three nodes one after the other under a
+// load of writes and reads: no wrong answer, a bounded share of errors, and
+// every acknowledged write present afterwards.
+func TestRollingRestart(t *testing.T) {
+	cl, adminID := setup(t)
+	admin := connect(t, cl, 0, adminID, false)
+	reader := connect(t, cl, 2, adminID, false)
+	var w userWrites
+	stop := make(chan struct{})
+	wg := w.run(t, admin, 3, stop)
+	// Readers check that known users read back right.
+	var reads, readErrs, wrongReads int
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			w.mu.Lock()
+			n := len(w.acked)
+			var pub string
+			if n > 0 {
+				pub = w.acked[n/2]
+			}
+			w.mu.Unlock()
+			if pub == "" {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			u, err := reader.GetUser(ctx, pub)
+			cancel()
+			reads++
+			switch {
+			case err != nil:
+				readErrs++
+				time.Sleep(20 * time.Millisecond)
+			case u.Pub != pub:
+				wrongReads++
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	for i := range cl.Size() {
+		cl.Kill(i)
+		time.Sleep(500 * time.Millisecond)
+		cl.Restart(i)
+		time.Sleep(time.Second)
+	}
+	close(stop)
+	wg.Wait()
+	<-readDone
+	writes := len(w.acked) + int(w.failures.Load())
+	t.Logf("rolling restart: %d writes acknowledged, %d failed; %d reads, %d failed", len(w.acked), w.failures.Load(), reads, readErrs)
+	t.Logf("write failures by kind: %v", w.failureKinds())
+	if w.wrong.Load() != 0 || wrongReads != 0 {
+		t.Fatalf("wrong answers: %d writes, %d reads", w.wrong.Load(), wrongReads)
+	}
+	if len(w.acked) == 0 || reads == 0 {
+		t.Fatal("no load went through")
+	}
+	// Errors are bounded: the load kept going through most of it.
+	if f := w.failures.Load(); int(f)*2 > writes {
+		t.Fatalf("%d of %d writes failed", f, writes)
+	}
+	if readErrs*2 > reads {
+		t.Fatalf("%d of %d reads failed", readErrs, reads)
+	}
+	for i := range cl.Size() {
+		w.checkAllPresent(t, cl, i)
+	}
+}
