@@ -15,6 +15,7 @@
 //	unibus send ROOM MESSAGE... [--reply-to ID]  send, print the message ID
 //	unibus listen ROOM... [--json] [--count N] print messages as they arrive
 //	unibus react ROOM MSGID EMOJI              react to a message
+//	unibus chat [ROOM]                         terminal chat: threads, reactions, room switcher
 //	unibus blob put ROOM FILE                  upload (sealed in encrypted rooms), print the ID
 //	unibus blob get ROOM BLOBID [-o FILE]      download, verify the hash, open
 //	unibus completion bash|zsh|fish|powershell shell completion script

@@ -86,6 +86,7 @@ Quick start:
 		newReactCommand(a),
 		newListenCommand(a),
 		newBlobCommand(a),
+		newChatCommand(a),
 		// Seam for the commands built elsewhere: `blob put|get` and `chat`
 		// are constructors newBlobCommand(a) / newChatCommand(a) added here,
 		// with a struct per command that has Run(ctx, args) and takes its
