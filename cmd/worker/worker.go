@@ -39,7 +39,7 @@ func (w *worker) Run(ctx context.Context) error {
 	}
 	id, err := identity.Load(w.IdentityFile)
 	if err != nil {
-		return fmt.Errorf("load identity: %w", err)
+		return err // says "load identity …" already
 	}
 	opts := []client.Option{client.WithName("unibus-worker")}
 	if w.CA != "" {
