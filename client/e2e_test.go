@@ -436,3 +436,44 @@ func TestPublishRightAfterCreate(t *testing.T) {
 		t.Fatalf("connection error after the first publish: %v", err)
 	}
 }
+
+// TestSubscribeRightAfterInvite: a member who subscribes the moment the
+// invite is answered, before the bus has refreshed its permissions, gets
+// a subscription that is live when Subscribe returns, so the very next
+// message arrives (one publish, no retry). A non-member's subscription is
+// refused with ErrForbidden.
+func TestSubscribeRightAfterInvite(t *testing.T) {
+	ctx := context.Background()
+	b := newBus(t)
+	alice := b.peer(t, "alice")
+	for round := range 3 {
+		bob := b.peer(t, "bob")
+		room, err := alice.CreateRoom(ctx, "r", subjects.ModeE2E)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
+			t.Fatal(err)
+		}
+		in := subscribe(t, bob, room.RoomID)
+		if _, err := alice.Publish(ctx, room.RoomID, []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-in.msgs:
+			if string(m.Data) != "first" {
+				t.Fatalf("round %d: got %q", round, m.Data)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the first message after Subscribe returned was lost", round)
+		}
+	}
+	carol := b.peer(t, "carol")
+	room, err := alice.CreateRoom(ctx, "closed", subjects.ModeE2E)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.Subscribe(ctx, room.RoomID, func(client.Message) {}, nil); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("non-member subscribe: %v, want ErrForbidden", err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,14 +174,48 @@ func (c *Conn) Subscribe(ctx context.Context, roomID string, handler func(Messag
 		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
 		defer cancel()
 	}
-	// Confirm the subscription with the server. A disconnect meanwhile (a
-	// permission refresh right after an invite) is not a failure: nats.go
-	// re-sends the subscription when it reconnects.
-	if err := c.nc.FlushWithContext(ctx); err != nil && (c.nc.IsClosed() || ctx.Err() != nil) {
+	if err := c.confirmSubscription(ctx, subject); err != nil {
 		_ = s.Unsubscribe()
 		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
 	}
 	return s, nil
+}
+
+// confirmSubscription returns once the server has accepted the
+// subscription to subject. A disconnect meanwhile is not a failure:
+// nats.go re-sends subscriptions when it reconnects. A refusal right after
+// an invite is expected (this connection's permissions predate the room,
+// and the bus reconnects it with the room within moments): it waits for
+// that one reconnect, bounded by ctx and PermissionRefreshWait, and
+// checks again; a second refusal is ErrForbidden.
+func (c *Conn) confirmSubscription(ctx context.Context, subject string) error {
+	for waited := false; ; waited = true {
+		refreshed := c.reconnects.wait()
+		if err := c.nc.FlushWithContext(ctx); err != nil && (c.nc.IsClosed() || ctx.Err() != nil) {
+			return err
+		}
+		if !c.refused(subject) {
+			return nil
+		}
+		if waited {
+			return fmt.Errorf("the server refused the subscription (are you a member?): %w", ErrForbidden)
+		}
+		select {
+		case <-refreshed:
+		case <-time.After(PermissionRefreshWait):
+			return fmt.Errorf("the server refused the subscription and no permission refresh followed: %w", ErrForbidden)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// refused reports whether the connection's last error is the server's
+// refusal of a subscription to subject (nats.go keeps the last one; a
+// reconnect clears it).
+func (c *Conn) refused(subject string) bool {
+	err := c.nc.LastError()
+	return errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), strconv.Quote(subject))
 }
 
 // receive verifies and opens a frame; a frame of a newer epoch refreshes
