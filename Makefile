@@ -14,7 +14,7 @@ RUN_ARGS      ?=
 GOBIND_VERSION ?= v0.0.0-20261011034528-197770444867
 MOBILE_OUT     ?= $(or $(TMPDIR),/tmp)/unibus-mobile-bind
 
-.PHONY: all build run dev-certs test test-tools bench lint fmt tidy clean mobile-bind
+.PHONY: all build run dev-certs test test-tools test-cluster bench fuzz lint fmt tidy clean mobile-bind
 
 all: lint test
 
@@ -42,8 +42,35 @@ else
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run '$(T)' -v $(PKG)
 endif
 
+# The cluster suite on real nats-server processes: the server version is
+# the one go.mod pins, installed from the module proxy into bin/tools.
+NATS_SERVER_VERSION ?= $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+TOOLS_BIN           := $(CURDIR)/bin/tools
+test-cluster: ## the cluster and fault suite against 3 real nats-server processes
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+	UNIBUS_NATS_SERVER=$(TOOLS_BIN)/nats-server $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -v ./tests/cluster/...
+
 bench: ## run the Go benchmarks (raw-NATS baselines run beside each)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -timeout 60m $(PKG)
+
+# Every fuzz target (those matching FUZZ) of every package, one after the
+# other, FUZZTIME each; the seed corpora in testdata/fuzz run with `make
+# test` already. FUZZPARALLEL workers per target (1 leaves the other cores
+# alone). Minimizing a newly interesting input stops after
+# FUZZMINIMIZETIME: with go's default (60s) a slow target spends its time
+# minimizing instead of fuzzing.
+FUZZ             ?= ^Fuzz
+FUZZTIME         ?= 30s
+FUZZPARALLEL     ?= 1
+FUZZMINIMIZETIME ?= 10s
+fuzz: ## run every fuzz target for FUZZTIME (30s) each: make fuzz FUZZTIME=3s, or one: make fuzz FUZZ=FuzzTamperFrame
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  targets=$$($(GO) test -list '$(FUZZ)' $$dir) || { echo "$$targets"; exit 1; }; \
+	  for target in $$(echo "$$targets" | grep '^Fuzz'); do \
+	    echo "== $$target $$dir"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) -parallel $(FUZZPARALLEL) $$dir; \
+	  done; \
+	done
 
 lint: ## gofmt check, go vet, staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

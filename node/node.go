@@ -159,8 +159,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if sc.Logger == nil {
 		sc.Logger = logger
 	}
-	if n.services, err = svc.Start(n.life, sc); err != nil {
-		return nil, fmt.Errorf("start services: %w", err)
+	if n.services, err = startServices(ctx, n.life, sc, logger); err != nil {
+		return nil, err
 	}
 	if cfg.Admin != "" {
 		u, err := n.Store.EnsureAdmin(ctx, cfg.Admin, "admin")
@@ -228,6 +228,27 @@ func openStore(ctx context.Context, js jetstream.JetStream, cfg kvstore.Config) 
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("open store: %w", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// startServices starts the services, retrying while JetStream is still
+// electing leaders (the blob store of a cluster starting at once), until
+// ctx ends; life bounds the services once started.
+func startServices(ctx, life context.Context, cfg svc.Config, logger *slog.Logger) (*svc.Services, error) {
+	for {
+		s, err := svc.Start(life, cfg)
+		if err == nil {
+			return s, nil
+		}
+		if errors.Is(err, svc.ErrConfigValidation) {
+			return nil, fmt.Errorf("start services: %w", err)
+		}
+		logger.Warn("start services: retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("start services: %w (gave up: %w)", err, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -15,14 +15,16 @@ import (
 
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/svc"
 	"github.com/unibus/unibus/tests/clustertest"
 	"github.com/unibus/unibus/tests/nodetest"
 )
 
-// setup starts a cluster and registers an admin.
+// setup starts a cluster and registers an admin. Rate limiting is off, so
+// that every failure under load is one of the faults the test injects.
 func setup(t *testing.T) (*clustertest.Cluster, *identity.Identity) {
 	t.Helper()
-	c := clustertest.Start(t, clustertest.Config{})
+	c := clustertest.Start(t, clustertest.Config{Services: func(s *svc.Config) { s.RateLimit = -1 }})
 	admin := nodetest.AddUser(t, c.Node(0), "admin", true)
 	return c, admin
 }
@@ -31,12 +33,19 @@ func setup(t *testing.T) (*clustertest.Cluster, *identity.Identity) {
 // reconnects; with encKey it registers an encryption key.
 func connect(t testing.TB, c *clustertest.Cluster, first int, id *identity.Identity, encKey bool) *client.Conn {
 	t.Helper()
+	return dialClient(t, c.URLs(first), id, encKey)
+}
+
+// dialClient connects id to urls (tried in order), with fast reconnects;
+// with encKey it registers an encryption key.
+func dialClient(t testing.TB, urls string, id *identity.Identity, encKey bool) *client.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := client.Connect(ctx, c.URLs(first), id, client.WithReconnectWait(50*time.Millisecond),
+	conn, err := client.Connect(ctx, urls, id, client.WithReconnectWait(50*time.Millisecond),
 		client.WithNATSOptions(nats.DontRandomize()))
 	if err != nil {
-		t.Fatalf("connect to n%d: %v", first+1, err)
+		t.Fatalf("connect to %s: %v", urls, err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	if encKey {
