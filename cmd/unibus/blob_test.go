@@ -10,6 +10,7 @@ import (
 
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/tests/nodetest"
+	"github.com/unibus/unibus/tests/testio"
 )
 
 func TestBlobPutGet(t *testing.T) {
@@ -79,7 +80,7 @@ func TestBlobPutGet(t *testing.T) {
 	}
 
 	// From standard input, to standard output.
-	var stdout, stderr syncBuffer
+	var stdout, stderr testio.Buffer
 	code := c.runTo(t, &stdout, &stderr, strings.NewReader("small blob\n"), alice, "blob", "put", roomID, "-")
 	if code != exitOK {
 		t.Fatalf("blob put -: code %d, stderr %q", code, stderr.String())

@@ -15,6 +15,7 @@ import (
 	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/nodetest"
+	"github.com/unibus/unibus/tests/testio"
 )
 
 // chatPeer is a user of a test node with a seed file and a connection
@@ -125,12 +126,12 @@ func TestChatRunSendsAndReceives(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = keys.Close(); _ = typed.Close() })
-	var screen, errOut syncBuffer
+	var screen, errOut testio.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli{server: url}.runTo(t, &screen, &errOut, keys, bob.seed, "chat", "ops")
 	}()
-	screen.waitFor(t, "rooms:", 30*time.Second)
+	screen.WaitFor(t, "rooms:", 30*time.Second)
 	if s := screen.String(); !strings.Contains(s, "#ops") || !strings.Contains(s, "#dev") {
 		t.Fatalf("screen lacks the rooms: %q", s)
 	}
@@ -140,8 +141,8 @@ func TestChatRunSendsAndReceives(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := receive(t, got, "echo of alice's own message")
-	screen.waitFor(t, "ping-from-alice", 15*time.Second)
-	screen.waitFor(t, "alice", 15*time.Second)
+	screen.WaitFor(t, "ping-from-alice", 15*time.Second)
+	screen.WaitFor(t, "alice", 15*time.Second)
 
 	// What bob types reaches alice, sealed by his client and verified by hers.
 	for _, line := range []string{"hi alice\r", "/reply 1 on it\r", "/react 1 👍\r"} {
@@ -191,14 +192,14 @@ func TestChatRunInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = keys.Close(); _ = typed.Close() })
-	var screen, errOut syncBuffer
+	var screen, errOut testio.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--server", url, "--identity", alice.seed, "chat"}, keys, &screen, &errOut, noEnv)
 	}()
-	screen.waitFor(t, "#ops", 30*time.Second)
+	screen.WaitFor(t, "#ops", 30*time.Second)
 	cancel()
 	select {
 	case err := <-done:

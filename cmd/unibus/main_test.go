@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/unibus/unibus/identity"
+
+	"github.com/unibus/unibus/tests/testio"
 )
 
 // result is one command line's outcome, as a user sees it.
@@ -30,7 +29,7 @@ type cli struct {
 // main does.
 func (c cli) run(t *testing.T, identityFile string, args ...string) result {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testio.Buffer
 	code := c.runTo(t, &out, &errOut, nil, identityFile, args...)
 	return result{stdout: out.String(), stderr: errOut.String(), code: code}
 }
@@ -54,36 +53,6 @@ func (c cli) runTo(t *testing.T, stdout, stderr io.Writer, stdin io.Reader, iden
 }
 
 func noEnv(string) string { return "" }
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor waits until the buffer contains sub.
-func (s *syncBuffer) waitFor(t *testing.T, sub string, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !strings.Contains(s.String(), sub) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%q not written within %s; got %q", sub, d, s.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // saveIdentity writes id to a seed file in dir.
 func saveIdentity(t *testing.T, dir, name string, id *identity.Identity) string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/tests/nodetest"
+	"github.com/unibus/unibus/tests/testio"
 )
 
 // Tests against a real node: TLS, auth callout, signed requests enforced.
@@ -158,10 +159,10 @@ func TestCLIEndToEnd(t *testing.T) {
 // it is subscribed, and returns the JSON lines it printed.
 func listenWhile(t *testing.T, c cli, identityFile string, args []string, send func()) []messageJSON {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testio.Buffer
 	done := make(chan int, 1)
 	go func() { done <- c.runTo(t, &out, &errOut, nil, identityFile, args...) }()
-	errOut.waitFor(t, "listening to", 30*time.Second)
+	errOut.WaitFor(t, "listening to", 30*time.Second)
 	send()
 	select {
 	case code := <-done:
@@ -188,11 +189,11 @@ func TestListenRunStopsOnCancel(t *testing.T) {
 	n, ca := nodetest.RunTLS(t)
 	dir := t.TempDir()
 	seed := saveIdentity(t, dir, "alice", nodetest.AddUser(t, n, "alice", false))
-	var out, errOut syncBuffer
+	var out, errOut testio.Buffer
 	a := &app{Stdout: &out, Stderr: &errOut, IdentityFile: seed, Server: n.ClientURL(), CA: ca, Timeout: 30 * time.Second}
 	t.Cleanup(func() { _ = a.Close() })
 	ctx := context.Background()
-	var created syncBuffer
+	var created testio.Buffer
 	create := &roomsCreateCommand{app: &app{Stdout: &created, Stderr: &errOut, IdentityFile: seed, Server: n.ClientURL(), CA: ca, Timeout: 30 * time.Second}}
 	if err := create.Run(ctx, []string{"cli"}); err != nil {
 		t.Fatalf("create: %v", err)
@@ -203,18 +204,18 @@ func TestListenRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- (&listenCommand{app: a}).Run(ctx, []string{roomID}) }()
-	errOut.waitFor(t, "listening to 1 room", 30*time.Second)
+	errOut.WaitFor(t, "listening to 1 room", 30*time.Second)
 
 	// A fresh connection, like a new `unibus send`: the creator's own
 	// connection may publish only after the bus refreshes its permissions.
-	var sent syncBuffer
+	var sent testio.Buffer
 	send := &sendCommand{app: &app{Stdout: &sent, Stderr: &errOut, IdentityFile: seed, Server: n.ClientURL(), CA: ca, Timeout: 30 * time.Second}}
 	t.Cleanup(func() { _ = send.app.Close() })
 	if err := send.Run(context.Background(), []string{"cli", "line one\nline two \x1b[31m"}); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 	id := strings.TrimSpace(sent.String())
-	out.waitFor(t, id, 30*time.Second)
+	out.WaitFor(t, id, 30*time.Second)
 	cancel()
 	select {
 	case err := <-done:

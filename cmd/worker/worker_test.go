@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,25 +13,8 @@ import (
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/nodetest"
+	"github.com/unibus/unibus/tests/testio"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // waitUntil polls cond every 20ms for up to d.
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -58,7 +39,7 @@ func TestWorkerAnswersInThreadAndReacts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs testio.Buffer
 	w := &worker{
 		IdentityFile: botSeed,
 		Server:       n.ClientURL(),
@@ -181,7 +162,7 @@ func TestWorkerFlags(t *testing.T) {
 		{"missing identity file", nil, map[string]string{envIdentity: filepath.Join(t.TempDir(), "none.nk")}, exitError, "none.nk"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var stderr syncBuffer
+			var stderr testio.Buffer
 			code := run(context.Background(), tc.args, &stderr, env(tc.env))
 			if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
 				t.Fatalf("code %d, want %d; stderr %q, want it to mention %q", code, tc.code, stderr.String(), tc.want)
