@@ -2,6 +2,9 @@ package authcallout_test
 
 import (
 	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,4 +108,81 @@ func (m memoryStore) GetUserFromLeader(_ context.Context, pub string) (kvstore.U
 
 func (m memoryStore) ListRoomsForEndpoint(context.Context, string) ([]kvstore.RoomRef, error) {
 	return []kvstore.RoomRef{}, nil
+}
+
+// BenchmarkConnectUnderFlood measures a registered peer's connects
+// (connect and close, through the callout) with no flood, the baseline,
+// and during a flood of connects with bad keys from 16 goroutines
+// (unregistered keys, forged signatures, account keys, garbage
+// signatures), in the same run. It reports the good connects' p50 and p99
+// latency and the flood's rate.
+//
+//	go test -run '^$' -bench ConnectUnderFlood -benchtime 300x ./authcallout/
+func BenchmarkConnectUnderFlood(b *testing.B) {
+	n := nodetest.Run(b)
+	good := nodetest.AddUser(b, n, "good", false)
+	victim := nodetest.AddUser(b, n, "victim", false)
+	for _, flooding := range []bool{false, true} {
+		name := "baseline"
+		if flooding {
+			name = "bad-key-connects"
+		}
+		b.Run(name, func(b *testing.B) {
+			var (
+				count, admitted atomic.Int64
+				stop            = make(chan struct{})
+				wg              sync.WaitGroup
+			)
+			if flooding {
+				for i := range 16 {
+					wg.Go(func() {
+						for {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							nc, err := nats.Connect(n.ClientURL(), append(floodOptions(i, victim), nats.MaxReconnects(0), nats.Timeout(5*time.Second))...)
+							if err == nil {
+								admitted.Add(1)
+								nc.Close()
+							}
+							count.Add(1)
+						}
+					})
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			latencies := make([]time.Duration, 0, b.N)
+			before := count.Load()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				t0 := time.Now()
+				nc, err := nats.Connect(n.ClientURL(), nodetest.ConnectOptions(good)...)
+				if err != nil {
+					b.Fatalf("good connect: %v", err)
+				}
+				nc.Close()
+				latencies = append(latencies, time.Since(t0))
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			flooded := count.Load() - before
+			close(stop)
+			wg.Wait()
+			if admitted.Load() != 0 {
+				b.Errorf("%d bad connects admitted", admitted.Load())
+			}
+			slices.Sort(latencies)
+			pct := func(p float64) float64 {
+				return float64(latencies[min(len(latencies)-1, int(p*float64(len(latencies))))].Microseconds())
+			}
+			b.ReportMetric(pct(0.50), "p50-µs")
+			b.ReportMetric(pct(0.99), "p99-µs")
+			if flooding {
+				b.ReportMetric(float64(flooded)/elapsed.Seconds(), "flood/s")
+			}
+		})
+	}
 }

@@ -18,6 +18,18 @@
 // Anything else, including any store error or a timeout, is a denial: the
 // callout fails closed within Config.RequestTimeout.
 //
+// The work is bounded: Config.Workers authorizations at once, and
+// Config.QueueLength waiting. A request that finds the queue full, or
+// waits in it past Config.RequestTimeout (counted from its arrival), is
+// denied at once without a store read, so a connect storm is answered
+// rather than left to the server's auth timeout.
+//
+// PeerLimits bound every connection of account UNIBUS: the largest message
+// (frames and control-plane requests alike) and the number of
+// subscriptions. NATSConfigWithLimits writes them into the account, where
+// nats-server enforces them; the callout also writes them into every user
+// JWT, which nats-server 2.15 ignores for callout users.
+//
 // Changes reach live connections: a Watcher follows the users bucket and the
 // rooms-by-member index and, through the system account's CONNZ and KICK
 // requests, disconnects the affected user's connections on every server, so

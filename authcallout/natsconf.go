@@ -2,19 +2,33 @@ package authcallout
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
 // MaxPayload is the largest message the servers accept: room rekeys of
 // large rooms carry one sealed key (~1.1 KB with ML-KEM-768) per member.
+// Account UNIBUS has a lower limit, PeerLimits.MaxPublishBytes.
 const MaxPayload = 8 << 20
 
 // NATSConfig returns the nats-server configuration unibus needs: the AUTH,
 // UNIBUS (JetStream) and SYS accounts with the service users, the system
-// account, and the auth_callout block. The embedded server loads exactly
-// this text; `unibusd nats-config` prints it for an operator's cluster.
+// account, and the auth_callout block, with the default PeerLimits. The
+// embedded server loads exactly this text; `unibusd nats-config` prints it
+// for an operator's cluster.
 func NATSConfig(k Keys) (string, error) {
+	return NATSConfigWithLimits(k, PeerLimits{})
+}
+
+// NATSConfigWithLimits is NATSConfig with the limits of account UNIBUS,
+// whose zero fields take their defaults. Give the callout (Config.Limits)
+// the same limits.
+func NATSConfigWithLimits(k Keys, l PeerLimits) (string, error) {
 	if err := k.valid(); err != nil {
+		return "", err
+	}
+	l = l.withDefaults()
+	if err := l.valid(); err != nil {
 		return "", err
 	}
 	callout, service, system := mustPub(k.CalloutUser), mustPub(k.ServiceUser), mustPub(k.SystemUser)
@@ -23,7 +37,8 @@ func NATSConfig(k Keys) (string, error) {
 	fmt.Fprintf(&b, "max_payload: %d\n", MaxPayload)
 	fmt.Fprintf(&b, "accounts {\n")
 	fmt.Fprintf(&b, "  %s: { users: [ { nkey: %q } ] }\n", AccountAuth, callout)
-	fmt.Fprintf(&b, "  %s: { jetstream: enabled, users: [ { nkey: %q } ] }\n", AccountUnibus, service)
+	fmt.Fprintf(&b, "  %s: { jetstream: enabled, users: [ { nkey: %q } ], limits: { max_payload: %d, max_subscriptions: %d } }\n",
+		AccountUnibus, service, l.MaxPublishBytes, l.MaxSubscriptions)
 	fmt.Fprintf(&b, "  %s: { users: [ { nkey: %q } ] }\n", AccountSystem, system)
 	fmt.Fprintf(&b, "}\n")
 	fmt.Fprintf(&b, "system_account: %s\n", AccountSystem)
@@ -36,4 +51,74 @@ func NATSConfig(k Keys) (string, error) {
 	}
 	fmt.Fprintf(&b, "  }\n}\n")
 	return b.String(), nil
+}
+
+// PeerLimits bound every connection of account UNIBUS: peers and the
+// services alike.
+//
+// They are account limits in the NATS configuration because nats-server
+// (2.15) ignores the limits of a user JWT issued by an auth callout: it
+// registers the callout's user from its permissions alone. The callout
+// still writes them into the JWTs it issues (Config.Limits), where a
+// server that honors them takes the lowest of the user's, the account's
+// and its own.
+type PeerLimits struct {
+	// MaxPublishBytes is the largest message a connection may publish,
+	// headers included (the server closes a connection that publishes a
+	// larger one). NATS cannot tell room frames from control-plane
+	// requests, so it must hold the largest request a peer sends, a rekey
+	// of svc.Config.MaxBundleBytes with its signature headers; it bounds
+	// frames only as far as that allows (receivers drop frames over
+	// client/e2e.MaxFrameSize). It also bounds the services' replies.
+	// Zero means DefaultMaxPublishBytes; it must be between
+	// MinPublishBytes and MaxPayload.
+	MaxPublishBytes int64
+	// MaxSubscriptions bounds the subscriptions of one connection: a
+	// peer's inbox and its rooms, or a services instance's endpoints and
+	// a few per worker. Zero means DefaultMaxSubscriptions, -1 no limit.
+	MaxSubscriptions int64
+}
+
+// Defaults and bounds of PeerLimits.
+const (
+	// DefaultMaxPublishBytes is the control plane's largest request
+	// (svc.DefaultMaxBundleBytes, 4 MiB) with its signature headers.
+	DefaultMaxPublishBytes = 4<<20 + publishHeaderBytes
+	// MinPublishBytes is a full frame (client/e2e.MaxFrameSize, 1 MiB)
+	// with its headers, which also holds a blob chunk request (about
+	// 700 KB) and its reply.
+	MinPublishBytes = 1<<20 + publishHeaderBytes
+	// DefaultMaxSubscriptions leaves a peer room for its inbox and,
+	// several times over, the rooms it may belong to
+	// (svc.DefaultMaxRoomsPerUser, 1000), and the services room for their
+	// workers.
+	DefaultMaxSubscriptions = 1 << 14
+
+	// publishHeaderBytes is the room left for a message's NATS headers
+	// (a signed request's come to about 300 bytes).
+	publishHeaderBytes = 16 << 10
+)
+
+// Validate checks the limits with their defaults applied.
+func (l PeerLimits) Validate() error { return l.withDefaults().valid() }
+
+func (l PeerLimits) withDefaults() PeerLimits {
+	if l.MaxPublishBytes == 0 {
+		l.MaxPublishBytes = DefaultMaxPublishBytes
+	}
+	if l.MaxSubscriptions == 0 {
+		l.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	return l
+}
+
+func (l PeerLimits) valid() error {
+	if l.MaxPublishBytes < MinPublishBytes || l.MaxPublishBytes > MaxPayload {
+		return fmt.Errorf("%w: max publish bytes must be %d..%d (a full frame, up to the server's max_payload), got %d",
+			ErrConfigValidation, MinPublishBytes, MaxPayload, l.MaxPublishBytes)
+	}
+	if l.MaxSubscriptions < -1 || l.MaxSubscriptions > math.MaxInt32 {
+		return fmt.Errorf("%w: max subscriptions must be positive, or -1 for no limit, got %d", ErrConfigValidation, l.MaxSubscriptions)
+	}
+	return nil
 }

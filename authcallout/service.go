@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -22,12 +23,14 @@ const (
 	requestSubject = "$SYS.REQ.USER.AUTH"
 	xkeyHeader     = "Nats-Server-Xkey"
 	queueGroup     = "unibus-authcallout"
+	// xkeyLen is the length of the curve public key in xkeyHeader.
+	xkeyLen = 56
 )
 
 // Defaults for Config.
 const (
-	// DefaultRequestTimeout bounds one authorization, well inside the
-	// server's 2 s auth timeout.
+	// DefaultRequestTimeout bounds one authorization from its arrival,
+	// well inside the server's 2 s auth timeout.
 	DefaultRequestTimeout = time.Second
 	// DefaultUserTTL is the lifetime of an issued user JWT; the server
 	// disconnects the client when it expires and it reconnects with fresh
@@ -36,7 +39,7 @@ const (
 	// DefaultWorkers bounds concurrent authorizations.
 	DefaultWorkers = 32
 	// DefaultQueueLength bounds requests waiting for a worker; beyond it
-	// requests are dropped (the server denies them at its timeout).
+	// requests are denied at once.
 	DefaultQueueLength = 1024
 )
 
@@ -61,13 +64,26 @@ type Config struct {
 	Issuer nkeys.KeyPair
 	// XKey, when set, decrypts requests and encrypts responses.
 	XKey nkeys.KeyPair
-	// RequestTimeout bounds one authorization (DefaultRequestTimeout).
+	// RequestTimeout bounds one authorization from the moment the request
+	// arrives, the wait for a worker included (DefaultRequestTimeout). It
+	// must stay below the server's auth timeout (2 s by default), or the
+	// server denies first.
 	RequestTimeout time.Duration
 	// UserTTL is the lifetime of issued user JWTs (DefaultUserTTL).
 	UserTTL time.Duration
-	// Workers and QueueLength bound concurrent and waiting requests.
-	Workers     int
+	// Workers bounds concurrent authorizations (DefaultWorkers).
+	Workers int
+	// QueueLength bounds the requests waiting for a worker
+	// (DefaultQueueLength). A request that finds the queue full, or that
+	// waited in it past RequestTimeout, is denied at once, so a connect
+	// storm is answered within RequestTimeout rather than at the server's
+	// auth timeout.
 	QueueLength int
+	// Limits go into every user JWT issued (jwt Limits.Payload and
+	// Limits.Subs); zero fields take their defaults. nats-server 2.15
+	// ignores them in callout responses: give NATSConfigWithLimits the same
+	// limits, which enforces them on account UNIBUS (see PeerLimits).
+	Limits PeerLimits
 	// Logger receives decisions at debug level and failures at warn.
 	Logger *slog.Logger
 }
@@ -85,6 +101,7 @@ func (c *Config) setDefaults() {
 	if c.QueueLength == 0 {
 		c.QueueLength = DefaultQueueLength
 	}
+	c.Limits = c.Limits.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -111,18 +128,46 @@ func (c Config) valid() error {
 	if c.RequestTimeout < 0 || c.UserTTL < time.Second || c.Workers < 1 || c.QueueLength < 1 {
 		return fmt.Errorf("%w: timeouts, TTL, workers and queue length must be positive", ErrConfigValidation)
 	}
-	return nil
+	return c.Limits.valid()
+}
+
+// Stats counts the callout's answers since Start.
+type Stats struct {
+	// Admitted counts the connections admitted.
+	Admitted int64
+	// Denied counts the connections denied after authorization: an
+	// unknown, revoked or malformed key, a bad nonce signature, a store
+	// failure or a timeout.
+	Denied int64
+	// Busy counts the connections denied without authorization because
+	// the queue was full or they waited in it past RequestTimeout.
+	Busy int64
+	// Undecodable counts the requests that could not be read (and so not
+	// answered: the server denies them at its auth timeout).
+	Undecodable int64
 }
 
 // Service answers auth callout requests until Stop.
 type Service struct {
 	cfg    Config
 	sub    *nats.Subscription
-	msgs   chan *nats.Msg
+	queue  chan pending
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	now    func() time.Time
 	sign   jwt.SignFn
+
+	// mu orders receive against Stop: no request is queued once stopped.
+	mu      sync.RWMutex
+	stopped bool
+
+	admitted, denied, busy, undecodable atomic.Int64
+}
+
+// pending is a request waiting for a worker.
+type pending struct {
+	msg      *nats.Msg
+	deadline time.Time // RequestTimeout after its arrival
 }
 
 // Start subscribes to the callout subject (in a queue group, so several
@@ -136,63 +181,126 @@ func Start(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfigValidation, err)
 	}
-	s := &Service{cfg: cfg, msgs: make(chan *nats.Msg, cfg.QueueLength), now: time.Now, sign: sign}
-	sub, err := cfg.Conn.ChanQueueSubscribe(requestSubject, queueGroup, s.msgs)
-	if err != nil {
-		return nil, fmt.Errorf("subscribe %s: %w", requestSubject, err)
-	}
-	// The channel's capacity bounds waiting requests: when it is full the
-	// client library drops the request (and the server denies it at its
-	// timeout) rather than buffering without bound.
-	if err := cfg.Conn.Flush(); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("subscribe %s: %w", requestSubject, err)
-	}
-	s.sub = sub
+	s := &Service{cfg: cfg, queue: make(chan pending, cfg.QueueLength), now: time.Now, sign: sign}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	for range cfg.Workers {
 		s.wg.Go(func() { s.work(ctx) })
 	}
+	sub, err := cfg.Conn.QueueSubscribe(requestSubject, queueGroup, s.receive)
+	if err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("subscribe %s: %w", requestSubject, err)
+	}
+	s.sub = sub
+	if err := cfg.Conn.Flush(); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("subscribe %s: %w", requestSubject, err)
+	}
 	return s, nil
 }
 
-// Stop unsubscribes and waits for the workers to finish.
+// Stop unsubscribes, denies the requests still waiting for a worker and
+// waits for the workers to finish.
 func (s *Service) Stop() {
-	_ = s.sub.Unsubscribe()
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	if s.sub != nil {
+		_ = s.sub.Unsubscribe()
+	}
 	s.cancel()
 	s.wg.Wait()
+}
+
+// Stats returns the counts of the callout's answers.
+func (s *Service) Stats() Stats {
+	return Stats{
+		Admitted:    s.admitted.Load(),
+		Denied:      s.denied.Load(),
+		Busy:        s.busy.Load(),
+		Undecodable: s.undecodable.Load(),
+	}
+}
+
+// receive is the subscription's handler: it queues the request for a
+// worker or, when the queue is full, denies it at once (a decode and a
+// signature, no store work), so that a connect storm is answered rather
+// than left to the server's auth timeout.
+func (s *Service) receive(msg *nats.Msg) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.stopped {
+		return
+	}
+	select {
+	case s.queue <- pending{msg: msg, deadline: s.now().Add(s.cfg.RequestTimeout)}:
+	default:
+		s.refuse(msg, "queue full")
+	}
 }
 
 func (s *Service) work(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case msg := <-s.msgs:
-			s.handle(ctx, msg)
+			for {
+				select {
+				case p := <-s.queue:
+					s.refuse(p.msg, "stopping")
+				default:
+					return
+				}
+			}
+		case p := <-s.queue:
+			s.handle(ctx, p)
 		}
 	}
 }
 
-// handle is the three steps: decode, authorize, respond.
-func (s *Service) handle(ctx context.Context, msg *nats.Msg) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+// handle is the three steps: decode, authorize, respond. A request whose
+// deadline passed while it waited is denied without authorizing it.
+func (s *Service) handle(ctx context.Context, p pending) {
+	if !s.now().Before(p.deadline) {
+		s.refuse(p.msg, "waited past the request timeout")
+		return
+	}
+	ctx, cancel := context.WithDeadline(ctx, p.deadline)
 	defer cancel()
-	req, serverXKey, err := s.decode(msg)
+	req, serverXKey, err := s.decode(p.msg)
 	if err != nil {
 		// Without a decodable request there is no one to answer: the server
 		// denies at its timeout.
+		s.undecodable.Add(1)
 		s.cfg.Logger.Warn("auth callout: undecodable request", "err", err)
 		return
 	}
 	userJWT, pub, err := s.authorize(ctx, req)
 	if err != nil {
+		s.denied.Add(1)
 		s.cfg.Logger.Debug("auth callout: deny", "pub", pub, "client", req.ClientInformation.ID, "err", err)
 	} else {
+		s.admitted.Add(1)
 		s.cfg.Logger.Debug("auth callout: admit", "pub", pub, "client", req.ClientInformation.ID)
 	}
-	if err := s.respond(msg, req, serverXKey, userJWT, err); err != nil {
+	if err := s.respond(p.msg, req, serverXKey, userJWT, err); err != nil {
+		s.cfg.Logger.Warn("auth callout: respond", "err", err)
+	}
+}
+
+// refuse denies a request without authorizing it (busy).
+func (s *Service) refuse(msg *nats.Msg, why string) {
+	req, serverXKey, err := s.decode(msg)
+	if err != nil {
+		s.undecodable.Add(1)
+		s.cfg.Logger.Warn("auth callout: undecodable request", "err", err)
+		return
+	}
+	s.busy.Add(1)
+	// Debug, like every denial: a connect storm would flood the log (Stats
+	// counts them).
+	s.cfg.Logger.Debug("auth callout: busy, deny", "why", why, "client", req.ClientInformation.ID)
+	if err := s.respond(msg, req, serverXKey, "", fmt.Errorf("%w: busy (%s)", ErrDenied, why)); err != nil {
 		s.cfg.Logger.Warn("auth callout: respond", "err", err)
 	}
 }
@@ -204,6 +312,12 @@ func (s *Service) decode(msg *nats.Msg) (*jwt.AuthorizationRequestClaims, string
 	if s.cfg.XKey != nil {
 		if serverXKey == "" {
 			return nil, "", fmt.Errorf("decode request: %w: unencrypted request while xkey is on", ErrDenied)
+		}
+		// nkeys (v0.4.17) panics in Open on a sender key that decodes to
+		// more bytes than a curve key, and accepts one or three characters
+		// after a valid key: check the exact form first.
+		if len(serverXKey) != xkeyLen || !nkeys.IsValidPublicCurveKey(serverXKey) {
+			return nil, "", fmt.Errorf("decode request: %w: %s is not a curve public key", ErrDenied, xkeyHeader)
 		}
 		opened, err := s.cfg.XKey.Open(data, serverXKey)
 		if err != nil {
@@ -229,8 +343,12 @@ func (s *Service) authorize(ctx context.Context, req *jwt.AuthorizationRequestCl
 		return "", "", fmt.Errorf("%w: no nkey presented", ErrDenied)
 	}
 	pub, err := subjects.NormalizeUserKey(opts.Nkey)
-	if err != nil || pub != opts.Nkey {
-		return "", opts.Nkey, fmt.Errorf("%w: %q is not a user public key", ErrDenied, opts.Nkey)
+	if err != nil {
+		// The error names the value, unless it may be a seed.
+		return "", "", fmt.Errorf("%w: %w", ErrDenied, err)
+	}
+	if pub != opts.Nkey {
+		return "", "", fmt.Errorf("%w: %q is not in the canonical form of a user public key", ErrDenied, opts.Nkey)
 	}
 	if err := verifyNonce(pub, req.ClientInformation.Nonce, opts.SignedNonce); err != nil {
 		return "", pub, err
@@ -265,6 +383,8 @@ func (s *Service) authorize(ctx context.Context, req *jwt.AuthorizationRequestCl
 	uc.Audience = AccountUnibus
 	uc.Expires = s.now().Add(s.cfg.UserTTL).Unix()
 	uc.Permissions = perms
+	uc.Limits.Payload = s.cfg.Limits.MaxPublishBytes
+	uc.Limits.Subs = s.cfg.Limits.MaxSubscriptions
 	token, err := uc.EncodeWithSigner(s.cfg.Issuer, s.sign)
 	if err != nil {
 		return "", pub, fmt.Errorf("%w: sign user jwt: %w", ErrDenied, err)

@@ -30,6 +30,10 @@ func (s signer) Sign(msg []byte) ([]byte, error) { return s.id.Sign(msg) }
 // comes back may still get its reply before it is sent again.
 const reconnectGrace = 250 * time.Millisecond
 
+// maxRateLimitedRetries bounds how many times in a row call waits out a
+// 429 and retries.
+const maxRateLimitedRetries = 5
+
 // call sends a signed request to subject and decodes the reply into resp
 // (when not nil). Service errors come back as *APIError.
 //
@@ -38,6 +42,11 @@ const reconnectGrace = 250 * time.Millisecond
 // request that sees the connection come back and gets no reply within
 // reconnectGrace is signed again (new nonce) and sent once more. A write
 // that did land the first time may then answer ErrConflict.
+//
+// A request refused with 429 (ErrTooManyRequests) was not processed: call
+// waits for the service's retry hint and sends it again (signed anew), up
+// to maxRateLimitedRetries times, as long as ctx's deadline leaves room
+// for the wait; otherwise the *APIError, with its RetryAfter, is returned.
 func (c *Conn) call(ctx context.Context, subject string, req, resp any) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -51,6 +60,34 @@ func (c *Conn) call(ctx context.Context, subject string, req, resp any) error {
 			return fmt.Errorf("%s: encode request: %w", subject, err)
 		}
 	}
+	for limited := 0; ; limited++ {
+		err := c.callOnce(ctx, subject, body, resp)
+		var api *APIError
+		if !errors.As(err, &api) || api.Code != subjects.CodeTooManyRequests || limited == maxRateLimitedRetries || !waitRetry(ctx, api.RetryAfter) {
+			return err
+		}
+	}
+}
+
+// waitRetry waits d (at least a millisecond) unless ctx's deadline is
+// nearer; it reports whether it waited.
+func waitRetry(ctx context.Context, d time.Duration) bool {
+	d = max(d, time.Millisecond)
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// callOnce is call without the retries of a 429.
+func (c *Conn) callOnce(ctx context.Context, subject string, body []byte, resp any) error {
 	var msg *nats.Msg
 	for attempt := 0; ; attempt++ {
 		var retry bool
@@ -72,7 +109,7 @@ func (c *Conn) call(ctx context.Context, subject string, req, resp any) error {
 		if err != nil {
 			return fmt.Errorf("%s: malformed error code %q", subject, codeText)
 		}
-		return &APIError{Subject: subject, Code: code, Message: msg.Header.Get(micro.ErrorHeader)}
+		return &APIError{Subject: subject, Code: code, Message: msg.Header.Get(micro.ErrorHeader), RetryAfter: retryAfter(msg)}
 	}
 	if resp != nil {
 		if err := json.Unmarshal(msg.Data, resp); err != nil {
@@ -80,6 +117,23 @@ func (c *Conn) call(ctx context.Context, subject string, req, resp any) error {
 		}
 	}
 	return nil
+}
+
+// retryAfter reads the retry hint of an error reply: the
+// subjects.HeaderRetryAfter header, or else the body's retry_after_ms.
+func retryAfter(msg *nats.Msg) time.Duration {
+	ms, err := strconv.ParseInt(msg.Header.Get(subjects.HeaderRetryAfter), 10, 64)
+	if err != nil {
+		var body subjects.ErrorBody
+		if json.Unmarshal(msg.Data, &body) != nil {
+			return 0
+		}
+		ms = body.RetryAfterMs
+	}
+	if ms <= 0 || ms > int64(time.Hour/time.Millisecond) {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // requestOnce signs and sends one attempt. retry reports that the

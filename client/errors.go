@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/unibus/unibus/subjects"
 )
@@ -26,7 +27,11 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrTooLarge: the request exceeded a size limit (413).
 	ErrTooLarge = errors.New("too large")
-	// ErrTooManyRequests: rate limited (429).
+	// ErrTooManyRequests: the caller is over its rate limit (429); the
+	// request was not processed. APIError.RetryAfter says when to retry.
+	// Conn's methods wait and retry on their own as long as their context
+	// allows (see Conn.call), so a caller sees it only when the context's
+	// deadline is nearer than the wait, or after several refusals in a row.
 	ErrTooManyRequests = errors.New("too many requests")
 	// ErrUnavailable: the service or its store is unavailable (503).
 	ErrUnavailable = errors.New("service unavailable")
@@ -49,6 +54,9 @@ type APIError struct {
 	Subject string
 	Code    int
 	Message string
+	// RetryAfter, on a 429 (ErrTooManyRequests), is how long to wait
+	// before the request can succeed; zero when the service gave no hint.
+	RetryAfter time.Duration
 }
 
 // Error implements error.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/unibus/unibus/subjects"
 )
 
@@ -360,6 +362,56 @@ func (s *Store) listMembers(ctx context.Context, roomID string) ([]Member, error
 		members = append(members, m)
 	}
 	return members, nil
+}
+
+// CountMembers returns the number of members of a room (ErrNotFound if
+// there is no such room). It reads the member records with one multi-last
+// direct get while the room has at most 1024 members, so its cost follows
+// the room's size, not the bucket's.
+func (s *Store) CountMembers(ctx context.Context, roomID string) (int, error) {
+	if err := validRoomID(roomID); err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if _, _, err := s.getRoom(ctx, roomID); err != nil {
+		return 0, err
+	}
+	n, err := s.count(ctx, s.members, BucketMembers, roomID+".*")
+	if err != nil {
+		return 0, fmt.Errorf("count members of room %s: %w", roomID, err)
+	}
+	return n, nil
+}
+
+// CountRoomsForEndpoint returns the number of rooms pub belongs to, from
+// the reverse index (as ListRoomsForEndpoint, without reading the rooms).
+func (s *Store) CountRoomsForEndpoint(ctx context.Context, pub string) (int, error) {
+	pub, err := normalizeUser(pub)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	n, err := s.count(ctx, s.byMember, BucketRoomsByMember, pub+".*")
+	if err != nil {
+		return 0, fmt.Errorf("count rooms of %s: %w", pub, err)
+	}
+	return n, nil
+}
+
+// count returns the number of current keys of kv (bucket) that match
+// filter: one multi-last direct get, or a listing when more keys match
+// than one direct get returns.
+func (s *Store) count(ctx context.Context, kv jetstream.KeyValue, bucket, filter string) (int, error) {
+	entries, err := getLast(ctx, s.js, bucket, []string{filter})
+	if errors.Is(err, errTooManyResults) {
+		entries, err = listEntries(ctx, kv, filter)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(entries), nil
 }
 
 // ListRoomsForEndpoint returns the rooms pub belongs to, through the reverse

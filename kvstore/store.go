@@ -34,6 +34,8 @@ type Store struct {
 
 	opTimeout time.Duration
 	nonceTTL  time.Duration
+	replicas  int
+	quorum    *quorumGate
 	now       func() time.Time
 }
 
@@ -47,7 +49,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	s := &Store{js: js, opTimeout: cfg.OpTimeout, nonceTTL: cfg.NonceTTL, now: time.Now}
+	s := &Store{js: js, opTimeout: cfg.OpTimeout, nonceTTL: cfg.NonceTTL, replicas: cfg.Replicas, quorum: newQuorumGate(), now: time.Now}
 	buckets := []struct {
 		kv   *jetstream.KeyValue
 		conf jetstream.KeyValueConfig

@@ -152,9 +152,10 @@ func (s *Store) updateUser(ctx context.Context, pub string, change func(*User) e
 	}
 }
 
-// GetUserFromLeader is GetUser read from the users stream's leader: never
-// stale, and failing (closed) when the bucket has no leader, e.g. when a
-// cluster has lost quorum. The auth callout admits through it.
+// GetUserFromLeader is GetUser read from the users stream's leader, and
+// only while that leader hears a majority of the replicas: never stale,
+// and failing closed (ErrNoQuorum or a timeout) when a cluster has lost
+// quorum. The auth callout admits through it.
 func (s *Store) GetUserFromLeader(ctx context.Context, pub string) (User, error) {
 	pub, err := normalizeUser(pub)
 	if err != nil {
@@ -162,6 +163,9 @@ func (s *Store) GetUserFromLeader(ctx context.Context, pub string) (User, error)
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	if err := s.checkUsersQuorum(ctx); err != nil {
+		return User{}, fmt.Errorf("get user: %w", err)
+	}
 	data, _, err := getFromLeader(ctx, s.js.Conn(), BucketUsers, pub)
 	if errors.Is(err, ErrNotFound) {
 		return User{}, fmt.Errorf("user %s: %w", pub, ErrNotFound)

@@ -107,7 +107,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	conf, err := authcallout.NATSConfig(keys)
+	if err := checkPayloadLimits(cfg); err != nil {
+		return nil, err
+	}
+	conf, err := authcallout.NATSConfigWithLimits(keys, cfg.Callout.Limits)
 	if err != nil {
 		return nil, err
 	}
@@ -214,24 +217,51 @@ func (n *Node) attach(cfg Config) {
 }
 
 // openStore opens the buckets, retrying while JetStream is still electing
-// leaders (a restarting cluster node).
+// leaders (a cluster forming, a node restarting) until ctx ends.
 func openStore(ctx context.Context, js jetstream.JetStream, cfg kvstore.Config) (*kvstore.Store, error) {
-	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st, err := kvstore.Open(ctx, js, cfg)
-		if err == nil || errors.Is(err, kvstore.ErrConfigValidation) || time.Now().After(deadline) {
-			if err != nil {
-				return nil, fmt.Errorf("open store: %w", err)
-			}
+		if err == nil {
 			return st, nil
+		}
+		if errors.Is(err, kvstore.ErrConfigValidation) {
+			return nil, fmt.Errorf("open store: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("open store: %w", ctx.Err())
+			return nil, fmt.Errorf("open store: %w (gave up: %w)", err, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
+
+// checkPayloadLimits refuses a per-connection publish limit that would
+// stop the services' largest accepted requests (rekey bundles, blob
+// chunks) at the server: every body limit of the services, plus the
+// signature headers, must fit in it. The two limits live in different
+// packages; the node is where both are known.
+func checkPayloadLimits(cfg Config) error {
+	publish := cfg.Callout.Limits.MaxPublishBytes
+	if publish == 0 {
+		publish = authcallout.DefaultMaxPublishBytes
+	}
+	bundle := cfg.Services.MaxBundleBytes
+	if bundle == 0 { // svc's default
+		bundle = max(svc.DefaultMaxBundleBytes, cfg.Services.MaxRequestBytes)
+	}
+	largest := max(bundle, cfg.Services.MaxRequestBytes)
+	for _, n := range cfg.Services.EndpointMaxBytes {
+		largest = max(largest, n)
+	}
+	if need := int64(largest) + publishHeaderBytes; publish < need {
+		return fmt.Errorf("%w: the publish limit (%d bytes) is below the services' largest request body (%d) plus %d bytes of headers: raise the publish limit or lower the body limits", ErrConfigValidation, publish, largest, publishHeaderBytes)
+	}
+	return nil
+}
+
+// publishHeaderBytes is the room left for a request's headers (the
+// signature) above its body.
+const publishHeaderBytes = 16 << 10
 
 // startServices starts the services, retrying while JetStream is still
 // electing leaders (the blob store of a cluster starting at once), until

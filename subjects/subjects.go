@@ -193,13 +193,20 @@ func tokenProblem(tok string) string {
 }
 
 // NewRoomID returns a new random room ID: 16 bytes from crypto/rand encoded
-// as unpadded base64url, 22 characters of [A-Za-z0-9_-].
+// as unpadded base64url, 22 characters of [A-Za-z0-9_-], never starting
+// with '-'.
 func NewRoomID() string {
 	var b [16]byte
-	// crypto/rand.Read never returns an error; it crashes the program if
-	// the system's randomness is unavailable.
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		// crypto/rand.Read never returns an error; it crashes the program
+		// if the system's randomness is unavailable.
+		_, _ = rand.Read(b[:])
+		// An ID starting with '-' reads as a flag on command lines (one
+		// in 64 would): draw again.
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 // ValidateRoomID returns an error unless id is a room ID: a valid token (see
@@ -250,33 +257,71 @@ func RoomIDFromSubject(subject string) (string, error) {
 	return id, nil
 }
 
+// Lengths of the text forms of nkeys (base32 without padding).
+const (
+	// publicKeyLen is the length of a public key: a prefix byte, the
+	// Ed25519 public key and a CRC-16.
+	publicKeyLen = 56
+	// seedLen is the length of a seed: two prefix bytes, the Ed25519 seed
+	// and a CRC-16.
+	seedLen = 58
+	// privateKeyLen is the length of a private key: a prefix byte, the
+	// Ed25519 private key and a CRC-16.
+	privateKeyLen = 108
+)
+
 // NormalizeUserKey returns the canonical form of a user public key: s with
 // surrounding space trimmed, upper-cased, and checked to be an nkey user
 // public key (U…). The error matches ErrInvalidUserKey; for a valid key of
 // another kind (an account key A…, say) it names both kinds, and for a seed
-// or private key it never repeats the value.
+// or private key it never repeats the value, even with a typo or with more
+// pasted around it.
 func NormalizeUserKey(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", &invalidError{kind: ErrInvalidUserKey, reason: "empty", hide: true}
 	}
 	if len(s) > MaxTokenLen {
-		return "", &invalidError{kind: ErrInvalidUserKey, value: s, reason: fmt.Sprintf("longer than %d bytes", MaxTokenLen)}
+		// Perhaps a seed with more pasted around it: never echo it.
+		return "", &invalidError{kind: ErrInvalidUserKey, reason: fmt.Sprintf("longer than %d bytes", MaxTokenLen), hide: true}
 	}
 	key := strings.ToUpper(s)
-	if nkeys.IsValidPublicUserKey(key) {
+	// The length check matters: nkeys, through encoding/base32, ignores
+	// one or three characters after a valid key, so "U…" + "A" would
+	// otherwise be a second spelling of the same key.
+	if len(key) == publicKeyLen && nkeys.IsValidPublicUserKey(key) {
 		return key, nil
 	}
-	if key[0] == 'S' || key[0] == 'P' {
-		// Seeds and private keys start with S and P: never echo anything
-		// that might be one, even with a typo.
+	if mayBeSecret(key) {
 		return "", &invalidError{kind: ErrInvalidUserKey, reason: "looks like a seed or private key, want a user public key (U...)", hide: true}
 	}
-	if nkeys.IsValidPublicKey(key) {
+	if len(key) == publicKeyLen && nkeys.IsValidPublicKey(key) {
 		kind := nkeys.Prefix(key).String()
 		return "", &invalidError{kind: ErrInvalidUserKey, value: s, reason: "is " + article(kind) + " " + kind + " key, want a user key (U...)"}
 	}
 	return "", &invalidError{kind: ErrInvalidUserKey, value: s, reason: "not a valid nkey user public key"}
+}
+
+// mayBeSecret reports whether the upper-cased key might hold a seed (S…) or
+// a private key (P…): its first letter is an S or a P (a seed with a typo,
+// or in quotes), or it holds a valid one anywhere.
+func mayBeSecret(key string) bool {
+	if i := strings.IndexFunc(key, func(r rune) bool { return 'A' <= r && r <= 'Z' }); i >= 0 && (key[i] == 'S' || key[i] == 'P') {
+		return true
+	}
+	for i := range len(key) {
+		switch {
+		case key[i] == 'S' && i+seedLen <= len(key):
+			if _, _, err := nkeys.DecodeSeed([]byte(key[i : i+seedLen])); err == nil {
+				return true
+			}
+		case key[i] == 'P' && i+privateKeyLen <= len(key):
+			if _, err := nkeys.Decode(nkeys.PrefixBytePrivate, []byte(key[i:i+privateKeyLen])); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // article returns the indefinite article for a key kind.

@@ -25,11 +25,19 @@ const (
 	CodeConflict = 409
 	// CodeTooLarge (413): request or blob too large.
 	CodeTooLarge = 413
-	// CodeTooManyRequests (429): rate limited; retry later.
+	// CodeTooManyRequests (429): rate limited; retry after the delay that
+	// HeaderRetryAfter and ErrorBody.RetryAfterMs give. The request was not
+	// processed.
 	CodeTooManyRequests = 429
 	// CodeUnavailable (503): backend unavailable; the service failed closed.
 	CodeUnavailable = 503
 )
+
+// HeaderRetryAfter is set on a CodeTooManyRequests reply: how long to wait
+// before the request can succeed, in whole milliseconds (decimal, at least
+// 1), like HTTP's Retry-After. ErrorBody.RetryAfterMs carries the same
+// value.
+const HeaderRetryAfter = "Unibus-Retry-After-Ms"
 
 // ErrorBody is the JSON body of every control-plane error reply, sent along
 // with micro's Nats-Service-Error and Nats-Service-Error-Code headers. Error
@@ -39,6 +47,9 @@ type ErrorBody struct {
 	Error string `json:"error"`
 	// Code is one of the Code… constants.
 	Code int `json:"code"`
+	// RetryAfterMs, on a CodeTooManyRequests reply, is how long to wait
+	// before retrying, in milliseconds (the HeaderRetryAfter header).
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
 }
 
 // Room modes (CreateRoomRequest.Mode, RoomInfo.Mode, RoomRef.Mode).

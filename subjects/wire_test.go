@@ -23,6 +23,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	pub := testPub(t, nkeys.PrefixByteUser, 1)
 	tests := []any{
 		&subjects.ErrorBody{Error: "no such room", Code: subjects.CodeNotFound},
+		&subjects.ErrorBody{Error: "slow down", Code: subjects.CodeTooManyRequests, RetryAfterMs: 250},
 		&subjects.AddUserRequest{Pub: pub, Name: "bot", Admin: true},
 		&subjects.UserInfo{Pub: pub, Name: "bot", Admin: true, EncKey: []byte{1, 2}, EncKeySig: []byte{3}, AddedAt: added, Revoked: true, RevokedAt: &revoked},
 		&subjects.UserInfo{Pub: pub, AddedAt: added},
@@ -108,6 +109,7 @@ func TestJSONKeys(t *testing.T) {
 		want string
 	}{
 		{"error body", subjects.ErrorBody{Error: "not found", Code: 404}, `{"error":"not found","code":404}`},
+		{"error body with a retry hint", subjects.ErrorBody{Error: "slow down", Code: 429, RetryAfterMs: 20}, `{"error":"slow down","code":429,"retry_after_ms":20}`},
 		{"room ref", subjects.RoomRef{RoomID: "r", Subject: "s", Epoch: 1, Policy: "none", Role: "owner", Mode: "e2e"},
 			`{"room_id":"r","subject":"s","epoch":1,"policy":"none","role":"owner","mode":"e2e"}`},
 		{"user info, optional fields omitted", subjects.UserInfo{Pub: "U", AddedAt: added},

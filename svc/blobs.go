@@ -245,6 +245,9 @@ func (h *blobHandlers) get(ctx context.Context, c caller, req *subjects.BlobGetR
 	if err != nil {
 		return subjects.BlobChunk{}, err
 	}
+	if req.Index < 0 {
+		return subjects.BlobChunk{}, badRequest("index must not be negative, got %d", req.Index)
+	}
 	if _, err := h.memberRoom(ctx, c, roomID); err != nil {
 		return subjects.BlobChunk{}, err
 	}

@@ -3,8 +3,10 @@ package svc
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"regexp"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -54,8 +56,42 @@ const (
 	DefaultMaxBlobBytes = 64 << 20
 	// DefaultVersion is the service version when Config.Version is empty.
 	DefaultVersion = "0.0.0-dev"
+	// DefaultQueueLength bounds the requests each service holds for a free
+	// worker.
+	DefaultQueueLength = 1024
+	// DefaultMaxMembersPerRoom bounds the members of a room. A rekey of a
+	// full room (a sealed key per member, about rekeyBytesPerMember of
+	// JSON each) then fits well inside DefaultMaxBundleBytes.
+	DefaultMaxMembersPerRoom = 1000
+	// DefaultMaxRoomsPerUser bounds the rooms a user is a member of (owned
+	// ones included). Every room is a subject in the user's permissions,
+	// which the auth callout issues at each connect; 1000 also keeps the
+	// lookup of a user's rooms within one direct get.
+	DefaultMaxRoomsPerUser = 1000
+	// DefaultRateLimit is the sustained rate, in requests per second, at
+	// which one identity may call one instance of the services.
+	DefaultRateLimit = 50
+	// DefaultRateBurst is how many requests one identity may make at once
+	// before DefaultRateLimit applies.
+	DefaultRateBurst = 100
+
 	// maxWorkers bounds Config.Workers.
 	maxWorkers = 4096
+	// maxQueueLength bounds Config.QueueLength.
+	maxQueueLength = 1 << 16
+	// maxQueuedBytes bounds the bodies of the requests a service holds for
+	// a free worker, whatever their number (as nats.go bounds a
+	// subscription's pending bytes): beyond it requests are refused (503).
+	maxQueuedBytes = 64 << 20
+	// maxBodyBytes bounds every body limit: NATS's own ceiling on
+	// max_payload.
+	maxBodyBytes = 64 << 20
+	// maxRateBurst bounds Config.RateBurst.
+	maxRateBurst = 1 << 20
+	// rekeyBytesPerMember is the JSON of one member's entry in a rekey
+	// bundle: the key (56 bytes and quotes) and a base64 MLKEM768-X25519
+	// sealed key (about 1,560 bytes), rounded up.
+	rekeyBytesPerMember = 1700
 )
 
 // Config configures the control-plane services. Store, Conn and nothing
@@ -82,15 +118,51 @@ type Config struct {
 	// MaxBundleBytes bounds the bodies of requests that carry sealed keys
 	// (rooms create, invite, remove, rekey) and blob chunks (blobs put);
 	// zero means DefaultMaxBundleBytes. It must be at least MaxRequestBytes
-	// and hold a blob chunk (about 700 KB).
+	// and hold a blob chunk (about 700 KB). The NATS payload limit of
+	// every peer (authcallout.PeerLimits.MaxPublishBytes, and the server's
+	// max_payload) must be larger, by the size of the signature headers.
 	MaxBundleBytes int
+	// EndpointMaxBytes overrides the body limit of single endpoints, by
+	// subject (e.g. subjects.RoomsInvite: 1 << 20); the other endpoints keep
+	// MaxRequestBytes or MaxBundleBytes. Every key must be a subject of
+	// these services, every limit 1..64 MiB, and the limit of blobs.put
+	// must hold a blob chunk (about 700 KB). Over its limit a request is
+	// refused with 413.
+	EndpointMaxBytes map[string]int
 	// Workers bounds how many requests each service handles at once; zero
 	// means 4 × GOMAXPROCS.
 	Workers int
-	// RequestTimeout bounds each request (waiting for a worker included);
-	// zero means DefaultRequestTimeout. When every worker stays busy for
-	// that long, the request is refused with 503.
+	// QueueLength bounds the requests each service holds for a free
+	// worker; zero means DefaultQueueLength. A request that finds the queue
+	// full (or the queued bodies over 64 MiB) is refused at once with 503.
+	QueueLength int
+	// RequestTimeout bounds each request from its arrival (waiting for a
+	// worker included); zero means DefaultRequestTimeout. A request still
+	// waiting for a worker when it expires is refused with 503, so that a
+	// saturated service answers every request within about RequestTimeout.
 	RequestTimeout time.Duration
+	// MaxMembersPerRoom bounds the members of a room, its owner included;
+	// zero means DefaultMaxMembersPerRoom, a negative value means no
+	// limit. An invitation into a full room is refused with 409 and
+	// nothing is stored. A rekey of a full room must fit in MaxBundleBytes
+	// (about 1.7 KB per member), which Start checks.
+	MaxMembersPerRoom int
+	// MaxRoomsPerUser bounds the rooms a user is a member of, owned ones
+	// included; zero means DefaultMaxRoomsPerUser, a negative value means
+	// no limit. Creating a room, or being invited into one, beyond it is
+	// refused with 409 and nothing is stored.
+	MaxRoomsPerUser int
+	// RateLimit is how many requests per second, sustained, each identity
+	// may make to one instance of the services (to each instance, when
+	// several run); zero means DefaultRateLimit, a negative value turns
+	// rate limiting off. Beyond it requests are refused with 429 and a
+	// retry hint (subjects.HeaderRetryAfter), before any store work. The
+	// identity is the request's verified signer (the claimed one in
+	// AuthSoft and AuthOff).
+	RateLimit float64
+	// RateBurst is how many requests an identity may make at once before
+	// RateLimit applies; zero means DefaultRateBurst.
+	RateBurst int
 	// MaxBlobBytes bounds the stored size of a blob (413 beyond); zero
 	// means DefaultMaxBlobBytes, and at most subjects.MaxBlobSize. The put
 	// of a blob's last chunk reads the whole blob back to check its hash,
@@ -123,6 +195,21 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Workers == 0 {
 		c.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if c.QueueLength == 0 {
+		c.QueueLength = DefaultQueueLength
+	}
+	if c.MaxMembersPerRoom == 0 {
+		c.MaxMembersPerRoom = DefaultMaxMembersPerRoom
+	}
+	if c.MaxRoomsPerUser == 0 {
+		c.MaxRoomsPerUser = DefaultMaxRoomsPerUser
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = DefaultRateLimit
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = DefaultRateBurst
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
@@ -169,14 +256,70 @@ func (c Config) valid() error {
 	if c.MaxBlobBytes < 1 || c.MaxBlobBytes > subjects.MaxBlobSize {
 		return fmt.Errorf("%w: max blob bytes must be 1..%d, got %d", ErrConfigValidation, int64(subjects.MaxBlobSize), c.MaxBlobBytes)
 	}
+	if c.MaxBundleBytes > maxBodyBytes {
+		return fmt.Errorf("%w: max bundle bytes must be at most %d, got %d", ErrConfigValidation, maxBodyBytes, c.MaxBundleBytes)
+	}
+	for subject, n := range c.EndpointMaxBytes {
+		if !slices.Contains(endpointSubjects(), subject) {
+			return fmt.Errorf("%w: endpoint max bytes: %q is not a control-plane subject (e.g. %s)", ErrConfigValidation, subject, subjects.RoomsInvite)
+		}
+		if n < 1 || n > maxBodyBytes {
+			return fmt.Errorf("%w: endpoint max bytes of %s must be 1..%d, got %d", ErrConfigValidation, subject, maxBodyBytes, n)
+		}
+		if subject == subjects.BlobsPut && n < maxBlobPutBytes {
+			return fmt.Errorf("%w: endpoint max bytes of %s (%d) must be at least %d, the size of a blob chunk request", ErrConfigValidation, subject, n, maxBlobPutBytes)
+		}
+	}
 	if c.Workers < 1 || c.Workers > maxWorkers {
 		return fmt.Errorf("%w: workers must be 1..%d, got %d", ErrConfigValidation, maxWorkers, c.Workers)
 	}
+	if c.QueueLength < 1 || c.QueueLength > maxQueueLength {
+		return fmt.Errorf("%w: queue length must be 1..%d, got %d", ErrConfigValidation, maxQueueLength, c.QueueLength)
+	}
 	if c.RequestTimeout < 0 {
 		return fmt.Errorf("%w: request timeout must be positive, got %s", ErrConfigValidation, c.RequestTimeout)
+	}
+	for _, subject := range []string{subjects.RoomsRekey, subjects.RoomsRemove} {
+		if n, limit := c.MaxMembersPerRoom, c.bodyLimit(subject, true); n > 0 && n*rekeyBytesPerMember > limit {
+			return fmt.Errorf("%w: max members per room (%d) needs rekey bundles of about %d bytes, over the limit of %d for %s: raise the bundle limit or lower the member limit",
+				ErrConfigValidation, n, n*rekeyBytesPerMember, limit, subject)
+		}
+	}
+	if math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
+		return fmt.Errorf("%w: rate limit must be a number of requests per second, got %g", ErrConfigValidation, c.RateLimit)
+	}
+	if c.RateBurst < 1 || c.RateBurst > maxRateBurst {
+		return fmt.Errorf("%w: rate burst must be 1..%d, got %d", ErrConfigValidation, maxRateBurst, c.RateBurst)
 	}
 	if !semVer.MatchString(c.Version) {
 		return fmt.Errorf("%w: version %q is not a semantic version (x.y.z)", ErrConfigValidation, c.Version)
 	}
 	return nil
+}
+
+// bodyLimit is the body limit of the endpoint at subject: its
+// EndpointMaxBytes entry, or else MaxBundleBytes when bundle is set
+// (requests that may carry sealed keys or blob chunks), MaxRequestBytes
+// otherwise.
+func (c Config) bodyLimit(subject string, bundle bool) int {
+	if n, ok := c.EndpointMaxBytes[subject]; ok {
+		return n
+	}
+	if bundle {
+		return c.MaxBundleBytes
+	}
+	return c.MaxRequestBytes
+}
+
+// endpointSubjects lists the subjects of every endpoint of the services,
+// the keys Config.EndpointMaxBytes may use: each endpoint's name in its
+// service's group, as micro subscribes them.
+func endpointSubjects() []string {
+	var out []string
+	for _, spec := range serviceSpecs(&handlers{}, &blobHandlers{handlers: &handlers{}}) {
+		for _, ep := range spec.endpoints {
+			out = append(out, spec.group+"."+ep.name)
+		}
+	}
+	return out
 }

@@ -3,10 +3,12 @@ package svc_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
 	"github.com/unibus/unibus/tests/natstest"
 )
@@ -41,6 +43,19 @@ func TestConfigValidation(t *testing.T) {
 		{"too many workers", svc.Config{Store: store, Conn: nc, Workers: 1 << 20}},
 		{"negative timeout", svc.Config{Store: store, Conn: nc, RequestTimeout: -time.Second}},
 		{"not a semantic version", svc.Config{Store: store, Conn: nc, Version: "d61886b"}},
+		{"endpoint limit for an unknown subject", svc.Config{Store: store, Conn: nc, EndpointMaxBytes: map[string]int{"unibus.v1.rooms.*": 1 << 10}}},
+		{"endpoint limit for an endpoint name", svc.Config{Store: store, Conn: nc, EndpointMaxBytes: map[string]int{subjects.EndpointInvite: 1 << 10}}},
+		{"zero endpoint limit", svc.Config{Store: store, Conn: nc, EndpointMaxBytes: map[string]int{subjects.RoomsGet: 0}}},
+		{"endpoint limit over 64 MiB", svc.Config{Store: store, Conn: nc, EndpointMaxBytes: map[string]int{subjects.RoomsRekey: 65 << 20}}},
+		{"blob put limit below a chunk", svc.Config{Store: store, Conn: nc, EndpointMaxBytes: map[string]int{subjects.BlobsPut: 64 << 10}}},
+		{"bundle limit over 64 MiB", svc.Config{Store: store, Conn: nc, MaxBundleBytes: 65 << 20}},
+		{"negative queue", svc.Config{Store: store, Conn: nc, QueueLength: -1}},
+		{"queue too long", svc.Config{Store: store, Conn: nc, QueueLength: 1 << 20}},
+		{"room limit beyond what a rekey can carry", svc.Config{Store: store, Conn: nc, MaxMembersPerRoom: 10_000}},
+		{"room limit beyond what a smaller rekey limit can carry", svc.Config{Store: store, Conn: nc, MaxMembersPerRoom: 1000, EndpointMaxBytes: map[string]int{subjects.RoomsRekey: 1 << 20}}},
+		{"rate limit not a number", svc.Config{Store: store, Conn: nc, RateLimit: math.NaN()}},
+		{"infinite rate limit", svc.Config{Store: store, Conn: nc, RateLimit: math.Inf(1)}},
+		{"negative burst", svc.Config{Store: store, Conn: nc, RateBurst: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := svc.Start(context.Background(), tc.cfg)
@@ -51,6 +66,21 @@ func TestConfigValidation(t *testing.T) {
 				t.Fatalf("Start = %v, want ErrConfigValidation", err)
 			}
 		})
+	}
+
+	// Limits off, limits raised together, limits overridden per endpoint.
+	for _, cfg := range []svc.Config{
+		{Store: store, Conn: nc, RateLimit: -1, MaxMembersPerRoom: -1, MaxRoomsPerUser: -1},
+		{Store: store, Conn: nc, MaxMembersPerRoom: 5000, MaxBundleBytes: 9 << 20, RateLimit: 0.5, RateBurst: 1},
+		{Store: store, Conn: nc, EndpointMaxBytes: map[string]int{subjects.UsersAdd: 1 << 10, subjects.BlobsPut: 1 << 20}},
+	} {
+		s, err := svc.Start(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("Start(%+v): %v", cfg, err)
+		}
+		if err := s.Stop(); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
 	}
 
 	// A store that remembers nonces long enough allows a longer skew.

@@ -18,37 +18,49 @@
 // # Request pipeline
 //
 // Every request to every endpoint goes through the same steps; the first
-// that fails answers:
+// that fails answers. Steps 1 to 3 need no store and run on micro's
+// handler, before the request takes a place in the queue, so that
+// oversized and unsigned floods and noisy identities are turned away
+// cheaply:
 //
 //  1. size: the body is at most Config.MaxRequestBytes, or
-//     Config.MaxBundleBytes for the requests that carry sealed keys (rooms
-//     create, invite, remove, rekey) → 413;
-//  2. a worker: the request goes to the service's bounded pool
-//     (Config.Workers), because micro runs one handler at a time per
-//     endpoint; it waits for a free worker until its deadline
-//     (Config.RequestTimeout, which also bounds every store call after it)
-//     → 503. Meanwhile later requests to the endpoint queue in the
-//     subscription (nats.go's pending limits);
-//  3. signature: subjects.VerifyRequest (headers, key, clock skew within
+//     Config.MaxBundleBytes for the requests that carry sealed keys or
+//     blob chunks (rooms create, invite, remove, rekey; blobs put), or the
+//     endpoint's Config.EndpointMaxBytes → 413;
+//  2. signature: subjects.VerifyRequest (headers, key, clock skew within
 //     Config.MaxSkew, Ed25519 signature over the canonical request) → 401;
-//  4. nonce: claimed once in the store, shared by every instance, so that a
+//  3. rate: a token bucket per identity (the verified signer) in each
+//     instance, Config.RateLimit per second in bursts of Config.RateBurst
+//     → 429 with a retry hint (subjects.HeaderRetryAfter and the body's
+//     retry_after_ms). Only registered identities get a bucket of their
+//     own; callers without one share a bucket for newcomers, so made-up
+//     keys cost neither memory nor more than that bucket's store reads;
+//  4. a worker: the request joins the service's queue (Config.QueueLength,
+//     and at most 64 MiB of bodies; full → 503 at once) for its bounded
+//     pool (Config.Workers). Config.RequestTimeout runs from the request's
+//     arrival: a request still queued then is refused (503), and the rest
+//     of the pipeline runs within what is left of it;
+//  5. nonce: claimed once in the store, shared by every instance, so that a
 //     replay to any instance fails → 401, or 503 if the store fails (fail
 //     closed);
-//  5. signer: registered and not revoked (one read of the user record, which
+//  6. signer: registered and not revoked (one read of the user record, which
 //     also gives the handlers the admin flag) → 401, or 503. The claim and
 //     the read run concurrently (one store round trip instead of two); their
 //     verdicts are judged in this order;
-//  6. body: strict JSON (unknown fields, trailing data, wrong types) → 400;
-//  7. the operation, which validates every field before its first write, so
-//     that a refused request changes nothing stored.
+//  7. body: UTF-8, strict JSON (unknown fields, trailing data, wrong types,
+//     nesting beyond encoding/json's 10,000 levels) → 400;
+//  8. the operation, which validates every field and the limits
+//     (Config.MaxMembersPerRoom, Config.MaxRoomsPerUser → 409) before its
+//     first write, so that a refused request changes nothing stored.
 //
-// Config.AuthMode relaxes steps 3 to 5: AuthSoft logs each failure and lets
-// the request proceed as the identity the Unibus-Pub header claims
+// Config.AuthMode relaxes steps 2, 5 and 6: AuthSoft logs each failure and
+// lets the request proceed as the identity the Unibus-Pub header claims
 // (report-only, to migrate clients); AuthOff skips them (development
-// only). No endpoint accepts an anonymous request: without a usable
-// Unibus-Pub header a request is 401 in every mode. Authorization (admin,
-// owner, member) and the owner and encryption-key signatures in request
-// bodies are checked in every mode. Only micro's own discovery ($SRV.>) is
+// only). In both, the rate limit applies to the claimed identity. No
+// endpoint accepts an anonymous request: without a usable Unibus-Pub
+// header a request is 401 in every mode. Authorization (admin, owner,
+// member) and the owner and encryption-key signatures in request bodies
+// are checked in every mode. Only micro's own discovery ($SRV.>) is
 // outside the pipeline.
 //
 // # Errors
@@ -56,11 +68,12 @@
 // Failures are micro errors: the Nats-Service-Error-Code and
 // Nats-Service-Error headers, and a subjects.ErrorBody with the same code
 // and message. Codes: 400 malformed, 401 unauthenticated, 403 forbidden,
-// 404 not found, 409 conflict, 413 too large, 503 unavailable. Messages are
-// written for humans ("you have no key for room R at epoch E", "only the
-// room owner may invite") and never carry store or Go error text; the cause
-// is logged (503 at error level, 401 at warning, the rest at debug). Inside
-// the package every failure is an *Error, which matches its code's sentinel
+// 404 not found, 409 conflict (also a room or user at its limit), 413 too
+// large, 429 too many requests, 503 unavailable. Messages are written for
+// humans ("you have no key for room R at epoch E", "only the room owner
+// may invite") and never carry store or Go error text; the cause is logged
+// (503 at error level, 401 at warning, the rest at debug). Inside the
+// package every failure is an *Error, which matches its code's sentinel
 // (ErrForbidden, …) with errors.Is.
 //
 // # Operations

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
@@ -27,10 +28,16 @@ var (
 	ErrForbidden = &Error{Code: subjects.CodeForbidden, Message: "forbidden"}
 	// ErrNotFound (404): no such user or room.
 	ErrNotFound = &Error{Code: subjects.CodeNotFound, Message: "not found"}
-	// ErrConflict (409): a duplicate, a stale epoch or a lost race.
+	// ErrConflict (409): a duplicate, a stale epoch, a lost race, or a
+	// room or user at its limit (Config.MaxMembersPerRoom,
+	// Config.MaxRoomsPerUser).
 	ErrConflict = &Error{Code: subjects.CodeConflict, Message: "conflict"}
 	// ErrTooLarge (413): the request body is over the endpoint's limit.
 	ErrTooLarge = &Error{Code: subjects.CodeTooLarge, Message: "request too large"}
+	// ErrTooManyRequests (429): the caller is over its rate limit
+	// (Config.RateLimit); the request was not processed, and Error.RetryAfter
+	// says when to retry.
+	ErrTooManyRequests = &Error{Code: subjects.CodeTooManyRequests, Message: "too many requests"}
 	// ErrUnavailable (503): the backend failed or the service is saturated or
 	// stopping; the request was refused (fail closed) and may be retried.
 	ErrUnavailable = &Error{Code: subjects.CodeUnavailable, Message: "service unavailable"}
@@ -44,6 +51,10 @@ type Error struct {
 	Code    int
 	Message string
 	Cause   error
+	// RetryAfter, on a 429, is how long the caller should wait before
+	// retrying; it goes on the wire as subjects.HeaderRetryAfter and
+	// ErrorBody.RetryAfterMs.
+	RetryAfter time.Duration
 }
 
 // Error returns the message and, when set, the cause (for logs).
@@ -66,7 +77,16 @@ func (e *Error) Is(target error) bool {
 
 // Body returns the JSON error body sent with the reply.
 func (e *Error) Body() subjects.ErrorBody {
-	return subjects.ErrorBody{Error: e.Message, Code: e.Code}
+	return subjects.ErrorBody{Error: e.Message, Code: e.Code, RetryAfterMs: e.retryAfterMs()}
+}
+
+// retryAfterMs is RetryAfter in whole milliseconds, rounded up so that a
+// caller who waits that long finds a token; 0 when there is no hint.
+func (e *Error) retryAfterMs() int64 {
+	if e.RetryAfter <= 0 {
+		return 0
+	}
+	return int64((e.RetryAfter + time.Millisecond - 1) / time.Millisecond)
 }
 
 func newError(code int, cause error, format string, args ...any) *Error {

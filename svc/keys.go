@@ -42,6 +42,12 @@ func (h *handlers) invite(ctx context.Context, c caller, req *subjects.InviteReq
 	case room.Encrypted() && req.Epoch != room.Epoch:
 		return subjects.MemberInfo{}, staleEpoch(room, req.Epoch)
 	}
+	if err := h.checkMembersOf(ctx, room.ID); err != nil {
+		return subjects.MemberInfo{}, err
+	}
+	if err := h.checkRoomsOf(ctx, pub, false); err != nil {
+		return subjects.MemberInfo{}, err
+	}
 	m, err := h.store.AddMember(ctx, room.ID, pub, subjects.RoleMember, req.Epoch, req.SealedKey)
 	if err != nil {
 		return subjects.MemberInfo{}, storeError(err, storeMessages{

@@ -6,12 +6,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -27,7 +30,7 @@ type endpoint struct {
 	name     string // subjects.Endpoint…, appended to the service's group
 	summary  string // one line for "nats micro info"
 	access   string // who may call, for "nats micro info"
-	bundle   bool   // the body may carry sealed keys: Config.MaxBundleBytes
+	bundle   bool   // the body may carry sealed keys or a blob chunk (Config.bodyLimit)
 	reqType  reflect.Type
 	respType reflect.Type
 	// handle decodes the body strictly and runs the operation.
@@ -76,6 +79,36 @@ type call struct {
 	body    []byte
 	start   time.Time
 	w       responder
+	// pub is the caller as admit found it: the verified signer, or (in
+	// AuthSoft after a failed check, and in AuthOff) the claimed one.
+	pub string
+	// nonce is the verified request nonce, to claim; verified reports
+	// that the signature checked out.
+	nonce    string
+	verified bool
+	// deadline is RequestTimeout after start; timer refuses the request
+	// then if it is still queued.
+	deadline time.Time
+	timer    *time.Timer
+	// claimed is set by whoever answers the request once queued: a worker
+	// or the timer.
+	claimed atomic.Bool
+}
+
+// claim reports whether the caller is the one to answer the request: true
+// exactly once.
+func (c *call) claim() bool { return c.claimed.CompareAndSwap(false, true) }
+
+// logCaller is who the request is from, for logs: the caller admit found
+// or else the one the request claims (unverified); nil if neither.
+func (c *call) logCaller() *caller {
+	if c.pub != "" {
+		return &caller{pub: c.pub}
+	}
+	if cl, err := claimedCaller(c.header); err == nil {
+		return &cl
+	}
+	return nil
 }
 
 // responder sends the reply to a request. micro.Request implements it for
@@ -96,77 +129,112 @@ type asyncReply struct {
 var _ responder = asyncReply{}
 var _ responder = micro.Request(nil)
 
-func (r asyncReply) Respond(data []byte, _ ...micro.RespondOpt) error {
-	return r.nc.PublishMsg(&nats.Msg{Subject: r.reply, Data: data})
+func (r asyncReply) Respond(data []byte, opts ...micro.RespondOpt) error {
+	m := &nats.Msg{Subject: r.reply, Data: data}
+	for _, o := range opts {
+		o(m)
+	}
+	return r.nc.PublishMsg(m)
 }
 
-func (r asyncReply) Error(code, description string, data []byte, _ ...micro.RespondOpt) error {
-	return r.nc.PublishMsg(&nats.Msg{
+func (r asyncReply) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
+	m := &nats.Msg{
 		Subject: r.reply,
 		Header:  nats.Header{micro.ErrorHeader: {description}, micro.ErrorCodeHeader: {code}},
-		Data:    data,
-	})
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	m.Data = data
+	return r.nc.PublishMsg(m)
 }
 
-// handler is the micro handler of ep. It runs on micro's subscription
-// goroutine, one request at a time: it checks the size, then hands the
-// request to a worker, waiting for a free one at most until the request's
-// deadline (503 after that, or when the service is stopping).
-func (s *service) handler(ep *endpoint, st *endpointStats) micro.Handler {
-	limit := s.cfg.MaxRequestBytes
-	if ep.bundle {
-		limit = s.cfg.MaxBundleBytes
-	}
+// handler is the micro handler of ep, whose bodies are bounded by limit.
+// It runs on micro's subscription goroutine, one request at a time, and
+// never waits: it checks what needs no store (the size, the signature and
+// the caller's rate, in admit), then queues the request for a worker, and
+// refuses it at once when any of that fails or the queue is full.
+// Unsigned and oversized floods and noisy identities are thus turned away
+// before they take a place in the queue or touch the store.
+func (s *service) handler(ep *endpoint, st *endpointStats, limit int) micro.Handler {
 	return micro.HandlerFunc(func(r micro.Request) {
-		start := time.Now()
-		if n := len(r.Data()); n > limit {
-			s.finish(r, ep, st, nil, start, newError(subjects.CodeTooLarge, nil,
-				"the request body is %d bytes, over the limit of %d bytes for %s", n, limit, r.Subject()))
-			return
-		}
-		if !s.enter() {
-			s.finish(r, ep, st, nil, start, newError(subjects.CodeUnavailable, nil, "the service is stopping; retry"))
-			return
-		}
-		ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
 		c := &call{
 			subject: r.Subject(),
 			header:  nats.Header(r.Headers()),
 			body:    r.Data(),
-			start:   start,
+			start:   time.Now(),
 			w:       asyncReply{nc: s.cfg.Conn, reply: r.Reply()},
 		}
-		select {
-		case s.slots <- struct{}{}:
-			go func() {
-				defer s.wg.Done()
-				defer func() { <-s.slots }()
-				defer cancel()
-				s.run(ctx, ep, st, c)
-			}()
-		case <-ctx.Done():
-			cancel()
-			st.busy.Add(1)
-			s.finish(r, ep, st, nil, start, newError(subjects.CodeUnavailable, ctx.Err(), "the service is busy; retry later"))
-			s.wg.Done()
-		case <-s.quit:
-			cancel()
-			s.finish(r, ep, st, nil, start, newError(subjects.CodeUnavailable, nil, "the service is stopping; retry"))
-			s.wg.Done()
+		c.deadline = c.start.Add(s.cfg.RequestTimeout)
+		if n := len(c.body); n > limit {
+			s.finish(r, ep, st, nil, c.start, newError(subjects.CodeTooLarge, nil,
+				"the request body is %d bytes, over the limit of %d bytes for %s", n, limit, c.subject))
+			return
+		}
+		if e := s.admit(c); e != nil {
+			s.finish(r, ep, st, c.logCaller(), c.start, e)
+			return
+		}
+		if e := s.enqueue(job{ep: ep, st: st, c: c}); e != nil {
+			s.finish(r, ep, st, c.logCaller(), c.start, e)
 		}
 	})
 }
 
-// run is the request pipeline, on a worker: authenticate, decode, handle,
-// reply.
+// admit is the first stage of the pipeline, the one that needs no store:
+// the request signature (AuthEnforce: 401 when it does not check out;
+// AuthSoft: logged) and then, once the caller is known, its rate limit
+// (429). Only a verified signer is charged in AuthEnforce, so an unsigned
+// or forged flood costs no bucket and no store read.
+func (s *service) admit(c *call) *Error {
+	if s.cfg.AuthMode == AuthOff {
+		who, err := claimedCaller(c.header)
+		if err != nil {
+			return asError(err)
+		}
+		c.pub = who.pub
+	} else {
+		sr, verr := subjects.VerifyRequest(c.subject, c.header, c.body, c.start, s.cfg.MaxSkew)
+		switch {
+		case verr == nil:
+			c.pub, c.nonce, c.verified = sr.Pub, sr.Nonce, true
+		case s.cfg.AuthMode == AuthEnforce:
+			return s.verifyError(verr)
+		default:
+			who, err := claimedCaller(c.header)
+			if err != nil {
+				return asError(err)
+			}
+			c.pub = who.pub
+			s.softAllow(c, who.pub, "signature", s.verifyError(verr))
+		}
+	}
+	if wait, newcomer, ok := s.limits.take(c.pub, c.start); !ok {
+		return s.tooManyRequests(c.pub, wait, newcomer)
+	}
+	return nil
+}
+
+// tooManyRequests is the 429 of a caller over its rate, with the wait
+// until its next token.
+func (s *service) tooManyRequests(pub string, wait time.Duration, newcomer bool) *Error {
+	e := &Error{Code: subjects.CodeTooManyRequests, RetryAfter: wait}
+	retry := time.Duration(e.retryAfterMs()) * time.Millisecond
+	if newcomer {
+		e.Message = fmt.Sprintf("too many requests from identities this service has not seen recently; retry in %s", retry)
+	} else {
+		e.Message = fmt.Sprintf("too many requests from %s: the limit is %g per second, in bursts of up to %d; retry in %s",
+			pub, s.cfg.RateLimit, s.cfg.RateBurst, retry)
+	}
+	return e
+}
+
+// run is the rest of the pipeline, on a worker: authenticate, decode,
+// handle, reply.
 func (s *service) run(ctx context.Context, ep *endpoint, st *endpointStats, c *call) {
 	who, err := s.authenticate(ctx, c)
 	if err != nil {
-		var claimed *caller
-		if cl, cerr := claimedCaller(c.header); cerr == nil {
-			claimed = &cl // unverified, for the log
-		}
-		s.finish(c.w, ep, st, claimed, c.start, asError(err))
+		s.finish(c.w, ep, st, c.logCaller(), c.start, asError(err))
 		return
 	}
 	resp, err := ep.handle(ctx, who, c.body)
@@ -189,7 +257,11 @@ func (s *service) run(ctx context.Context, ep *endpoint, st *endpointStats, c *c
 // order, so that stats and logs never lag the reply).
 func (s *service) finish(w responder, ep *endpoint, st *endpointStats, who *caller, start time.Time, e *Error) {
 	st.record(time.Since(start), e)
-	if level := levelOf(e.Code); s.log.Enabled(s.base, level) {
+	level := levelOf(e.Code)
+	if level > slog.LevelDebug && !s.logs.allow(time.Now()) {
+		level = slog.LevelDebug // a flood of refusals must not flood the log
+	}
+	if s.log.Enabled(s.base, level) {
 		attrs := []any{"endpoint", ep.name, "code", e.Code, "error", e.Message}
 		if who != nil {
 			attrs = append(attrs, "pub", who.pub)
@@ -199,14 +271,20 @@ func (s *service) finish(w responder, ep *endpoint, st *endpointStats, who *call
 		}
 		s.log.Log(s.base, level, "request refused", attrs...)
 	}
-	body, _ := json.Marshal(e.Body()) // a struct of a string and an int
-	if err := w.Error(strconv.Itoa(e.Code), e.Message, body); err != nil {
+	body, _ := json.Marshal(e.Body()) // strings and integers
+	var opts []micro.RespondOpt
+	if ms := e.retryAfterMs(); ms > 0 {
+		opts = append(opts, micro.WithHeaders(micro.Headers{subjects.HeaderRetryAfter: {strconv.FormatInt(ms, 10)}}))
+	}
+	if err := w.Error(strconv.Itoa(e.Code), e.Message, body, opts...); err != nil {
 		s.log.Debug("error reply not sent", "endpoint", ep.name, "err", err)
 	}
 }
 
 // levelOf is the log level of a refusal: backend failures are errors,
-// authentication failures warnings, the rest (the caller's mistakes) debug.
+// authentication failures warnings, the rest (the caller's mistakes, and
+// rate limiting, which would flood the log) debug. Beyond logBudget, the
+// first two are logged at debug too.
 func levelOf(code int) slog.Level {
 	switch code {
 	case subjects.CodeUnavailable:
@@ -217,47 +295,56 @@ func levelOf(code int) slog.Level {
 	return slog.LevelDebug
 }
 
-// authenticate is the signed-request stage: signature, timestamp and key
-// (subjects.VerifyRequest), then the nonce (claimed once in the shared
-// store), then the signer's registration. See AuthMode for what each mode
-// does with a failure; backend errors are 503 in every mode.
+// authenticate is the signed-request stage that needs the store: the
+// nonce, claimed once in the shared store, and the signer's registration
+// (admit checked the signature, timestamp and key). See AuthMode for what
+// each mode does with a failure; backend errors are 503 in every mode. A
+// caller found registered gets a rate-limit bucket of its own.
 func (s *service) authenticate(ctx context.Context, c *call) (caller, error) {
-	if s.cfg.AuthMode == AuthOff {
-		return claimedCaller(c.header)
+	var (
+		who caller
+		err error
+	)
+	switch {
+	case s.cfg.AuthMode == AuthOff:
+		who = caller{pub: c.pub}
+	case !c.verified:
+		// AuthSoft after a failed signature check (logged by admit). An
+		// unverified nonce is not claimed: it proves nothing, and claiming
+		// it would let anyone burn a victim's nonces.
+		who, err = s.lookupCaller(ctx, c, c.pub, true)
+	default:
+		who, err = s.claimAndLookup(ctx, c)
 	}
+	if err != nil {
+		return caller{}, err
+	}
+	if who.user != nil || s.cfg.AuthMode == AuthOff {
+		s.limits.remember(who.pub, time.Now())
+	}
+	return who, nil
+}
+
+// claimAndLookup claims the verified nonce and reads the signer's record.
+func (s *service) claimAndLookup(ctx context.Context, c *call) (caller, error) {
 	soft := s.cfg.AuthMode == AuthSoft
-	sr, verr := subjects.VerifyRequest(c.subject, c.header, c.body, time.Now(), s.cfg.MaxSkew)
-	if verr != nil {
-		e := s.verifyError(verr)
-		if !soft {
-			return caller{}, e
-		}
-		who, err := claimedCaller(c.header)
-		if err != nil {
-			return caller{}, err
-		}
-		s.softAllow(c, who.pub, "signature", e)
-		// An unverified nonce is not claimed: it proves nothing, and
-		// claiming it would let anyone burn a victim's nonces.
-		return s.lookupCaller(ctx, c, who.pub, true)
-	}
 	// The nonce claim and the user read are independent: run them at once
 	// (one store round trip less), then judge them in order.
 	user := make(chan userRead, 1)
 	go func() {
-		u, err := s.cfg.Store.GetUser(ctx, sr.Pub)
+		u, err := s.cfg.Store.GetUser(ctx, c.pub)
 		user <- userRead{u, err}
 	}()
-	claimErr := s.cfg.Store.ClaimNonce(ctx, sr.Nonce)
+	claimErr := s.cfg.Store.ClaimNonce(ctx, c.nonce)
 	read := <-user
 	if claimErr != nil {
 		e := storeError(claimErr, storeMessages{invalid: "malformed request nonce"})
 		if !soft || e.Code == subjects.CodeUnavailable {
 			return caller{}, e
 		}
-		s.softAllow(c, sr.Pub, "nonce", e)
+		s.softAllow(c, c.pub, "nonce", e)
 	}
-	return s.judgeCaller(c, sr.Pub, read, soft)
+	return s.judgeCaller(c, c.pub, read, soft)
 }
 
 // userRead is the outcome of a user lookup.
@@ -330,12 +417,17 @@ func claimedCaller(h nats.Header) (caller, error) {
 	return caller{pub: pub}, nil
 }
 
-// decodeStrict decodes a JSON object into v: unknown fields and anything
-// after the object are refused. An empty body is an empty object. Errors
-// are 400 with a message that names the problem, not Go's error text.
+// decodeStrict decodes a JSON object into v: unknown fields, anything
+// after the object and a body that is not UTF-8 (JSON's only encoding;
+// encoding/json would quietly turn bad bytes in strings into U+FFFD) are
+// refused. An empty body is an empty object. Errors are 400 with a message
+// that names the problem, not Go's error text.
 func decodeStrict(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
+	}
+	if !utf8.Valid(body) {
+		return badRequest("the request body is not valid UTF-8 (at byte %d)", invalidUTF8At(body))
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -356,21 +448,58 @@ func decodeError(err error) *Error {
 		b64    base64.CorruptInputError
 	)
 	switch {
+	case errors.As(err, &syntax) && strings.Contains(syntax.Error(), "max depth"):
+		return newError(subjects.CodeBadRequest, err, "the JSON is nested too deeply (at byte %d)", syntax.Offset)
 	case errors.As(err, &syntax):
 		return newError(subjects.CodeBadRequest, err, "malformed JSON at byte %d", syntax.Offset)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return newError(subjects.CodeBadRequest, err, "truncated JSON")
 	case errors.As(err, &typ) && typ.Field != "":
-		return newError(subjects.CodeBadRequest, err, "field %q must be %s, not a JSON %s", typ.Field, jsonKind(typ.Type), typ.Value)
+		return newError(subjects.CodeBadRequest, err, "field %q must be %s, got JSON %s", typ.Field, jsonKind(typ.Type), typ.Value)
 	case errors.As(err, &typ):
 		return newError(subjects.CodeBadRequest, err, "the request body must be a JSON object, not a JSON %s", typ.Value)
 	case errors.As(err, &b64):
 		return newError(subjects.CodeBadRequest, err, "a binary field is not valid standard base64 (at byte %d)", int64(b64))
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return newError(subjects.CodeBadRequest, err, "unknown field %s", name)
+		return newError(subjects.CodeBadRequest, err, "unknown field %s", boundedFieldName(name))
 	}
 	return newError(subjects.CodeBadRequest, err, "malformed JSON request")
+}
+
+// maxFieldNameLen bounds how much of an unknown field's name an error
+// message repeats: the name comes from the request and may be as long as
+// the body, and the message travels twice in the reply (header and body).
+const maxFieldNameLen = 64
+
+// boundedFieldName requotes a field name quoted by encoding/json,
+// truncated to maxFieldNameLen bytes on a rune boundary.
+func boundedFieldName(quoted string) string {
+	name, err := strconv.Unquote(quoted)
+	if err != nil {
+		name = quoted
+	}
+	if len(name) <= maxFieldNameLen {
+		return strconv.Quote(name)
+	}
+	cut := maxFieldNameLen
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return strconv.Quote(name[:cut]) + "..."
+}
+
+// invalidUTF8At returns the offset of the first byte of b that is not
+// part of valid UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 // jsonKind names the JSON kind of a Go type, with an article.
@@ -380,8 +509,11 @@ func jsonKind(t reflect.Type) string {
 		return "a string"
 	case reflect.Bool:
 		return "a boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return fmt.Sprintf("an integer of %d bits", t.Bits())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("a non-negative integer of %d bits", t.Bits())
+	case reflect.Float32, reflect.Float64:
 		return "a number"
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {

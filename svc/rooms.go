@@ -70,6 +70,9 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 			return subjects.RoomInfo{}, badRequest("publish your encryption key (users.setkey) before creating an encrypted room")
 		}
 	}
+	if err := h.checkRoomsOf(ctx, c.pub, true); err != nil {
+		return subjects.RoomInfo{}, err
+	}
 	room, err := h.store.CreateRoom(ctx, kvstore.Room{
 		ID:     id,
 		Name:   req.Name,
@@ -166,6 +169,50 @@ func (h *handlers) mine(ctx context.Context, c caller, _ *struct{}) (subjects.Mi
 		})
 	}
 	return out, nil
+}
+
+// The limits on rooms and members are refused with 409, not 403: the
+// caller may do this in general and is not refused for who it is, but the
+// current state (a full room, a user in too many rooms) conflicts with the
+// request, which succeeds once a member leaves or is removed. They are
+// checked before anything is written; concurrent requests may overshoot a
+// limit by their number.
+
+// checkRoomsOf refuses (409) to add pub, the caller itself (self) or an
+// invitee, to one more room when it is in Config.MaxRoomsPerUser rooms.
+func (h *handlers) checkRoomsOf(ctx context.Context, pub string, self bool) error {
+	limit := h.cfg.MaxRoomsPerUser
+	if limit < 0 {
+		return nil
+	}
+	n, err := h.store.CountRoomsForEndpoint(ctx, pub)
+	if err != nil {
+		return storeError(err, storeMessages{})
+	}
+	if n < limit {
+		return nil
+	}
+	if self {
+		return conflict(nil, "you are a member of %d rooms, the most this deployment allows (%d): leave a room before you create another", n, limit)
+	}
+	return conflict(nil, "user %s is a member of %d rooms, the most this deployment allows (%d): it must leave a room before it can be invited", pub, n, limit)
+}
+
+// checkMembersOf refuses (409) one more member in a room that has
+// Config.MaxMembersPerRoom members.
+func (h *handlers) checkMembersOf(ctx context.Context, roomID string) error {
+	limit := h.cfg.MaxMembersPerRoom
+	if limit < 0 {
+		return nil
+	}
+	n, err := h.store.CountMembers(ctx, roomID)
+	if err != nil {
+		return storeError(err, storeMessages{notFound: "room " + roomID + " not found"})
+	}
+	if n < limit {
+		return nil
+	}
+	return conflict(nil, "room %s has %d members, the most this deployment allows (%d): remove a member before you invite another", roomID, n, limit)
 }
 
 // room reads a room by the request's room_id (404 if there is none).

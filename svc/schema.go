@@ -6,17 +6,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/unibus/unibus/subjects"
 )
 
 // metadata is what "nats micro info" shows for an endpoint: what it does,
 // who may call it, the JSON of its request and reply (derived from the wire
 // types in package subjects, so they cannot drift apart) and its size
 // limit.
-func metadata(ep *endpoint, cfg Config) map[string]string {
-	limit := cfg.MaxRequestBytes
-	if ep.bundle {
-		limit = cfg.MaxBundleBytes
-	}
+func metadata(ep *endpoint, limit int) map[string]string {
 	return map[string]string{
 		"summary":       ep.summary,
 		"access":        ep.access,
@@ -26,7 +24,8 @@ func metadata(ep *endpoint, cfg Config) map[string]string {
 		"response_type": typeName(ep.respType),
 		"max_bytes":     strconv.Itoa(limit),
 		"signed":        "headers Unibus-Pub, Unibus-Ts, Unibus-Nonce, Unibus-Sig (see subjects.SignRequest)",
-		"errors":        `micro error headers and {"error":string,"code":int}; codes 400 401 403 404 409 413 503`,
+		"errors": `micro error headers and {"error":string,"code":int,"retry_after_ms"?:integer}; codes 400 401 403 404 409 413 429 503; ` +
+			`a 429 carries the retry hint in the ` + subjects.HeaderRetryAfter + ` header too`,
 	}
 }
 

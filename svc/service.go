@@ -45,6 +45,12 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 		log.Warn("the server's max_payload is below the bundle limit: large rekeys cannot reach the services",
 			"max_payload", mp, "max_bundle_bytes", cfg.MaxBundleBytes)
 	}
+	for subject, n := range cfg.EndpointMaxBytes {
+		if mp := cfg.Conn.MaxPayload(); mp > 0 && int64(n) > mp {
+			log.Warn("the server's max_payload is below an endpoint's body limit: its largest requests cannot reach the services",
+				"max_payload", mp, "subject", subject, "max_bytes", n)
+		}
+	}
 	if cfg.AuthMode != AuthEnforce {
 		log.Warn("signed-request checks are relaxed; use only in development or while migrating clients", "auth_mode", cfg.AuthMode)
 	}
@@ -54,30 +60,17 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	if err != nil {
 		return nil, err
 	}
-	users, err := startService(base, cfg, serviceSpec{
-		name:        subjects.UsersService,
-		group:       subjects.UsersGroup,
-		description: "unibus users: the allowlist of identities, their admin flag and encryption keys",
-		endpoints:   h.usersEndpoints(),
-	})
+	specs := serviceSpecs(h, bh)
+	limits := newLimiter(cfg, time.Now())
+	users, err := startService(base, cfg, limits, specs[0])
 	if err != nil {
 		return nil, err
 	}
-	rooms, err := startService(base, cfg, serviceSpec{
-		name:        subjects.RoomsService,
-		group:       subjects.RoomsGroup,
-		description: "unibus rooms: rooms, members and sealed room keys",
-		endpoints:   h.roomsEndpoints(),
-	})
+	rooms, err := startService(base, cfg, limits, specs[1])
 	if err != nil {
 		return nil, errors.Join(err, users.stop())
 	}
-	blobs, err := startService(base, cfg, serviceSpec{
-		name:        subjects.BlobsService,
-		group:       subjects.BlobsGroup,
-		description: "unibus blobs: room content addressed by SHA-256, in chunks, sealed by the clients in encrypted rooms",
-		endpoints:   bh.endpoints(),
-	})
+	blobs, err := startService(base, cfg, limits, specs[2])
 	if err != nil {
 		return nil, errors.Join(err, rooms.stop(), users.stop())
 	}
@@ -91,13 +84,15 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	ss.stopOnCancel = context.AfterFunc(ctx, func() { _ = ss.Stop() })
 	ss.mu.Unlock()
 	log.Info("control plane started", "version", cfg.Version, "auth_mode", cfg.AuthMode,
-		"workers", cfg.Workers, "require_encrypted_rooms", cfg.RequireEncryptedRooms)
+		"workers", cfg.Workers, "queue_length", cfg.QueueLength, "rate_limit", cfg.RateLimit, "rate_burst", cfg.RateBurst,
+		"max_members_per_room", cfg.MaxMembersPerRoom, "max_rooms_per_user", cfg.MaxRoomsPerUser,
+		"require_encrypted_rooms", cfg.RequireEncryptedRooms)
 	return ss, nil
 }
 
 // Stop stops the services: the server drops their subscriptions (new
-// requests go to other instances), requests waiting for a worker or still
-// queued in a subscription are refused with 503 (retry), and Stop returns
+// requests go to other instances), requests waiting for a worker are
+// refused with 503 (retry), and Stop returns
 // when every request in progress has been answered. It does not close
 // Config.Conn. It is safe to call more than once and from several
 // goroutines.
@@ -149,31 +144,66 @@ type serviceSpec struct {
 	endpoints   []endpoint
 }
 
-// service is one running micro service with its worker pool.
+// serviceSpecs describes the three services: users, rooms and blobs.
+func serviceSpecs(h *handlers, bh *blobHandlers) [3]serviceSpec {
+	return [3]serviceSpec{{
+		name:        subjects.UsersService,
+		group:       subjects.UsersGroup,
+		description: "unibus users: the allowlist of identities, their admin flag and encryption keys",
+		endpoints:   h.usersEndpoints(),
+	}, {
+		name:        subjects.RoomsService,
+		group:       subjects.RoomsGroup,
+		description: "unibus rooms: rooms, members and sealed room keys",
+		endpoints:   h.roomsEndpoints(),
+	}, {
+		name:        subjects.BlobsService,
+		group:       subjects.BlobsGroup,
+		description: "unibus blobs: room content addressed by SHA-256, in chunks, sealed by the clients in encrypted rooms",
+		endpoints:   bh.endpoints(),
+	}}
+}
+
+// service is one running micro service with its worker pool: micro's
+// handler (one goroutine per endpoint) checks what needs no store (size,
+// signature, rate) and queues the request; Config.Workers workers take
+// requests from the queue and run the rest of the pipeline.
 type service struct {
-	name  string
-	cfg   Config
-	log   *slog.Logger
-	base  context.Context
-	ms    micro.Service
-	slots chan struct{} // one token per busy worker
-	quit  chan struct{} // closed by stop
-	wg    sync.WaitGroup
+	name   string
+	cfg    Config
+	log    *slog.Logger
+	base   context.Context
+	ms     micro.Service
+	limits *limiter       // shared by the services of one Start; nil when off
+	logs   *logBudget     // of the refusals logged above debug level
+	queue  chan job       // requests waiting for a worker
+	queued atomic.Int64   // bytes of the bodies in queue
+	quit   chan struct{}  // closed by stop
+	wg     sync.WaitGroup // the workers
 
 	mu      sync.RWMutex
 	stopped bool
 	stats   map[string]*endpointStats // by endpoint name; fixed after start
 }
 
-func startService(base context.Context, cfg Config, spec serviceSpec) (*service, error) {
+// job is a request in the queue, with its endpoint.
+type job struct {
+	ep *endpoint
+	st *endpointStats
+	c  *call
+}
+
+func startService(base context.Context, cfg Config, limits *limiter, spec serviceSpec) (*service, error) {
 	s := &service{
-		name:  spec.name,
-		cfg:   cfg,
-		log:   cfg.Logger.With("service", spec.name),
-		base:  base,
-		slots: make(chan struct{}, cfg.Workers),
-		quit:  make(chan struct{}),
-		stats: make(map[string]*endpointStats, len(spec.endpoints)),
+		name:   spec.name,
+		cfg:    cfg,
+		log:    cfg.Logger.With("service", spec.name),
+		base:   base,
+		limits: limits,
+		logs:   newLogBudget(time.Now()),
+		queue:  make(chan job, cfg.QueueLength),
+		quit:   make(chan struct{}),
+		stats:  make(map[string]*endpointStats, len(spec.endpoints)),
 	}
 	for _, ep := range spec.endpoints {
 		s.stats[ep.name] = &endpointStats{}
@@ -197,10 +227,14 @@ func startService(base context.Context, cfg Config, spec serviceSpec) (*service,
 		return nil, fmt.Errorf("add service %s: %w", spec.name, err)
 	}
 	s.ms = ms
+	for range cfg.Workers {
+		s.wg.Go(s.work)
+	}
 	g := ms.AddGroup(spec.group)
 	for i := range spec.endpoints {
 		ep := &spec.endpoints[i]
-		err := g.AddEndpoint(ep.name, s.handler(ep, s.stats[ep.name]), micro.WithEndpointMetadata(metadata(ep, cfg)))
+		limit := cfg.bodyLimit(spec.group+"."+ep.name, ep.bundle)
+		err := g.AddEndpoint(ep.name, s.handler(ep, s.stats[ep.name], limit), micro.WithEndpointMetadata(metadata(ep, limit)))
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("add endpoint %s.%s: %w", spec.group, ep.name, err), s.stop())
 		}
@@ -208,18 +242,106 @@ func startService(base context.Context, cfg Config, spec serviceSpec) (*service,
 	return s, nil
 }
 
-// enter registers one request in progress, unless the service is stopping.
-func (s *service) enter() bool {
+// enqueue hands a request to the workers, unless the service is stopping
+// or the queue is full (by count or by bytes): then it returns the 503 to
+// answer at once. A queued request has a timer that refuses it (503) at
+// its deadline, should no worker take it by then, so that a saturated
+// service answers every request in time even when its workers are stuck.
+func (s *service) enqueue(j job) *Error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.stopped {
-		return false
+		return errStopping()
 	}
-	s.wg.Add(1)
-	return true
+	n := int64(len(j.c.body))
+	if s.queued.Add(n) > maxQueuedBytes {
+		s.queued.Add(-n)
+		j.st.busy.Add(1)
+		return errBusy(nil)
+	}
+	s.wg.Add(1) // the timer's callback, until it is stopped or has run
+	j.c.timer = time.AfterFunc(time.Until(j.c.deadline), func() {
+		defer s.wg.Done()
+		s.expire(j)
+	})
+	select {
+	case s.queue <- j:
+		return nil
+	default:
+		s.queued.Add(-n)
+		if !j.c.claim() {
+			return nil // the deadline had passed: the timer answered
+		}
+		s.stopTimer(j.c)
+		j.st.busy.Add(1)
+		return errBusy(nil)
+	}
 }
 
-// stop drains the micro service, then refuses waiting requests and waits
+// stopTimer stops the deadline timer of a claimed request.
+func (s *service) stopTimer(c *call) {
+	if c.timer.Stop() {
+		s.wg.Done() // its callback will not run
+	}
+}
+
+// expire refuses a queued request at its deadline, unless a worker took it.
+func (s *service) expire(j job) {
+	if !j.c.claim() {
+		return
+	}
+	j.st.busy.Add(1)
+	s.finish(j.c.w, j.ep, j.st, j.c.logCaller(), j.c.start, errBusy(context.DeadlineExceeded))
+}
+
+// work is one worker: it serves queued requests until stop, then refuses
+// what is left in the queue.
+func (s *service) work() {
+	for {
+		select {
+		case j := <-s.queue:
+			s.serve(j)
+		case <-s.quit:
+			for {
+				select {
+				case j := <-s.queue:
+					s.queued.Add(-int64(len(j.c.body)))
+					if j.c.claim() {
+						s.stopTimer(j.c)
+						s.finish(j.c.w, j.ep, j.st, j.c.logCaller(), j.c.start, errStopping())
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// serve runs one queued request within its deadline, unless its timer
+// refused it already.
+func (s *service) serve(j job) {
+	s.queued.Add(-int64(len(j.c.body)))
+	if !j.c.claim() {
+		return
+	}
+	s.stopTimer(j.c)
+	ctx, cancel := context.WithDeadline(s.base, j.c.deadline)
+	defer cancel()
+	s.run(ctx, j.ep, j.st, j.c)
+}
+
+// errBusy is the 503 of a request that found no worker in time.
+func errBusy(cause error) *Error {
+	return newError(subjects.CodeUnavailable, cause, "the service is busy; retry later")
+}
+
+// errStopping is the 503 of a request that arrived as the service stops.
+func errStopping() *Error {
+	return newError(subjects.CodeUnavailable, nil, "the service is stopping; retry")
+}
+
+// stop drains the micro service, then refuses queued requests and waits
 // for those in progress.
 func (s *service) stop() error {
 	err := s.ms.Stop()
@@ -250,6 +372,7 @@ type endpointStats struct {
 	handled   atomic.Int64
 	errors    atomic.Int64
 	busy      atomic.Int64
+	limited   atomic.Int64
 	nanos     atomic.Int64
 	lastError atomic.Pointer[string]
 }
@@ -261,9 +384,12 @@ type StatsData struct {
 	Handled int64 `json:"handled"`
 	// Errors counts the error replies.
 	Errors int64 `json:"errors"`
-	// Busy counts the requests refused because no worker became free
-	// before their deadline.
+	// Busy counts the requests refused because the queue was full or no
+	// worker became free before their deadline.
 	Busy int64 `json:"busy"`
+	// RateLimited counts the requests refused because their caller was
+	// over its rate limit (429).
+	RateLimited int64 `json:"rate_limited"`
 	// ProcessingTime is the total time from receipt to reply.
 	ProcessingTime time.Duration `json:"processing_time"`
 	// AverageProcessingTime is ProcessingTime / Handled.
@@ -277,6 +403,9 @@ func (st *endpointStats) record(d time.Duration, e *Error) {
 	st.nanos.Add(int64(d))
 	if e != nil {
 		st.errors.Add(1)
+		if e.Code == subjects.CodeTooManyRequests {
+			st.limited.Add(1)
+		}
 		msg := fmt.Sprintf("%d %s", e.Code, e.Message)
 		st.lastError.Store(&msg)
 	}
@@ -287,6 +416,7 @@ func (st *endpointStats) snapshot() StatsData {
 		Handled:        st.handled.Load(),
 		Errors:         st.errors.Load(),
 		Busy:           st.busy.Load(),
+		RateLimited:    st.limited.Load(),
 		ProcessingTime: time.Duration(st.nanos.Load()),
 	}
 	if d.Handled > 0 {

@@ -38,6 +38,9 @@ routes: [ "nats-route://10.0.0.2:6222", nats-route://10.0.0.3:6222 ]
 cluster_name: prod
 name: n1
 admin: UFROMFILE
+rate_limit: 7.5
+max_members_per_room: 20
+max_publish_bytes: 2MB
 `)
 	var o serveOptions
 	var errOut bytes.Buffer
@@ -58,6 +61,9 @@ admin: UFROMFILE
 		{"routes", o.routes, "nats-route://10.0.0.2:6222,nats-route://10.0.0.3:6222"},
 		{"cluster_name", o.clusterName, "prod"},
 		{"admin (env over file)", o.admin, "UFROMENV"},
+		{"rate_limit", strconv.FormatFloat(o.limits.rateLimit, 'f', -1, 64), "7.5"},
+		{"max_members_per_room", strconv.Itoa(o.limits.maxMembersPerRoom), "20"},
+		{"max_publish_bytes (NATS size suffix)", strconv.FormatInt(o.limits.maxPublishBytes, 10), "2097152"},
 		{"data (env, not in file)", o.data, "/env/data"},
 	} {
 		if c.got != c.want {
@@ -197,10 +203,21 @@ func TestNATSConfigCommand(t *testing.T) {
 	if errOut.Len() != 0 {
 		t.Fatalf("existing credentials reported as new: %q", errOut.String())
 	}
-	for _, args := range [][]string{{}, {"--creds", creds, "extra"}, {"--nope"}} {
+	// Limits go into the account and must be coherent.
+	limited := &bytes.Buffer{}
+	if err := (&natsConfigCommand{Stdout: limited, Stderr: &bytes.Buffer{}, Getenv: envOf(nil)}).Run(context.Background(), []string{"--creds", creds, "--max-publish-bytes", "2000000", "--max-subscriptions", "99"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(limited.String(), "max_payload: 2000000, max_subscriptions: 99") {
+		t.Fatalf("limits not in the account: %s", limited.String())
+	}
+	for _, args := range [][]string{{}, {"--creds", creds, "extra"}, {"--nope"}, {"--creds", filepath.Join(dir, "new.creds"), "--max-publish-bytes", "10"}} {
 		err := (&natsConfigCommand{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: envOf(nil)}).Run(context.Background(), args)
 		if !errors.Is(err, errUsage) {
 			t.Errorf("args %q: err = %v, want a usage error", args, err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new.creds")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("refused limits still created credentials")
 	}
 }

@@ -35,6 +35,8 @@ func (c *natsConfigCommand) Run(_ context.Context, args []string) error {
 	creds := fs.String("creds", c.Getenv("UNIBUS_CREDS"), "deployment credentials file: read, or created (mode 0600) when missing (env UNIBUS_CREDS)")
 	xkey := fs.Bool("xkey", false, "when creating credentials, add an xkey that encrypts the callout exchange")
 	out := fs.String("out", "", "write the configuration to this file instead of standard output")
+	maxPublish := fs.Int64("max-publish-bytes", authcallout.DefaultMaxPublishBytes, "largest message a peer may publish (account limit; give unibusd the same)")
+	maxSubs := fs.Int64("max-subscriptions", authcallout.DefaultMaxSubscriptions, "subscriptions per peer connection (-1: no limit)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -47,6 +49,11 @@ func (c *natsConfigCommand) Run(_ context.Context, args []string) error {
 	if *creds == "" {
 		return fmt.Errorf("%w: --creds FILE is required: the deployment credentials every unibusd of the cluster shares", errUsage)
 	}
+	// Check the limits before creating anything.
+	limits := authcallout.PeerLimits{MaxPublishBytes: *maxPublish, MaxSubscriptions: *maxSubs}
+	if err := limits.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
 	keys, created, err := authcallout.LoadOrCreateKeysFile(*creds, *xkey)
 	if err != nil {
 		return err
@@ -54,7 +61,7 @@ func (c *natsConfigCommand) Run(_ context.Context, args []string) error {
 	if created {
 		fmt.Fprintf(c.Stderr, "wrote new deployment credentials to %s (secret: copy it to every unibusd host, mode 0600)\n", *creds)
 	}
-	conf, err := authcallout.NATSConfig(keys)
+	conf, err := authcallout.NATSConfigWithLimits(keys, limits)
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,45 @@ type serveOptions struct {
 	requireEncrypted, verbose, asJSON bool
 	showVersion                       bool
 	config                            string
+	limits                            limitOptions
+}
+
+// limitOptions are the sizes, counts and rates that bound what one peer
+// may make the deployment do.
+type limitOptions struct {
+	maxRequestBytes, maxBundleBytes    int
+	maxPublishBytes, maxSubscriptions  int64
+	maxMembersPerRoom, maxRoomsPerUser int
+	rateLimit                          float64
+	rateBurst, workers                 int
+	requestTimeout                     time.Duration
+}
+
+// flags declares the limit flags (every one also a config file setting).
+func (l *limitOptions) flags(fs *flag.FlagSet) {
+	fs.IntVar(&l.maxRequestBytes, "max-request-bytes", svc.DefaultMaxRequestBytes, "largest control-plane request body (413 beyond)")
+	fs.IntVar(&l.maxBundleBytes, "max-bundle-bytes", svc.DefaultMaxBundleBytes, "largest body of requests carrying sealed room keys or blob chunks (413 beyond)")
+	fs.Int64Var(&l.maxPublishBytes, "max-publish-bytes", authcallout.DefaultMaxPublishBytes, "largest message a peer may publish (frames and requests); at least --max-bundle-bytes + 16 KiB")
+	fs.Int64Var(&l.maxSubscriptions, "max-subscriptions", authcallout.DefaultMaxSubscriptions, "subscriptions per peer connection (-1: no limit)")
+	fs.IntVar(&l.maxMembersPerRoom, "max-members-per-room", svc.DefaultMaxMembersPerRoom, "members of a room, owner included (409 beyond; -1: no limit)")
+	fs.IntVar(&l.maxRoomsPerUser, "max-rooms-per-user", svc.DefaultMaxRoomsPerUser, "rooms a user may belong to (409 beyond; -1: no limit)")
+	fs.Float64Var(&l.rateLimit, "rate-limit", svc.DefaultRateLimit, "control-plane requests per second per identity and service instance (429 beyond; -1: off)")
+	fs.IntVar(&l.rateBurst, "rate-burst", svc.DefaultRateBurst, "requests an identity may make at once before --rate-limit applies")
+	fs.IntVar(&l.workers, "workers", 0, "requests each service handles at once (0: 4 × CPUs)")
+	fs.DurationVar(&l.requestTimeout, "request-timeout", svc.DefaultRequestTimeout, "bound on each control-plane request, queueing included (503 beyond)")
+}
+
+// apply puts the limits into a node configuration.
+func (l *limitOptions) apply(cfg *node.Config) {
+	cfg.Services.MaxRequestBytes = l.maxRequestBytes
+	cfg.Services.MaxBundleBytes = l.maxBundleBytes
+	cfg.Services.MaxMembersPerRoom = l.maxMembersPerRoom
+	cfg.Services.MaxRoomsPerUser = l.maxRoomsPerUser
+	cfg.Services.RateLimit = l.rateLimit
+	cfg.Services.RateBurst = l.rateBurst
+	cfg.Services.Workers = l.workers
+	cfg.Services.RequestTimeout = l.requestTimeout
+	cfg.Callout.Limits = authcallout.PeerLimits{MaxPublishBytes: l.maxPublishBytes, MaxSubscriptions: l.maxSubscriptions}
 }
 
 // envFlags returns the flags an environment variable may set, by flag name.
@@ -98,6 +137,7 @@ func (o *serveOptions) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.BoolVar(&o.verbose, "v", false, "log debug detail")
 	fs.BoolVar(&o.asJSON, "log-json", false, "write logs as JSON lines instead of text")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	o.limits.flags(fs)
 }
 
 // parse reads args, then the config file for whatever args and the
@@ -143,6 +183,7 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 		Admin:    o.admin,
 		Logger:   logger,
 	}
+	o.limits.apply(&cfg)
 	if o.natsURL != "" {
 		// Attached: the operator's servers listen, cluster and store.
 		for _, embeddedOnly := range []struct {
@@ -236,7 +277,8 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	// A cluster forming elects its JetStream leaders within this bound.
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	n, err := node.Start(startCtx, cfg)
 	cancel()
 	if err != nil && o.natsURL != "" {

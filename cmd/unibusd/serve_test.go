@@ -90,6 +90,8 @@ func TestServeRejectsBadInput(t *testing.T) {
 		{"bad replicas", []string{"--port", "-1", "--replicas", "6"}, false},
 		{"bad auth mode", []string{"--port", "-1", "--auth-mode", "maybe"}, false},
 		{"missing cert files", []string{"--tls-cert", "nope.pem", "--tls-key", "nope-key.pem"}, false},
+		{"publish limit below the bundle limit", []string{"--port", "-1", "--max-publish-bytes", "1100000"}, false},
+		{"bad rate burst", []string{"--port", "-1", "--rate-burst", "-5"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer

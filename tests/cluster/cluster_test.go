@@ -122,13 +122,28 @@ func TestQuorumLoss(t *testing.T) {
 
 	cl.Kill(0)
 	cl.Kill(1)
-	// Admission: the registered bob and the admin himself are refused on
-	// the survivor within the server's auth timeout and our bound.
-	for _, id := range []*identity.Identity{bobID, adminID, nodetest.NewIdentity(t)} {
-		start := time.Now()
+	// Admission: within the bound (the store counts a replica silent for
+	// 3 s as lost, plus one check and the callout's 1 s deadline) the
+	// survivor refuses everyone, and keeps refusing.
+	lostAt := time.Now()
+	refused := func(id *identity.Identity) bool {
 		nc, err := nats.Connect(cl.URL(2), append(nodetest.ConnectOptions(id), nats.Timeout(5*time.Second))...)
 		if err == nil {
 			nc.Close()
+			return false
+		}
+		return true
+	}
+	for !refused(bobID) {
+		if time.Since(lostAt) > 6*time.Second {
+			t.Fatal("bob still admitted 6s after quorum was lost")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("admission refused %s after quorum was lost", time.Since(lostAt).Round(time.Millisecond))
+	for _, id := range []*identity.Identity{bobID, adminID, nodetest.NewIdentity(t)} {
+		start := time.Now()
+		if !refused(id) {
 			t.Fatalf("%s admitted without quorum", id.PublicKey())
 		}
 		if d := time.Since(start); d > 5*time.Second {
