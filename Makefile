@@ -56,13 +56,14 @@ bench: ## run the Go benchmarks (raw-NATS baselines run beside each)
 # Every fuzz target (those matching FUZZ) of every package, one after the
 # other, FUZZTIME each; the seed corpora in testdata/fuzz run with `make
 # test` already. FUZZPARALLEL workers per target (1 leaves the other cores
-# alone). Minimizing a newly interesting input stops after
-# FUZZMINIMIZETIME: with go's default (60s) a slow target spends its time
-# minimizing instead of fuzzing.
+# alone). Minimizing a new input (interesting or failing) stops after
+# FUZZMINIMIZETIME, a time or a number of runs ("1000x"): with go's
+# default of 60s, targets with large inputs (JWTs, frames) spend most of
+# their time minimizing instead of fuzzing.
 FUZZ             ?= ^Fuzz
 FUZZTIME         ?= 30s
 FUZZPARALLEL     ?= 1
-FUZZMINIMIZETIME ?= 10s
+FUZZMINIMIZETIME ?= 1000x
 fuzz: ## run every fuzz target for FUZZTIME (30s) each: make fuzz FUZZTIME=3s, or one: make fuzz FUZZ=FuzzTamperFrame
 	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 	  targets=$$($(GO) test -list '$(FUZZ)' $$dir) || { echo "$$targets"; exit 1; }; \
