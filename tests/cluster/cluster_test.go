@@ -83,17 +83,23 @@ func TestKillOneNodeUnderLoad(t *testing.T) {
 	time.Sleep(time.Second)
 	killedAt := time.Now()
 	cl.Kill(victim)
-	time.Sleep(3 * time.Second)
+	// Writes resume once the client has reconnected elsewhere and
+	// JetStream has re-elected the leaders the victim held (a Raft
+	// election timeout, 4-9 s, after a hard kill). Keep the load on until
+	// 50 writes sent after the kill are acknowledged.
+	deadline := killedAt.Add(30 * time.Second)
+	for w.ackedSince(killedAt) < 50 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 
 	recovered, ok := w.firstAckAfter(killedAt)
 	if !ok {
-		t.Fatalf("no write acknowledged after the kill (%d failures)", w.failures.Load())
+		t.Fatalf("no write sent after the kill was acknowledged within 30s (%d failures: %v)", w.failures.Load(), w.failureKinds())
 	}
-	after := w.ackedSince(killedAt)
-	t.Logf("kill of n%d: %d writes acknowledged in all, %d after the kill; first %s after it; %d failed",
-		victim+1, len(w.acked), after, recovered.Sub(killedAt).Round(time.Millisecond), w.failures.Load())
+	t.Logf("kill of n%d: %d writes acknowledged in all, %d sent after the kill; the first of those acknowledged %s after it; %d failed",
+		victim+1, len(w.acked), w.ackedSince(killedAt), recovered.Sub(killedAt).Round(time.Millisecond), w.failures.Load())
 	t.Logf("failures by kind: %v", w.failureKinds())
 	if n := connectedNode(cl, admin); n == victim || n < 0 {
 		t.Fatalf("admin not reconnected to a live node (on %d)", n)

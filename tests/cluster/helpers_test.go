@@ -72,7 +72,10 @@ func connectedNode(cl *clustertest.Cluster, c *client.Conn) int {
 type userWrites struct {
 	mu       sync.Mutex
 	acked    []string
-	ackedAt  []time.Time
+	// startedAt[i] is when the request of acked[i] was sent; ackedAt[i]
+	// when its success arrived.
+	startedAt []time.Time
+	ackedAt   []time.Time
 	failures atomic.Int64
 	wrong    atomic.Int64
 	// kinds counts failures by error text (for the log).
@@ -101,7 +104,8 @@ func (w *userWrites) run(t testing.TB, admin *client.Conn, workers int, stop <-c
 					t.Error(err)
 					return
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				started := time.Now()
 				u, err := admin.AddUser(ctx, id.PublicKey(), "load", false)
 				cancel()
 				switch {
@@ -119,6 +123,7 @@ func (w *userWrites) run(t testing.TB, admin *client.Conn, workers int, stop <-c
 				default:
 					w.mu.Lock()
 					w.acked = append(w.acked, u.Pub)
+					w.startedAt = append(w.startedAt, started)
 					w.ackedAt = append(w.ackedAt, time.Now())
 					w.mu.Unlock()
 				}
@@ -137,29 +142,30 @@ func errorKind(err error) string {
 	return err.Error()
 }
 
-// ackedSince counts acknowledged writes after at.
+// ackedSince counts the acknowledged writes sent after at.
 func (w *userWrites) ackedSince(at time.Time) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
-	for _, a := range w.ackedAt {
-		if a.After(at) {
+	for _, s := range w.startedAt {
+		if s.After(at) {
 			n++
 		}
 	}
 	return n
 }
 
-// firstAckAfter is the time of the first acknowledged write after at.
+// firstAckAfter is when the first write sent after at was acknowledged.
 func (w *userWrites) firstAckAfter(at time.Time) (time.Time, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, a := range w.ackedAt {
-		if a.After(at) {
-			return a, true
+	var first time.Time
+	for i, s := range w.startedAt {
+		if s.After(at) && (first.IsZero() || w.ackedAt[i].Before(first)) {
+			first = w.ackedAt[i]
 		}
 	}
-	return time.Time{}, false
+	return first, !first.IsZero()
 }
 
 // checkAllPresent reads every acknowledged user back through the store of
