@@ -70,14 +70,14 @@ func connectedNode(cl *clustertest.Cluster, c *client.Conn) int {
 // userWrites adds users through admin from workers goroutines until stop
 // is closed, and records each write whose reply said it succeeded.
 type userWrites struct {
-	mu       sync.Mutex
-	acked    []string
+	mu    sync.Mutex
+	acked []string
 	// startedAt[i] is when the request of acked[i] was sent; ackedAt[i]
 	// when its success arrived.
 	startedAt []time.Time
 	ackedAt   []time.Time
-	failures atomic.Int64
-	wrong    atomic.Int64
+	failures  atomic.Int64
+	wrong     atomic.Int64
 	// kinds counts failures by error text (for the log).
 	kinds map[string]int
 }
