@@ -196,6 +196,8 @@ func (c *Cluster) start(i int) error {
 			DataDir:    m.dataDir,
 			ServerName: m.name,
 			Cluster:    embedded.ClusterConfig{Name: "unibus-test", Port: m.routePort, Routes: routes},
+			// Three servers starting at once under -race on two cores.
+			ReadyTimeout: startTimeout,
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
