@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -360,45 +359,5 @@ func testStoreSlow(t *testing.T, opts []nodetest.Option) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("denial took %s, want within 2s", took)
-	}
-}
-
-// TestFloodOfBadConnects: a flood of connects with unregistered keys does
-// not keep a registered peer out.
-func TestFloodOfBadConnects(t *testing.T) {
-	n := nodetest.Run(t)
-	good := nodetest.AddUser(t, n, "good", false)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id, err := identity.Generate()
-				if err != nil {
-					return
-				}
-				if nc, err := nats.Connect(n.ClientURL(), nodetest.ConnectOptions(id)...); err == nil {
-					nc.Close()
-				}
-			}
-		})
-	}
-	defer func() { close(stop); wg.Wait() }()
-	time.Sleep(200 * time.Millisecond) // let the flood build up
-	for i := range 5 {
-		start := time.Now()
-		p, err := connectPeer(t, n, good)
-		if err != nil {
-			t.Fatalf("good connect %d during flood: %v", i, err)
-		}
-		p.nc.Close()
-		if took := time.Since(start); took > time.Second {
-			t.Errorf("good connect %d took %s during the flood", i, took)
-		}
 	}
 }
