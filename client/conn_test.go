@@ -6,12 +6,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/client"
+	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/nodetest"
 )
@@ -97,5 +99,49 @@ func TestConnectRefusedWhenUnregistered(t *testing.T) {
 	}
 	if _, err := client.Connect(ctx, n.ClientURL(), nil); !errors.Is(err, client.ErrConnect) {
 		t.Fatalf("nil identity = %v, want ErrConnect", err)
+	}
+}
+
+// TestListUsersPages lists more users than one page holds: ListUsers
+// follows the pages and returns each user once, in key order, and
+// ListUsersPage returns one page and where the next starts.
+func TestListUsersPages(t *testing.T) {
+	ctx := context.Background()
+	n := nodetest.Run(t)
+	admin := nodetest.AddUser(t, n, "admin", true)
+	for range subjects.MaxListUsersLimit + 4 {
+		if _, err := n.Store.AddUser(ctx, kvstore.User{Pub: nodetest.NewIdentity(t).PublicKey()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := client.Connect(ctx, n.ClientURL(), admin)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer func() { _ = c.Close() }()
+
+	users, err := c.ListUsers(ctx)
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	var pubs []string
+	for _, u := range users {
+		pubs = append(pubs, u.Pub)
+	}
+	if len(pubs) != subjects.MaxListUsersLimit+5 || !slices.IsSorted(pubs) || len(slices.Compact(slices.Clone(pubs))) != len(pubs) {
+		t.Fatalf("listed %d users (sorted %v), want %d distinct in key order", len(pubs), slices.IsSorted(pubs), subjects.MaxListUsersLimit+5)
+	}
+
+	page, next, err := c.ListUsersPage(ctx, pubs[9], 2)
+	if err != nil || len(page) != 2 || page[0].Pub != pubs[10] || next != pubs[11] {
+		t.Fatalf("page of 2 after the 10th = %v, next %q, %v; want %s, %s", page, next, err, pubs[10], pubs[11])
+	}
+	page, next, err = c.ListUsersPage(ctx, pubs[len(pubs)-2], 0)
+	if err != nil || len(page) != 1 || next != "" {
+		t.Fatalf("last page = %d users, next %q, %v; want 1 and no next", len(page), next, err)
+	}
+	var apiErr *client.APIError
+	if _, _, err := c.ListUsersPage(ctx, "", -1); !errors.As(err, &apiErr) || apiErr.Code != subjects.CodeBadRequest {
+		t.Fatalf("limit -1 = %v, want a 400", err)
 	}
 }

@@ -181,11 +181,36 @@ func (c *Conn) GetUser(ctx context.Context, pub string) (subjects.UserInfo, erro
 	return u, err
 }
 
-// ListUsers lists every user (admins only).
+// ListUsers lists every user, in order of their keys (admins only), page
+// after page of subjects.MaxListUsersLimit.
 func (c *Conn) ListUsers(ctx context.Context) ([]subjects.UserInfo, error) {
+	var all []subjects.UserInfo
+	after := ""
+	for {
+		page, next, err := c.ListUsersPage(ctx, after, subjects.MaxListUsersLimit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all, nil
+		}
+		if next <= after {
+			return nil, fmt.Errorf("list users: the next page (after %s) does not follow the last (after %s)", next, after)
+		}
+		after = next
+	}
+}
+
+// ListUsersPage lists at most limit users whose keys sort after after (""
+// for the first page; limit 0 for the service's default), and the after of
+// the next page, "" when there is none (admins only).
+func (c *Conn) ListUsersPage(ctx context.Context, after string, limit int) ([]subjects.UserInfo, string, error) {
 	var r subjects.ListUsersResponse
-	err := c.call(ctx, subjects.UsersList, nil, &r)
-	return r.Users, err
+	if err := c.call(ctx, subjects.UsersList, subjects.ListUsersRequest{After: after, Limit: limit}, &r); err != nil {
+		return nil, "", err
+	}
+	return r.Users, r.Next, nil
 }
 
 // RevokeUser revokes a user (admins only); its connections are closed.

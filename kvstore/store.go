@@ -172,8 +172,8 @@ type entry struct {
 // pattern) through one ordered watcher: a single round of messages instead
 // of a Get per key. Duplicates that a busy bucket may report are folded,
 // last value wins. An empty result is not an error.
-func listEntries(ctx context.Context, kv jetstream.KeyValue, filter string) ([]entry, error) {
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+func listEntries(ctx context.Context, kv jetstream.KeyValue, filter string, opts ...jetstream.WatchOpt) ([]entry, error) {
+	w, err := kv.Watch(ctx, filter, append(opts, jetstream.IgnoreDeletes())...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s/%s: %w", kv.Bucket(), filter, err)
 	}

@@ -3,6 +3,7 @@ package kvstore_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -176,6 +177,69 @@ func TestInvalidUserKeysStoreNothing(t *testing.T) {
 	users, err := st.ListUsers(ctx)
 	if err != nil || len(users) != 0 {
 		t.Fatalf("users after invalid adds = %v, %v; want none", users, err)
+	}
+}
+
+func TestListUsersPage(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openStore(t, kvstore.DefaultConfig())
+	var want []string
+	for range 7 {
+		u, err := st.AddUser(ctx, kvstore.User{Pub: newUserKey(t)})
+		if err != nil {
+			t.Fatalf("add: %v", err)
+		}
+		want = append(want, u.Pub)
+	}
+	slices.Sort(want)
+	if _, err := st.RevokeUser(ctx, want[3]); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+
+	// Pages of 3 walk every user once, in key order, revoked ones included.
+	var got []string
+	after := ""
+	for pages := 1; ; pages++ {
+		page, more, err := st.ListUsersPage(ctx, after, 3)
+		if err != nil {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		if len(page) == 0 || len(page) > 3 {
+			t.Fatalf("page %d holds %d users, want 1 to 3", pages, len(page))
+		}
+		for _, u := range page {
+			got = append(got, u.Pub)
+			if u.Pub == want[3] && !u.Revoked() {
+				t.Errorf("revoked user %s listed unrevoked", u.Pub)
+			}
+		}
+		after = page[len(page)-1].Pub
+		if !more {
+			if pages != 3 {
+				t.Errorf("%d pages of 3 for 7 users, want 3", pages)
+			}
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged users = %v, want %v", got, want)
+	}
+
+	// A cursor need not be a user; past the last key the page is empty.
+	page, more, err := st.ListUsersPage(ctx, want[1]+"A", 100)
+	if err != nil || more || len(page) != 5 || page[0].Pub != want[2] {
+		t.Fatalf("page after a non-user = %d users (first %v), more %v, %v; want 5 from %s", len(page), page, more, err, want[2])
+	}
+	page, more, err = st.ListUsersPage(ctx, want[6], 100)
+	if err != nil || more || len(page) != 0 {
+		t.Fatalf("page after the last = %v, %v, %v; want empty", page, more, err)
+	}
+	page, more, err = st.ListUsersPage(ctx, "", 7)
+	if err != nil || more || len(page) != 7 {
+		t.Fatalf("a page of exactly all = %d users, more %v, %v; want 7, false", len(page), more, err)
+	}
+	if _, _, err := st.ListUsersPage(ctx, "", 0); !errors.Is(err, kvstore.ErrInvalid) {
+		t.Fatalf("limit 0 = %v, want ErrInvalid", err)
 	}
 }
 

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/unibus/unibus/subjects"
 )
@@ -99,6 +102,42 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 		users = append(users, u)
 	}
 	return users, nil
+}
+
+// ListUsersPage returns, in order of their keys, at most limit users whose
+// keys sort after after ("" for the first page), and whether more follow.
+// It lists the bucket's keys (no values) and reads only the page's users,
+// so a page costs one key listing and one direct get, whatever its place.
+func (s *Store) ListUsersPage(ctx context.Context, after string, limit int) ([]User, bool, error) {
+	if limit < 1 {
+		return nil, false, fmt.Errorf("%w: a page holds at least one user, not %d", ErrInvalid, limit)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	entries, err := listEntries(ctx, s.users, ">", jetstream.MetaOnly())
+	if err != nil {
+		return nil, false, fmt.Errorf("list users: %w", err)
+	}
+	keys := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e.key > after {
+			keys = append(keys, e.key)
+		}
+	}
+	slices.Sort(keys)
+	more := len(keys) > limit
+	keys = keys[:min(limit, len(keys))]
+	byKey, err := s.GetUsers(ctx, keys)
+	if err != nil {
+		return nil, false, fmt.Errorf("list users: %w", err)
+	}
+	users := make([]User, 0, len(keys))
+	for _, k := range keys {
+		if u, ok := byKey[k]; ok { // absent only if deleted since the listing
+			users = append(users, u)
+		}
+	}
+	return users, more, nil
 }
 
 // RevokeUser marks a user revoked. Revoking twice is not an error.

@@ -25,7 +25,7 @@
 //	subject                  request              reply
 //	UsersAdd                 AddUserRequest       UserInfo
 //	UsersGet                 GetUserRequest       UserInfo
-//	UsersList                (empty body)         ListUsersResponse
+//	UsersList                ListUsersRequest     ListUsersResponse (a page)
 //	UsersRevoke              RevokeUserRequest    UserInfo
 //	UsersSetKey              SetKeyRequest        UserInfo
 //	RoomsCreate              CreateRoomRequest    RoomInfo
@@ -37,7 +37,8 @@
 //	RoomsMine                (empty body)         MineResponse
 //	RoomsRekey               RekeyRequest         RoomInfo
 //	RoomsKey                 KeyRequest           KeyResponse
-//	BlobsPut, BlobsGet       (not yet specified)
+//	BlobsPut                 BlobPutRequest       BlobInfo (one chunk)
+//	BlobsGet                 BlobGetRequest       BlobChunk
 //
 // # Signed requests
 //

@@ -122,10 +122,40 @@ type GetUserRequest struct {
 	Pub string `json:"pub"`
 }
 
-// ListUsersResponse is the reply of UsersList (the request body is empty).
+// Paging of UsersList.
+const (
+	// DefaultListUsersLimit is the most users one UsersList reply holds
+	// when the request does not set Limit.
+	DefaultListUsersLimit = 200
+	// MaxListUsersLimit is the largest Limit a UsersList request may ask
+	// for.
+	MaxListUsersLimit = 1000
+)
+
+// ListUsersRequest is the body of UsersList (admins only); an empty body
+// asks for the first page. Reply: ListUsersResponse.
+//
+// Users come in order of their public keys. To read them all, send After =
+// the reply's Next until Next is empty. Each page reads the users afresh:
+// a user registered during a listing shows up if its key sorts after the
+// page being read.
+type ListUsersRequest struct {
+	// After, when set, is a user public key: the page starts with the first
+	// user whose key sorts after it. It need not be a registered user.
+	After string `json:"after,omitempty"`
+	// Limit is the most users the reply holds: 1 to MaxListUsersLimit, 0
+	// for DefaultListUsersLimit. A reply may hold fewer, to stay within the
+	// server's max_payload, and still have a Next.
+	Limit int `json:"limit,omitempty"`
+}
+
+// ListUsersResponse is the reply of UsersList.
 type ListUsersResponse struct {
-	// Users lists every user, revoked ones included.
+	// Users is one page of users, revoked ones included, in order of
+	// their public keys.
 	Users []UserInfo `json:"users"`
+	// Next, when set, is the After of the next page: more users follow.
+	Next string `json:"next,omitempty"`
 }
 
 // MarshalJSON encodes an empty list as [] rather than null.
@@ -583,7 +613,11 @@ func ownerSigningBytes(op string, zeroed any) ([]byte, error) {
 }
 
 // signOwner signs msg with the user key pair kp.
-func signOwner(kp Signer, msg []byte) ([]byte, error) {
+func signOwner(kp Signer, signingBytes func() ([]byte, error)) ([]byte, error) {
+	msg, err := signingBytes()
+	if err != nil {
+		return nil, err
+	}
 	if _, err := userPublicKey(kp); err != nil {
 		return nil, fmt.Errorf("sign as owner: %w", err)
 	}
@@ -594,8 +628,13 @@ func signOwner(kp Signer, msg []byte) ([]byte, error) {
 	return sig, nil
 }
 
-// verifyOwner checks that sig is owner's signature over msg.
-func verifyOwner(owner string, msg, sig []byte) error {
+// verifyOwner checks that sig is owner's signature over the request's
+// signing bytes.
+func verifyOwner(owner string, signingBytes func() ([]byte, error), sig []byte) error {
+	msg, err := signingBytes()
+	if err != nil {
+		return err
+	}
 	key, err := NormalizeUserKey(owner)
 	if err != nil {
 		return fmt.Errorf("verify owner signature: %w", err)
@@ -620,11 +659,7 @@ func (r *InviteRequest) SigningBytes() ([]byte, error) {
 // SignOwner sets r.OwnerSig to the signature of the owner's user key pair kp
 // over r.SigningBytes. Set every other field first.
 func (r *InviteRequest) SignOwner(kp Signer) error {
-	msg, err := r.SigningBytes()
-	if err != nil {
-		return err
-	}
-	sig, err := signOwner(kp, msg)
+	sig, err := signOwner(kp, r.SigningBytes)
 	if err != nil {
 		return err
 	}
@@ -636,11 +671,7 @@ func (r *InviteRequest) SignOwner(kp Signer) error {
 // owner's public key, over r.SigningBytes. The error matches
 // ErrMissingSignature, ErrBadSignature or ErrInvalidUserKey.
 func (r *InviteRequest) VerifyOwner(owner string) error {
-	msg, err := r.SigningBytes()
-	if err != nil {
-		return err
-	}
-	return verifyOwner(owner, msg, r.OwnerSig)
+	return verifyOwner(owner, r.SigningBytes, r.OwnerSig)
 }
 
 // SigningBytes returns the bytes the owner signs for r (see "Owner
@@ -654,11 +685,7 @@ func (r *RemoveRequest) SigningBytes() ([]byte, error) {
 // SignOwner sets r.OwnerSig to the signature of the owner's user key pair kp
 // over r.SigningBytes. Set every other field first.
 func (r *RemoveRequest) SignOwner(kp Signer) error {
-	msg, err := r.SigningBytes()
-	if err != nil {
-		return err
-	}
-	sig, err := signOwner(kp, msg)
+	sig, err := signOwner(kp, r.SigningBytes)
 	if err != nil {
 		return err
 	}
@@ -670,11 +697,7 @@ func (r *RemoveRequest) SignOwner(kp Signer) error {
 // owner's public key, over r.SigningBytes. The error matches
 // ErrMissingSignature, ErrBadSignature or ErrInvalidUserKey.
 func (r *RemoveRequest) VerifyOwner(owner string) error {
-	msg, err := r.SigningBytes()
-	if err != nil {
-		return err
-	}
-	return verifyOwner(owner, msg, r.OwnerSig)
+	return verifyOwner(owner, r.SigningBytes, r.OwnerSig)
 }
 
 // SigningBytes returns the bytes the owner signs for r (see "Owner
@@ -688,11 +711,7 @@ func (r *RekeyRequest) SigningBytes() ([]byte, error) {
 // SignOwner sets r.OwnerSig to the signature of the owner's user key pair kp
 // over r.SigningBytes. Set every other field first.
 func (r *RekeyRequest) SignOwner(kp Signer) error {
-	msg, err := r.SigningBytes()
-	if err != nil {
-		return err
-	}
-	sig, err := signOwner(kp, msg)
+	sig, err := signOwner(kp, r.SigningBytes)
 	if err != nil {
 		return err
 	}
@@ -704,9 +723,5 @@ func (r *RekeyRequest) SignOwner(kp Signer) error {
 // owner's public key, over r.SigningBytes. The error matches
 // ErrMissingSignature, ErrBadSignature or ErrInvalidUserKey.
 func (r *RekeyRequest) VerifyOwner(owner string) error {
-	msg, err := r.SigningBytes()
-	if err != nil {
-		return err
-	}
-	return verifyOwner(owner, msg, r.OwnerSig)
+	return verifyOwner(owner, r.SigningBytes, r.OwnerSig)
 }

@@ -96,6 +96,7 @@ func newDecodeFixture(t testing.TB) *decodeFixture {
 	for _, v := range []any{
 		&subjects.AddUserRequest{Pub: member, Name: "Zoë", Admin: true},
 		&subjects.GetUserRequest{Pub: member},
+		&subjects.ListUsersRequest{After: member, Limit: 50},
 		&subjects.RevokeUserRequest{Pub: member},
 		&subjects.SetKeyRequest{EncKey: fx.encKey, EncKeySig: encSig},
 		&subjects.CreateRoomRequest{RoomID: room, Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryKeep, SealedKey: sealed},
@@ -197,6 +198,18 @@ func (fx *decodeFixture) validate(t *testing.T, req any) {
 		checkNameAccepted(t, r.Name)
 	case *subjects.GetUserRequest:
 		checkPub(t, r.Pub)
+	case *subjects.ListUsersRequest:
+		after, limit, err := parseUsersPage(r)
+		if err != nil {
+			checkRefusal(t, "parseUsersPage", err, subjects.CodeBadRequest)
+			break
+		}
+		if limit < 1 || limit > subjects.MaxListUsersLimit || (r.Limit != 0 && limit != r.Limit) {
+			t.Fatalf("parseUsersPage accepted limit %d as %d", r.Limit, limit)
+		}
+		if after != "" {
+			checkPub(t, r.After)
+		}
 	case *subjects.RevokeUserRequest:
 		checkPub(t, r.Pub)
 	case *subjects.SetKeyRequest:

@@ -2,8 +2,9 @@ package svc
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
@@ -64,20 +65,51 @@ func (h *handlers) getUser(ctx context.Context, _ caller, req *subjects.GetUserR
 	return userInfo(u), nil
 }
 
-func (h *handlers) listUsers(ctx context.Context, c caller, _ *struct{}) (subjects.ListUsersResponse, error) {
+func (h *handlers) listUsers(ctx context.Context, c caller, req *subjects.ListUsersRequest) (subjects.ListUsersResponse, error) {
 	if err := h.requireAdmin(ctx, c, "list users"); err != nil {
 		return subjects.ListUsersResponse{}, err
 	}
-	users, err := h.store.ListUsers(ctx)
+	after, limit, err := parseUsersPage(req)
+	if err != nil {
+		return subjects.ListUsersResponse{}, err
+	}
+	users, more, err := h.store.ListUsersPage(ctx, after, limit)
 	if err != nil {
 		return subjects.ListUsersResponse{}, storeError(err, storeMessages{})
 	}
-	slices.SortFunc(users, func(a, b kvstore.User) int { return strings.Compare(a.Pub, b.Pub) })
+	// The page also stops where its reply would outgrow the connection's
+	// max_payload: a user with an encryption key is about 2 KiB of JSON.
+	budget := int(h.cfg.Conn.MaxPayload()) - listReplyOverhead
 	out := subjects.ListUsersResponse{Users: make([]subjects.UserInfo, 0, len(users))}
 	for _, u := range users {
-		out.Users = append(out.Users, userInfo(u))
+		info := userInfo(u)
+		size, err := jsonSize(info)
+		if err != nil {
+			return subjects.ListUsersResponse{}, err
+		}
+		if budget -= size + 1; budget < 0 && len(out.Users) > 0 {
+			more = true
+			break
+		}
+		out.Users = append(out.Users, info)
+	}
+	if more && len(out.Users) > 0 {
+		out.Next = out.Users[len(out.Users)-1].Pub
 	}
 	return out, nil
+}
+
+// listReplyOverhead is what a page of users needs beside the users: the
+// JSON around them, the next cursor and the reply's headers, rounded up.
+const listReplyOverhead = 4 << 10
+
+// jsonSize is the length of v in JSON.
+func jsonSize(v any) (int, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, fmt.Errorf("encode reply: %w", err)
+	}
+	return len(b), nil
 }
 
 // revokeUser revokes a user. Administrators may revoke themselves, but the

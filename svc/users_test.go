@@ -2,10 +2,23 @@ package svc_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+
+	"github.com/unibus/unibus/embedded"
+	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/svc"
+	"github.com/unibus/unibus/tests/natstest"
 )
 
 func TestUsersAdd(t *testing.T) {
@@ -67,8 +80,133 @@ func TestUsersList(t *testing.T) {
 			t.Fatalf("list = %v, missing %s", pubs, u.name)
 		}
 	}
+	if got.Next != "" {
+		t.Errorf("one page holds all 4 users, yet next = %q", got.Next)
+	}
 	call[subjects.ListUsersResponse](t, e.admin, subjects.UsersList, []byte("{}"))
 	wantError(t, e.alice.request(t, subjects.UsersList, nil), subjects.CodeForbidden, "only administrators may list users")
+}
+
+func TestUsersListPages(t *testing.T) {
+	e := newEnv(t)
+	all := call[subjects.ListUsersResponse](t, e.admin, subjects.UsersList, nil).Users
+
+	// Pages of 3 of the 4 users: the first ends with next = its last key,
+	// the second holds the rest and no next.
+	first := call[subjects.ListUsersResponse](t, e.admin, subjects.UsersList, subjects.ListUsersRequest{Limit: 3})
+	if len(first.Users) != 3 || first.Next != first.Users[2].Pub {
+		t.Fatalf("first page = %d users, next %q; want 3 and the third's key", len(first.Users), first.Next)
+	}
+	second := call[subjects.ListUsersResponse](t, e.admin, subjects.UsersList, subjects.ListUsersRequest{After: first.Next, Limit: 3})
+	if len(second.Users) != 1 || second.Users[0].Pub != all[3].Pub || second.Next != "" {
+		t.Fatalf("second page = %+v; want only %s and no next", second, all[3].Pub)
+	}
+	// A lowercase cursor is normalized, as every key is.
+	if got := call[subjects.ListUsersResponse](t, e.admin, subjects.UsersList, subjects.ListUsersRequest{After: strings.ToLower(all[2].Pub)}); len(got.Users) != 1 || got.Users[0].Pub != all[3].Pub {
+		t.Fatalf("page after a lowercase cursor = %+v; want only %s", got.Users, all[3].Pub)
+	}
+
+	before := e.snapshot(t)
+	for _, tc := range []struct {
+		body any
+		want []string
+	}{
+		{subjects.ListUsersRequest{Limit: -1}, []string{"limit must be between 1 and 1000, not -1"}},
+		{subjects.ListUsersRequest{Limit: subjects.MaxListUsersLimit + 1}, []string{"limit must be between 1 and 1000, not 1001"}},
+		{subjects.ListUsersRequest{After: "Uxyz"}, []string{"after"}},
+		{subjects.ListUsersRequest{After: "*"}, []string{"after"}},
+		{[]byte(`{"after":"` + all[0].Pub + `","page":2}`), []string{"page"}},
+	} {
+		wantError(t, e.admin.request(t, subjects.UsersList, tc.body), subjects.CodeBadRequest, tc.want...)
+	}
+	wantError(t, e.alice.request(t, subjects.UsersList, subjects.ListUsersRequest{Limit: 1}), subjects.CodeForbidden, "only administrators may list users")
+	e.unchanged(t, before)
+}
+
+// TestUsersListPageFitsMaxPayload lists users with encryption keys through
+// a server whose max_payload holds fewer of them than the limit asks for:
+// each page stops short of max_payload and says where to go on, and the
+// pages hold every user once.
+func TestUsersListPageFitsMaxPayload(t *testing.T) {
+	const maxPayload = 1 << 20 // nats-server's default
+	srv := natstest.RunServer(t, func(c *embedded.Config) {
+		c.Customize = func(o *server.Options) error { o.MaxPayload = maxPayload; return nil }
+	})
+	nc, js := natstest.JetStream(t, srv.ClientURL())
+	ctx := context.Background()
+	store, err := kvstore.Open(ctx, js, kvstore.Config{Replicas: 1, Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := svc.Start(ctx, svc.Config{Store: store, Conn: nc, AuthMode: svc.AuthOff, MaxBundleBytes: maxPayload, MaxMembersPerRoom: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+
+	// An MLKEM768-X25519 public key is 1,216 bytes: about 2 KiB a user in
+	// JSON, so some 500 fit in a reply of 1 MiB.
+	encKey, sig := bytes.Repeat([]byte{7}, 1216), bytes.Repeat([]byte{9}, 64)
+	var want []string
+	for i := range 700 {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := kp.PublicKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.AddUser(ctx, kvstore.User{Pub: pub, Admin: i == 0}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.SetEncryptionKey(ctx, pub, encKey, sig); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, pub)
+	}
+	admin := want[0] // AuthOff: the caller is whoever Unibus-Pub names
+	slices.Sort(want)
+
+	client := natstest.Connect(t, srv.ClientURL())
+	var got []string
+	req := subjects.ListUsersRequest{Limit: subjects.MaxListUsersLimit}
+	for pages := 1; ; pages++ {
+		body, _ := json.Marshal(req)
+		msg := nats.NewMsg(subjects.UsersList)
+		msg.Data = body
+		msg.Header.Set(subjects.HeaderPub, admin)
+		reply, err := client.RequestMsg(msg, 5*time.Second)
+		if err != nil {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
+			t.Fatalf("page %d: %s %s", pages, code, reply.Header.Get(micro.ErrorHeader))
+		}
+		if len(reply.Data) > maxPayload {
+			t.Fatalf("page %d is %d bytes, over max_payload", pages, len(reply.Data))
+		}
+		var page subjects.ListUsersResponse
+		if err := json.Unmarshal(reply.Data, &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range page.Users {
+			got = append(got, u.Pub)
+		}
+		if page.Next == "" {
+			if pages < 2 {
+				t.Fatalf("700 users of 2 KiB came in one page of %d bytes", len(reply.Data))
+			}
+			break
+		}
+		if page.Next != got[len(got)-1] {
+			t.Fatalf("page %d: next %q is not its last user %q", pages, page.Next, got[len(got)-1])
+		}
+		req.After = page.Next
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged %d users, want the %d registered, once each and in order", len(got), len(want))
+	}
 }
 
 func TestUsersRevoke(t *testing.T) {

@@ -32,6 +32,24 @@ func parsePub(field, s string) (string, error) {
 	return pub, nil
 }
 
+// parseUsersPage validates a UsersList request: after is "" or a
+// normalized user key, and limit is within 1..subjects.MaxListUsersLimit,
+// subjects.DefaultListUsersLimit when the request leaves it 0.
+func parseUsersPage(req *subjects.ListUsersRequest) (after string, limit int, err error) {
+	if req.After != "" {
+		if after, err = parsePub("after", req.After); err != nil {
+			return "", 0, err
+		}
+	}
+	switch limit = req.Limit; {
+	case limit == 0:
+		limit = subjects.DefaultListUsersLimit
+	case limit < 0 || limit > subjects.MaxListUsersLimit:
+		return "", 0, badRequest("limit must be between 1 and %d, not %d", subjects.MaxListUsersLimit, limit)
+	}
+	return after, limit, nil
+}
+
 // parseRoomID validates the room_id field.
 func parseRoomID(id string) (string, error) {
 	if id == "" {

@@ -18,6 +18,7 @@
 //	unibus chat [ROOM]                         terminal chat: threads, reactions, room switcher
 //	unibus blob put ROOM FILE                  upload (sealed in encrypted rooms), print the ID
 //	unibus blob get ROOM BLOBID [-o FILE]      download, verify the hash, open
+//	unibus sign SUBJECT [BODY|-] [--json]      headers that sign one request, as nats req -H flags
 //	unibus completion bash|zsh|fish|powershell shell completion script
 //
 // ROOM is a room ID or the name of one of the caller's rooms.

@@ -87,11 +87,7 @@ Quick start:
 		newListenCommand(a),
 		newBlobCommand(a),
 		newChatCommand(a),
-		// Seam for the commands built elsewhere: `blob put|get` and `chat`
-		// are constructors newBlobCommand(a) / newChatCommand(a) added here,
-		// with a struct per command that has Run(ctx, args) and takes its
-		// connection from a.connectWithKey, its room from resolveRoom, and
-		// writes to a.Stdout / a.Stderr, like send.go and listen.go.
+		newSignCommand(a),
 	)
 	return root
 }
