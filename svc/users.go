@@ -29,7 +29,7 @@ func (h *handlers) usersEndpoints() []endpoint {
 	return []endpoint{
 		op(subjects.EndpointAdd, "register a user, optionally as an administrator", accessAdmin, h.addUser),
 		op(subjects.EndpointGet, "read a user, with the encryption key to seal room keys to", accessUser, h.getUser),
-		op(subjects.EndpointList, "list every user, revoked ones included", accessAdmin, h.listUsers),
+		op(subjects.EndpointList, "list users a page at a time (after, limit; the reply's next), revoked ones included", accessAdmin, h.listUsers),
 		op(subjects.EndpointRevoke, "revoke a user (not the last administrator)", accessAdmin, h.revokeUser),
 		op(subjects.EndpointSetKey, "publish the caller's encryption key, bound to its identity by enc_key_sig", accessSelf, h.setKey),
 	}
