@@ -87,15 +87,25 @@ lint: ## gofmt check, go vet, staticcheck (pinned)
 # gobind must import golang.org/x/mobile/bind: a throwaway workspace beside
 # the output joins this module with one that requires x/mobile, so go.mod
 # stays free of it. Needs the module proxy on first run, not Android/Xcode.
-mobile-bind: ## generate the Go and Java bindings of client/mobile with a pinned gobind into $$MOBILE_OUT
+# The target then checks the API mobile apps call is in both bindings and
+# that gobind skipped nothing (it skips, with a comment, what gomobile cannot
+# bind); CI runs it.
+mobile-bind: ## generate the Java and Objective-C bindings of client/mobile with a pinned gobind into $$MOBILE_OUT, and check them
 	rm -rf $(MOBILE_OUT)
 	mkdir -p $(MOBILE_OUT)/tool
 	GOBIN=$(MOBILE_OUT)/bin $(GO) install golang.org/x/mobile/cmd/gobind@$(GOBIND_VERSION)
 	printf 'module gobindtool\n\ngo 1.26.0\n\nrequire golang.org/x/mobile $(GOBIND_VERSION)\n' >$(MOBILE_OUT)/tool/go.mod
 	cd $(MOBILE_OUT)/tool && GOWORK=off $(GO) mod download golang.org/x/mobile
 	cd $(MOBILE_OUT) && GOWORK= $(GO) work init $(CURDIR) $(MOBILE_OUT)/tool
-	PATH="$(MOBILE_OUT)/bin:$$PATH" GOWORK=$(MOBILE_OUT)/go.work gobind -lang=go,java -outdir $(MOBILE_OUT)/out github.com/unibus/unibus/client/mobile
-	@echo "bindings in $(MOBILE_OUT)/out"
+	PATH="$(MOBILE_OUT)/bin:$$PATH" GOWORK=$(MOBILE_OUT)/go.work gobind -lang=go,java,objc -outdir $(MOBILE_OUT)/out github.com/unibus/unibus/client/mobile
+	@grep -q 'static native Session newSession(String url, String seedPath, String caPath)' $(MOBILE_OUT)/out/java/mobile/Mobile.java || \
+	  { echo "mobile-bind: Mobile.newSession(url, seedPath, caPath) is missing from the Java binding"; exit 1; }
+	@grep -q 'MobileSession\* _Nullable MobileNewSession(NSString\* _Nullable url, NSString\* _Nullable seedPath, NSString\* _Nullable caPath' $(MOBILE_OUT)/out/src/gobind/Mobile.objc.h || \
+	  { echo "mobile-bind: MobileNewSession(url, seedPath, caPath) is missing from the Objective-C binding"; exit 1; }
+	@grep -q 'void subscribe(String roomID, MessageHandler h)' $(MOBILE_OUT)/out/java/mobile/Session.java || \
+	  { echo "mobile-bind: Session.subscribe(roomID, MessageHandler) is missing from the Java binding"; exit 1; }
+	@if grep -rn 'skipped' $(MOBILE_OUT)/out; then echo "mobile-bind: gobind skipped the declarations above"; exit 1; fi
+	@echo "bindings in $(MOBILE_OUT)/out (java/, src/gobind/*.objc.h)"
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
