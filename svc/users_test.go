@@ -12,13 +12,13 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nkeys"
 
 	"github.com/unibus/unibus/embedded"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
 	"github.com/unibus/unibus/tests/natstest"
+	"github.com/unibus/unibus/tests/nodetest"
 )
 
 func TestUsersAdd(t *testing.T) {
@@ -149,14 +149,7 @@ func TestUsersListPageFitsMaxPayload(t *testing.T) {
 	encKey, sig := bytes.Repeat([]byte{7}, 1216), bytes.Repeat([]byte{9}, 64)
 	var want []string
 	for i := range 700 {
-		kp, err := nkeys.CreateUser()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, err := kp.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
+		pub := nodetest.NewIdentity(t).PublicKey()
 		if _, err := store.AddUser(ctx, kvstore.User{Pub: pub, Admin: i == 0}); err != nil {
 			t.Fatal(err)
 		}
