@@ -62,16 +62,12 @@ const (
 	ModeCleartext = "cleartext"
 )
 
-// History policies (CreateRoomRequest.History, RoomInfo.History,
-// RoomRef.Policy).
-const (
-	// HistoryNone keeps no frames: members see what is published while they
-	// are subscribed. It is the default.
-	HistoryNone = "none"
-	// HistoryKeep stores the room's frames so that members can read what
-	// was published while they were away (sealed frames stay sealed).
-	HistoryKeep = "keep"
-)
+// HistoryNone is the history policy of every room (CreateRoomRequest.History,
+// RoomInfo.History, RoomRef.Policy): the bus keeps no frames, so members see
+// what is published while they are subscribed. The field exists so that a
+// policy that keeps frames can come without a change of wire format; until
+// then the service refuses any other value (400).
+const HistoryNone = "none"
 
 // Member roles (MemberInfo.Role, RoomRef.Role).
 const (
@@ -241,7 +237,7 @@ type CreateRoomRequest struct {
 	Name string `json:"name,omitempty"`
 	// Mode is ModeE2E (the default when empty) or ModeCleartext.
 	Mode string `json:"mode,omitempty"`
-	// History is HistoryNone (the default when empty) or HistoryKeep.
+	// History is HistoryNone, also when empty.
 	History string `json:"history,omitempty"`
 	// SealedKey is, in an encrypted room, the room key of epoch 1 sealed to
 	// the owner's own encryption key. Empty in cleartext rooms.
@@ -259,7 +255,7 @@ type RoomInfo struct {
 	Name string `json:"name,omitempty"`
 	// Mode is ModeE2E or ModeCleartext.
 	Mode string `json:"mode"`
-	// History is HistoryNone or HistoryKeep.
+	// History is HistoryNone.
 	History string `json:"history"`
 	// Owner is the owner's public key.
 	Owner string `json:"owner"`
@@ -390,7 +386,7 @@ type RoomRef struct {
 	// Epoch is the room's current key epoch.
 	Epoch uint64 `json:"epoch"`
 	// Policy is the room's history policy, the same value as
-	// RoomInfo.History: HistoryNone or HistoryKeep.
+	// RoomInfo.History: HistoryNone.
 	Policy string `json:"policy"`
 	// Role is the caller's role, RoleOwner or RoleMember.
 	Role string `json:"role"`

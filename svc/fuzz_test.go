@@ -99,7 +99,7 @@ func newDecodeFixture(t testing.TB) *decodeFixture {
 		&subjects.ListUsersRequest{After: member, Limit: 50},
 		&subjects.RevokeUserRequest{Pub: member},
 		&subjects.SetKeyRequest{EncKey: fx.encKey, EncKeySig: encSig},
-		&subjects.CreateRoomRequest{RoomID: room, Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryKeep, SealedKey: sealed},
+		&subjects.CreateRoomRequest{RoomID: room, Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryNone, SealedKey: sealed},
 		&subjects.RoomRequest{RoomID: room},
 		invite, remove, rekey,
 		&subjects.KeyRequest{RoomID: room, Epoch: 2},

@@ -30,8 +30,8 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 	if mode != subjects.ModeE2E && mode != subjects.ModeCleartext {
 		return subjects.RoomInfo{}, badRequest("mode must be %q or %q, not %q", subjects.ModeE2E, subjects.ModeCleartext, mode)
 	}
-	if history != subjects.HistoryNone && history != subjects.HistoryKeep {
-		return subjects.RoomInfo{}, badRequest("history must be %q or %q, not %q", subjects.HistoryNone, subjects.HistoryKeep, history)
+	if history != subjects.HistoryNone {
+		return subjects.RoomInfo{}, badRequest("history must be %q (the bus keeps no room history: members see what is published while they are subscribed), not %q", subjects.HistoryNone, history)
 	}
 	if err := checkName(req.Name); err != nil {
 		return subjects.RoomInfo{}, err

@@ -31,8 +31,8 @@ func TestRoomsCreate(t *testing.T) {
 		e.unchanged(t, before)
 	})
 	t.Run("cleartext", func(t *testing.T) {
-		got := call[subjects.RoomInfo](t, e.alice, subjects.RoomsCreate, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, History: subjects.HistoryKeep})
-		if subjects.ValidateRoomID(got.RoomID) != nil || got.Mode != subjects.ModeCleartext || got.History != subjects.HistoryKeep || got.Epoch != 0 || got.NextEpoch != 0 {
+		got := call[subjects.RoomInfo](t, e.alice, subjects.RoomsCreate, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, History: subjects.HistoryNone})
+		if subjects.ValidateRoomID(got.RoomID) != nil || got.Mode != subjects.ModeCleartext || got.History != subjects.HistoryNone || got.Epoch != 0 || got.NextEpoch != 0 {
 			t.Fatalf("created %+v", got)
 		}
 		id := subjects.NewRoomID()
@@ -59,6 +59,7 @@ func TestRoomsCreate(t *testing.T) {
 			{"cleartext with a sealed key", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, SealedKey: []byte("k")}, "omit sealed_key"},
 			{"bad mode", e.alice, subjects.CreateRoomRequest{Mode: "secret", SealedKey: []byte("k")}, `mode must be "e2e" or "cleartext"`},
 			{"bad history", e.alice, subjects.CreateRoomRequest{History: "forever", SealedKey: []byte("k")}, "history must be"},
+			{"history kept", e.alice, subjects.CreateRoomRequest{History: "keep", SealedKey: []byte("k")}, `history must be "none" (the bus keeps no room history`},
 			{"huge sealed key", e.alice, subjects.CreateRoomRequest{RoomID: subjects.NewRoomID(), SealedKey: make([]byte, svc.MaxSealedKeyBytes+1)}, "over the limit"},
 			{"long name", e.alice, subjects.CreateRoomRequest{Name: string(bytes.Repeat([]byte("n"), svc.MaxNameBytes+1)), SealedKey: []byte("k")}, "name is"},
 			{"no encryption key", fresh, subjects.CreateRoomRequest{RoomID: subjects.NewRoomID(), SealedKey: []byte("k")}, "users.setkey"},
@@ -122,12 +123,12 @@ func TestRoomsMine(t *testing.T) {
 		t.Errorf("mine with no rooms = %s, want an empty list", r.Data)
 	}
 	a := e.createRoom(t, e.alice, subjects.ModeE2E)
-	b := call[subjects.RoomInfo](t, e.bob, subjects.RoomsCreate, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, History: subjects.HistoryKeep})
+	b := call[subjects.RoomInfo](t, e.bob, subjects.RoomsCreate, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext})
 	e.invite(t, e.bob, b, e.alice)
 	got := call[subjects.MineResponse](t, e.alice, subjects.RoomsMine, nil)
 	want := map[string]subjects.RoomRef{
 		a.RoomID: {RoomID: a.RoomID, Subject: a.Subject, Epoch: 1, Policy: subjects.HistoryNone, Role: subjects.RoleOwner, Mode: subjects.ModeE2E, Name: a.Name, Owner: e.alice.pub},
-		b.RoomID: {RoomID: b.RoomID, Subject: b.Subject, Epoch: 0, Policy: subjects.HistoryKeep, Role: subjects.RoleMember, Mode: subjects.ModeCleartext, Name: b.Name, Owner: e.bob.pub},
+		b.RoomID: {RoomID: b.RoomID, Subject: b.Subject, Epoch: 0, Policy: subjects.HistoryNone, Role: subjects.RoleMember, Mode: subjects.ModeCleartext, Name: b.Name, Owner: e.bob.pub},
 	}
 	if len(got.Rooms) != 2 || got.Rooms[0].RoomID > got.Rooms[1].RoomID {
 		t.Fatalf("mine = %+v, want 2 rooms sorted by ID", got)

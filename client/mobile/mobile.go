@@ -213,7 +213,7 @@ func (s *Session) Invite(roomID, pub string) error {
 // RoomsJSON lists the rooms the session's identity belongs to, as a JSON
 // array (never null) of objects:
 //
-//	{"room_id": "...", "subject": "...", "epoch": 1, "policy": "none" | "keep",
+//	{"room_id": "...", "subject": "...", "epoch": 1, "policy": "none",
 //	 "role": "owner" | "member", "mode": "e2e" | "cleartext"}
 func (s *Session) RoomsJSON() (string, error) {
 	ctx, cancel, err := s.op()
