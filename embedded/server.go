@@ -20,8 +20,11 @@ const DefaultPort = 4222
 const RandomPort = -1
 
 // DefaultReadyTimeout bounds how long Start waits for the server to accept
-// connections when Config.ReadyTimeout is zero.
-const DefaultReadyTimeout = 10 * time.Second
+// connections when Config.ReadyTimeout is zero. A server usually is ready in
+// milliseconds, but JetStream's start can take more than 10 s on a loaded
+// machine (seen with `make run` beside a build on 2 cores), and a node of a
+// cluster waits for its peers.
+const DefaultReadyTimeout = time.Minute
 
 // Config describes one embedded nats-server.
 type Config struct {
@@ -157,20 +160,39 @@ func Start(c Config) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Logger != nil {
-		ns.SetLoggerV2(&slogAdapter{logger: logger}, false, false, false)
-	}
+	logs := &slogAdapter{logger: logger}
+	ns.SetLoggerV2(logs, false, false, false)
 	ns.Start()
 	timeout := c.ReadyTimeout
 	if timeout == 0 {
 		timeout = DefaultReadyTimeout
 	}
-	if !ns.ReadyForConnections(timeout) {
+	if err := waitReady(ns, logs, timeout); err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		return nil, fmt.Errorf("start nats-server: %w within %s", ErrNotReady, timeout)
+		return nil, fmt.Errorf("start nats-server: %w", err)
 	}
 	return &Server{ns: ns, tls: opts.TLSConfig != nil, logger: logger}, nil
+}
+
+// waitReady waits up to timeout for ns to accept connections, and stops
+// early with the error nats-server logged as fatal (a port in use, say).
+func waitReady(ns *server.Server, logs *slogAdapter, timeout time.Duration) error {
+	const poll = 50 * time.Millisecond
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := logs.fatalError(); err != nil {
+			return err
+		}
+		if ns.ReadyForConnections(poll) {
+			// Ready can follow a fatal error on one listener (the
+			// monitoring or route port) while the client port works.
+			return logs.fatalError()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w within %s", ErrNotReady, timeout)
+		}
+	}
 }
 
 // NATS returns the underlying nats-server (for in-process administration

@@ -2,8 +2,10 @@ package embedded_test
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -30,6 +32,30 @@ func TestStartServeClose(t *testing.T) {
 	srv.Close() // idempotent
 	if _, err := nats.Connect(srv.ClientURL()); err == nil {
 		t.Fatal("server still accepts connections after Close")
+	}
+}
+
+// TestPortInUse starts a server on a port another listener holds: Start
+// fails at once with nats-server's reason, not after its ready timeout, and
+// leaves nothing running.
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	port := ln.Addr().(*net.TCPAddr).Port
+	start := time.Now()
+	srv, err := embedded.Start(embedded.Config{Port: port, DataDir: t.TempDir(), ReadyTimeout: time.Minute})
+	if err == nil {
+		srv.Close()
+		t.Fatalf("started on port %d, which is in use", port)
+	}
+	if took := time.Since(start); took > 10*time.Second || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Start = %v after %s; want the bind error well before the minute's ready timeout", err, took.Round(time.Millisecond))
+	}
+	if errors.Is(err, embedded.ErrNotReady) {
+		t.Fatalf("Start = %v; want the bind error, not ErrNotReady", err)
 	}
 }
 

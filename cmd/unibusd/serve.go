@@ -230,7 +230,6 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 			}
 		}
 		cfg.Server.Cluster = embedded.ClusterConfig{Name: o.clusterName, Host: o.clusterHost, Port: o.clusterPort, Routes: routes}
-		cfg.Server.ReadyTimeout = time.Minute // a node of a cluster starting at once
 	} else if o.routes != "" {
 		return node.Config{}, fmt.Errorf("%w: --routes needs --cluster-name", errUsage)
 	}

@@ -1,7 +1,9 @@
 package e2e_test
 
 import (
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -19,6 +21,12 @@ func TestExitCodes(t *testing.T) {
 	seed := filepath.Join(dir, "me.nk")
 	pub := keygen(t, env, seed)
 	missing := filepath.Join(dir, "nobody.nk")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = busy.Close() }()
+	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
 
 	tests := []struct {
 		name string
@@ -99,6 +107,11 @@ func TestExitCodes(t *testing.T) {
 			name: "unibusd TLS key without certificate",
 			bin:  unibusdBin, args: []string{"--port", "-1", "--data", filepath.Join(dir, "data"), "--tls-key", filepath.Join(dir, "key.pem")},
 			code: exitUsage, want: []string{"--tls-cert and --tls-key go together"},
+		},
+		{
+			name: "unibusd port in use",
+			bin:  unibusdBin, args: []string{"--port", busyPort, "--data", filepath.Join(dir, "busy")},
+			code: exitError, want: []string{"127.0.0.1:" + busyPort, "address already in use"},
 		},
 		{
 			name: "worker unknown flag",

@@ -74,8 +74,6 @@ func RunCluster(t testing.TB, n int, opts ...Option) *Cluster {
 			Port:       clientPorts[i],
 			DataDir:    t.TempDir(),
 			ServerName: fmt.Sprintf("n%d", i+1),
-			// Servers starting at once under -race on two cores.
-			ReadyTimeout: time.Minute,
 			Cluster: embedded.ClusterConfig{
 				Name:   "unibus-test",
 				Port:   routePorts[i],
