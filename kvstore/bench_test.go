@@ -3,6 +3,7 @@ package kvstore_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -155,5 +156,76 @@ func createRooms(b *testing.B, st *kvstore.Store, n int, owner func(int) string)
 	wg.Wait()
 	if err, ok := failed.Load().(error); ok {
 		b.Fatalf("create rooms: %v", err)
+	}
+}
+
+// BenchmarkListUsersPage reads one page of 200 users (with 1,216-byte
+// encryption keys, as ML-KEM ones are) from buckets of 1,000 and 10,000
+// users, beside the raw JetStream calls a page is made of, on the same
+// server in the same run: RawListKeys lists every key of the bucket, and
+// RawGetPage reads the page's 200 users one kv.Get at a time.
+func BenchmarkListUsersPage(b *testing.B) {
+	const pageSize = 200
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			srv := natstest.RunServer(b)
+			_, js := natstest.JetStream(b, srv.ClientURL())
+			st, err := kvstore.Open(ctx, js, kvstore.DefaultConfig())
+			if err != nil {
+				b.Fatal(err)
+			}
+			encKey, sig := make([]byte, 1216), make([]byte, 64)
+			pubs := make([]string, 0, n)
+			for range n {
+				u, err := st.AddUser(ctx, kvstore.User{Pub: newUserKey(b)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := st.SetEncryptionKey(ctx, u.Pub, encKey, sig); err != nil {
+					b.Fatal(err)
+				}
+				pubs = append(pubs, u.Pub)
+			}
+			slices.Sort(pubs)
+			after := pubs[n/2] // a page from the middle
+			users, err := js.KeyValue(ctx, kvstore.BucketUsers)
+			if err != nil {
+				b.Fatal(err)
+			}
+
+			b.Run("RawListKeys", func(b *testing.B) {
+				for b.Loop() {
+					keys, err := users.ListKeys(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					count := 0
+					for range keys.Keys() {
+						count++
+					}
+					if count != n {
+						b.Fatalf("listed %d keys, want %d", count, n)
+					}
+				}
+			})
+			b.Run("RawGetPage", func(b *testing.B) {
+				for b.Loop() {
+					for _, pub := range pubs[n/2+1 : n/2+1+pageSize] {
+						if _, err := users.Get(ctx, pub); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+			b.Run("ListUsersPage", func(b *testing.B) {
+				for b.Loop() {
+					page, more, err := st.ListUsersPage(ctx, after, pageSize)
+					if err != nil || len(page) != pageSize || !more {
+						b.Fatalf("page = %d users, more %v, %v", len(page), more, err)
+					}
+				}
+			})
+		})
 	}
 }
