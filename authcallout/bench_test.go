@@ -3,8 +3,6 @@ package authcallout_test
 import (
 	"context"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,33 +126,15 @@ func BenchmarkConnectUnderFlood(b *testing.B) {
 			name = "bad-key-connects"
 		}
 		b.Run(name, func(b *testing.B) {
-			var (
-				count, admitted atomic.Int64
-				stop            = make(chan struct{})
-				wg              sync.WaitGroup
-			)
+			var flood *connectFlood
 			if flooding {
-				for i := range 16 {
-					wg.Go(func() {
-						for {
-							select {
-							case <-stop:
-								return
-							default:
-							}
-							nc, err := nats.Connect(n.ClientURL(), append(floodOptions(i, victim), nats.MaxReconnects(0), nats.Timeout(5*time.Second))...)
-							if err == nil {
-								admitted.Add(1)
-								nc.Close()
-							}
-							count.Add(1)
-						}
-					})
-				}
-				time.Sleep(200 * time.Millisecond)
+				flood = startConnectFlood(b, n.ClientURL(), victim)
 			}
 			latencies := make([]time.Duration, 0, b.N)
-			before := count.Load()
+			var before int64
+			if flood != nil {
+				before = flood.attempts()
+			}
 			b.ResetTimer()
 			start := time.Now()
 			for range b.N {
@@ -168,11 +148,13 @@ func BenchmarkConnectUnderFlood(b *testing.B) {
 			}
 			elapsed := time.Since(start)
 			b.StopTimer()
-			flooded := count.Load() - before
-			close(stop)
-			wg.Wait()
-			if admitted.Load() != 0 {
-				b.Errorf("%d bad connects admitted", admitted.Load())
+			var flooded int64
+			if flood != nil {
+				flooded = flood.attempts() - before
+				flood.stop()
+				if flood.admitted.Load() != 0 {
+					b.Errorf("%d bad connects admitted", flood.admitted.Load())
+				}
 			}
 			slices.Sort(latencies)
 			pct := func(p float64) float64 {

@@ -236,35 +236,7 @@ func TestFloodOfHostileConnects(t *testing.T) {
 	victim := nodetest.AddUser(t, n, "victim", false)
 	before := lastSeqs(t, n)
 
-	var admitted, refused atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range 16 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				nc, err := nats.Connect(n.ClientURL(), append(floodOptions(i, victim), nats.MaxReconnects(0), nats.Timeout(5*time.Second))...)
-				if err == nil {
-					admitted.Add(1)
-					nc.Close()
-					continue
-				}
-				refused.Add(1)
-			}
-		})
-	}
-	flooding := true
-	defer func() {
-		if flooding {
-			close(stop)
-			wg.Wait()
-		}
-	}()
-	time.Sleep(200 * time.Millisecond) // let the flood build up
+	flood := startConnectFlood(t, n.ClientURL(), victim)
 	for i := range 5 {
 		start := time.Now()
 		p, err := connectPeer(t, n, good)
@@ -276,18 +248,65 @@ func TestFloodOfHostileConnects(t *testing.T) {
 			t.Errorf("good connect %d took %s during the flood", i, took)
 		}
 	}
-	close(stop)
-	wg.Wait()
-	flooding = false
-	if admitted.Load() != 0 {
-		t.Errorf("%d hostile connects admitted", admitted.Load())
+	flood.stop()
+	if flood.admitted.Load() != 0 {
+		t.Errorf("%d hostile connects admitted", flood.admitted.Load())
 	}
-	if refused.Load() < 16 {
-		t.Errorf("only %d hostile connects made: no flood", refused.Load())
+	if flood.refused.Load() < 16 {
+		t.Errorf("only %d hostile connects made: no flood", flood.refused.Load())
 	}
-	t.Logf("%d hostile connects refused", refused.Load())
+	t.Logf("%d hostile connects refused", flood.refused.Load())
 	stillServes(t, n, good, before)
 }
+
+// connectFlood makes hostile connects (floodOptions) from 16 goroutines
+// until stopped, counting those refused and any admitted.
+type connectFlood struct {
+	admitted, refused atomic.Int64
+	done              chan struct{}
+	wg                sync.WaitGroup
+	stopOnce          sync.Once
+}
+
+// startConnectFlood starts a flood against url, lets it build up for
+// 200 ms, and stops it at the latest when tb ends.
+func startConnectFlood(tb testing.TB, url string, victim *identity.Identity) *connectFlood {
+	tb.Helper()
+	f := &connectFlood{done: make(chan struct{})}
+	for i := range 16 {
+		f.wg.Go(func() {
+			for {
+				select {
+				case <-f.done:
+					return
+				default:
+				}
+				nc, err := nats.Connect(url, append(floodOptions(i, victim), nats.MaxReconnects(0), nats.Timeout(5*time.Second))...)
+				if err != nil {
+					f.refused.Add(1)
+					continue
+				}
+				f.admitted.Add(1)
+				nc.Close()
+			}
+		})
+	}
+	tb.Cleanup(f.stop)
+	time.Sleep(200 * time.Millisecond)
+	return f
+}
+
+// stop ends the flood and waits for its goroutines; calling it again does
+// nothing.
+func (f *connectFlood) stop() {
+	f.stopOnce.Do(func() {
+		close(f.done)
+		f.wg.Wait()
+	})
+}
+
+// attempts is how many hostile connects were made so far.
+func (f *connectFlood) attempts() int64 { return f.admitted.Load() + f.refused.Load() }
 
 // floodOptions are the connect options of a hostile connect: a fresh
 // unregistered key, a forged signature for a registered key, an account
