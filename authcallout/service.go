@@ -1,6 +1,7 @@
 package authcallout
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -89,18 +90,10 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.UserTTL == 0 {
-		c.UserTTL = DefaultUserTTL
-	}
-	if c.Workers == 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.QueueLength == 0 {
-		c.QueueLength = DefaultQueueLength
-	}
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.UserTTL = cmp.Or(c.UserTTL, DefaultUserTTL)
+	c.Workers = cmp.Or(c.Workers, DefaultWorkers)
+	c.QueueLength = cmp.Or(c.QueueLength, DefaultQueueLength)
 	c.Limits = c.Limits.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -1,6 +1,7 @@
 package svc
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"math"
@@ -181,45 +182,19 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.AuthMode == "" {
-		c.AuthMode = AuthEnforce
-	}
-	if c.MaxSkew == 0 {
-		c.MaxSkew = DefaultMaxSkew
-	}
-	if c.MaxRequestBytes == 0 {
-		c.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if c.MaxBundleBytes == 0 {
-		c.MaxBundleBytes = max(DefaultMaxBundleBytes, c.MaxRequestBytes)
-	}
-	if c.Workers == 0 {
-		c.Workers = 4 * runtime.GOMAXPROCS(0)
-	}
-	if c.QueueLength == 0 {
-		c.QueueLength = DefaultQueueLength
-	}
-	if c.MaxMembersPerRoom == 0 {
-		c.MaxMembersPerRoom = DefaultMaxMembersPerRoom
-	}
-	if c.MaxRoomsPerUser == 0 {
-		c.MaxRoomsPerUser = DefaultMaxRoomsPerUser
-	}
-	if c.RateLimit == 0 {
-		c.RateLimit = DefaultRateLimit
-	}
-	if c.RateBurst == 0 {
-		c.RateBurst = DefaultRateBurst
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.MaxBlobBytes == 0 {
-		c.MaxBlobBytes = DefaultMaxBlobBytes
-	}
-	if c.Version == "" {
-		c.Version = DefaultVersion
-	}
+	c.AuthMode = cmp.Or(c.AuthMode, AuthEnforce)
+	c.MaxSkew = cmp.Or(c.MaxSkew, DefaultMaxSkew)
+	c.MaxRequestBytes = cmp.Or(c.MaxRequestBytes, DefaultMaxRequestBytes)
+	c.MaxBundleBytes = cmp.Or(c.MaxBundleBytes, max(DefaultMaxBundleBytes, c.MaxRequestBytes))
+	c.Workers = cmp.Or(c.Workers, 4*runtime.GOMAXPROCS(0))
+	c.QueueLength = cmp.Or(c.QueueLength, DefaultQueueLength)
+	c.MaxMembersPerRoom = cmp.Or(c.MaxMembersPerRoom, DefaultMaxMembersPerRoom)
+	c.MaxRoomsPerUser = cmp.Or(c.MaxRoomsPerUser, DefaultMaxRoomsPerUser)
+	c.RateLimit = cmp.Or(c.RateLimit, DefaultRateLimit)
+	c.RateBurst = cmp.Or(c.RateBurst, DefaultRateBurst)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.MaxBlobBytes = cmp.Or(c.MaxBlobBytes, DefaultMaxBlobBytes)
+	c.Version = cmp.Or(c.Version, DefaultVersion)
 	return c
 }
 
