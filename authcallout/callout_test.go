@@ -157,7 +157,7 @@ func testRefused(t *testing.T, opts []nodetest.Option) {
 		"no credentials":    nil,
 		"user and password": {nats.UserInfo("admin", "admin")},
 		// The victim's public key, signed with the attacker's private key.
-		"forged signature": {nats.Nkey(victim.PublicKey(), attacker.Sign)},
+		"forged signature": {nats.Nkey(victim.PublicKey(), attacker.SignNonce)},
 	}
 	for name, o := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -47,7 +47,7 @@ var stateBuckets = []string{kvstore.BucketUsers, kvstore.BucketRooms, kvstore.Bu
 // moves it.
 func lastSeqs(t *testing.T, n *node.Node) map[string]uint64 {
 	t.Helper()
-	js, err := jetstream.New(n.ServiceConn)
+	js, err := jetstream.New(n.StoreConn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,14 +176,14 @@ func testHostileConnects(t *testing.T, opts []nodetest.Option) {
 	}{
 		{"unregistered key", nodetest.ConnectOptions(attacker)},
 		{"revoked user", nodetest.ConnectOptions(revoked)},
-		{"registered key, nonce signed by another key", []nats.Option{nats.Nkey(victim.PublicKey(), attacker.Sign)}},
+		{"registered key, nonce signed by another key", []nats.Option{nats.Nkey(victim.PublicKey(), attacker.SignNonce)}},
 		{"registered key, garbage signature", []nats.Option{nats.Nkey(victim.PublicKey(), garbage)}},
 		{"registered key, empty signature", []nats.Option{nats.Nkey(victim.PublicKey(), empty)}},
-		{"registered key in lower case", []nats.Option{nats.Nkey(strings.ToLower(victim.PublicKey()), victim.Sign)}},
-		{"registered key with a wildcard suffix", []nats.Option{nats.Nkey(victim.PublicKey()+".>", victim.Sign)}},
-		{"wildcard key", []nats.Option{nats.Nkey("*", victim.Sign)}},
-		{"invalid UTF-8 key", []nats.Option{nats.Nkey("U\xff\xfe\xfd", victim.Sign)}},
-		{"seed where the public key belongs", []nats.Option{nats.Nkey(string(seed), victim.Sign)}},
+		{"registered key in lower case", []nats.Option{nats.Nkey(strings.ToLower(victim.PublicKey()), victim.SignNonce)}},
+		{"registered key with a wildcard suffix", []nats.Option{nats.Nkey(victim.PublicKey()+".>", victim.SignNonce)}},
+		{"wildcard key", []nats.Option{nats.Nkey("*", victim.SignNonce)}},
+		{"invalid UTF-8 key", []nats.Option{nats.Nkey("U\xff\xfe\xfd", victim.SignNonce)}},
+		{"seed where the public key belongs", []nats.Option{nats.Nkey(string(seed), victim.SignNonce)}},
 		{"account key", []nats.Option{nats.Nkey(accountPub, signWith(account))}},
 		{"server key", []nats.Option{nats.Nkey(serverPub, signWith(server))}},
 		{"operator key", []nats.Option{nats.Nkey(operatorPub, signWith(operator))}},
@@ -324,7 +324,7 @@ func floodOptions(i int, victim *identity.Identity) []nats.Option {
 		if err != nil {
 			return nil
 		}
-		return []nats.Option{nats.Nkey(victim.PublicKey(), attacker.Sign)}
+		return []nats.Option{nats.Nkey(victim.PublicKey(), attacker.SignNonce)}
 	case 2:
 		kp, err := nkeys.CreateAccount()
 		if err != nil {
@@ -495,7 +495,7 @@ func TestPublishLimitRaw(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "INFO ")), &info); err != nil || info.Nonce == "" {
 		t.Fatalf("INFO %q: %v", line, err)
 	}
-	sig, err := alice.Sign([]byte(info.Nonce))
+	sig, err := alice.SignNonce([]byte(info.Nonce))
 	if err != nil {
 		t.Fatal(err)
 	}

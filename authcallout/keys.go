@@ -24,8 +24,14 @@ type Keys struct {
 	XKey nkeys.KeyPair
 	// CalloutUser is the callout service's user in AccountAuth.
 	CalloutUser nkeys.KeyPair
-	// ServiceUser is the control-plane services' user in AccountUnibus.
+	// ServiceUser is the control-plane services' responding user in
+	// AccountUnibus: it receives requests and may publish only into the
+	// peers' inboxes (see NATSConfig), never into state.
 	ServiceUser nkeys.KeyPair
+	// StoreUser is the user in AccountUnibus that owns the state: the
+	// JetStream API, the KV buckets and the object store. No request
+	// reaches it and it answers none.
+	StoreUser nkeys.KeyPair
 	// SystemUser is the services' user in AccountSystem (kicks).
 	SystemUser nkeys.KeyPair
 }
@@ -42,7 +48,7 @@ func GenerateKeys(withXKey bool) (Keys, error) {
 			return Keys{}, fmt.Errorf("create xkey: %w", err)
 		}
 	}
-	for _, kp := range []*nkeys.KeyPair{&k.CalloutUser, &k.ServiceUser, &k.SystemUser} {
+	for _, kp := range []*nkeys.KeyPair{&k.CalloutUser, &k.ServiceUser, &k.StoreUser, &k.SystemUser} {
 		if *kp, err = nkeys.CreateUser(); err != nil {
 			return Keys{}, fmt.Errorf("create service user key: %w", err)
 		}
@@ -73,7 +79,7 @@ func (k Keys) valid() error {
 			return err
 		}
 	}
-	for name, kp := range map[string]nkeys.KeyPair{"callout user": k.CalloutUser, "service user": k.ServiceUser, "system user": k.SystemUser} {
+	for name, kp := range map[string]nkeys.KeyPair{"callout user": k.CalloutUser, "service user": k.ServiceUser, "store user": k.StoreUser, "system user": k.SystemUser} {
 		if err := check(name, kp, nkeys.PrefixByteUser); err != nil {
 			return err
 		}

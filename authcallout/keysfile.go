@@ -1,6 +1,7 @@
 package authcallout
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +12,7 @@ import (
 	"github.com/unibus/unibus/internal/secretfile"
 )
 
-// maxKeysFileSize bounds what ReadKeysFile reads: five seeds and their
+// maxKeysFileSize bounds what ReadKeysFile reads: six seeds and their
 // names are about 500 bytes.
 const maxKeysFileSize = 16 << 10
 
@@ -24,6 +25,7 @@ type keysFile struct {
 	XKey        seedPub `json:"xkey,omitzero"`
 	CalloutUser seedPub `json:"callout_user"`
 	ServiceUser seedPub `json:"service_user"`
+	StoreUser   seedPub `json:"store_user,omitzero"`
 	SystemUser  seedPub `json:"system_user"`
 }
 
@@ -46,7 +48,7 @@ func WriteKeysFile(path string, k Keys) error {
 	for _, e := range []struct {
 		kp  nkeys.KeyPair
 		out *seedPub
-	}{{k.Issuer, &f.Issuer}, {k.XKey, &f.XKey}, {k.CalloutUser, &f.CalloutUser}, {k.ServiceUser, &f.ServiceUser}, {k.SystemUser, &f.SystemUser}} {
+	}{{k.Issuer, &f.Issuer}, {k.XKey, &f.XKey}, {k.CalloutUser, &f.CalloutUser}, {k.ServiceUser, &f.ServiceUser}, {k.StoreUser, &f.StoreUser}, {k.SystemUser, &f.SystemUser}} {
 		if e.kp == nil {
 			continue
 		}
@@ -93,6 +95,7 @@ func ReadKeysFile(path string) (Keys, error) {
 		{"xkey", f.XKey, &k.XKey, true},
 		{"callout_user", f.CalloutUser, &k.CalloutUser, false},
 		{"service_user", f.ServiceUser, &k.ServiceUser, false},
+		{"store_user", f.StoreUser, &k.StoreUser, true},
 		{"system_user", f.SystemUser, &k.SystemUser, false},
 	} {
 		if e.in.Seed == "" && e.optional {
@@ -107,10 +110,40 @@ func ReadKeysFile(path string) (Keys, error) {
 		}
 		*e.out = kp
 	}
+	if k.StoreUser == nil {
+		// A file written before the store user had a key of its own.
+		if k.StoreUser, err = deriveStoreUser(k.ServiceUser); err != nil {
+			return Keys{}, fmt.Errorf("keys file %s: %w", path, err)
+		}
+	}
 	if err := k.valid(); err != nil {
 		return Keys{}, fmt.Errorf("keys file %s: %w", path, err)
 	}
 	return k, nil
+}
+
+// deriveStoreUser is the store user of a keys file written before the
+// store user had a key of its own: a user key derived from the service
+// user's seed (SHA-256 of a domain tag and the raw seed), so that every
+// unibusd reading the same old file agrees on it. Files written now hold
+// an independent key.
+func deriveStoreUser(service nkeys.KeyPair) (nkeys.KeyPair, error) {
+	seed, err := service.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("derive store user: %w", err)
+	}
+	_, raw, err := nkeys.DecodeSeed(seed)
+	if err != nil {
+		return nil, fmt.Errorf("derive store user: %w", err)
+	}
+	h := sha256.New()
+	h.Write([]byte("unibus-store-user-v1\n"))
+	h.Write(raw)
+	kp, err := nkeys.FromRawSeed(nkeys.PrefixByteUser, h.Sum(nil))
+	if err != nil {
+		return nil, fmt.Errorf("derive store user: %w", err)
+	}
+	return kp, nil
 }
 
 // LoadOrCreateKeysFile reads the keys file at path, or, when there is no

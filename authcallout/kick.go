@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/unibus/unibus/subjects"
 )
 
 // System account subjects used to find and disconnect connections.
@@ -95,6 +97,12 @@ func (k *Kicker) Kick(ctx context.Context, pub string, before time.Time) (int, e
 		}
 		if reply.Error != nil {
 			errs = append(errs, fmt.Errorf("connz on %s: %s", reply.Server.ID, reply.Error.Description))
+			continue
+		}
+		// The kick subject is built from the answer: a server ID must be
+		// one plain token, never a wildcard or a path elsewhere.
+		if err := subjects.ValidateToken(reply.Server.ID); err != nil {
+			errs = append(errs, fmt.Errorf("connz: server id: %w", err))
 			continue
 		}
 		for _, c := range reply.Data.Conns {

@@ -3,7 +3,10 @@ package authcallout
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
+
+	"github.com/unibus/unibus/subjects"
 )
 
 // MaxPayload is the largest message the servers accept: room rekeys of
@@ -31,26 +34,75 @@ func NATSConfigWithLimits(k Keys, l PeerLimits) (string, error) {
 	if err := l.valid(); err != nil {
 		return "", err
 	}
-	callout, service, system := mustPub(k.CalloutUser), mustPub(k.ServiceUser), mustPub(k.SystemUser)
+	callout, service, store, system := mustPub(k.CalloutUser), mustPub(k.ServiceUser), mustPub(k.StoreUser), mustPub(k.SystemUser)
 	var b strings.Builder
 	fmt.Fprintf(&b, "# unibus: accounts and auth callout (generated; identical on every node)\n")
 	fmt.Fprintf(&b, "max_payload: %d\n", MaxPayload)
 	fmt.Fprintf(&b, "accounts {\n")
-	fmt.Fprintf(&b, "  %s: { users: [ { nkey: %q } ] }\n", AccountAuth, callout)
-	fmt.Fprintf(&b, "  %s: { jetstream: enabled, users: [ { nkey: %q } ], limits: { max_payload: %d, max_subscriptions: %d } }\n",
-		AccountUnibus, service, l.MaxPublishBytes, l.MaxSubscriptions)
+	fmt.Fprintf(&b, "  %s: { users: [\n", AccountAuth)
+	fmt.Fprintf(&b, "    # the callout: answers the servers' authorization requests, nothing else\n")
+	fmt.Fprintf(&b, "    { nkey: %q, permissions: %s }\n", callout, calloutPermissions)
+	fmt.Fprintf(&b, "  ] }\n")
+	fmt.Fprintf(&b, "  %s: { jetstream: enabled, limits: { max_payload: %d, max_subscriptions: %d }, users: [\n",
+		AccountUnibus, l.MaxPublishBytes, l.MaxSubscriptions)
+	fmt.Fprintf(&b, "    # the services' responder: receives requests, replies only into peers' inboxes\n")
+	fmt.Fprintf(&b, "    { nkey: %q, permissions: %s }\n", service, servicePermissions)
+	fmt.Fprintf(&b, "    # the owner of state: JetStream, KV and object store; receives no requests\n")
+	fmt.Fprintf(&b, "    { nkey: %q, permissions: %s }\n", store, storePermissions)
+	fmt.Fprintf(&b, "  ] }\n")
 	fmt.Fprintf(&b, "  %s: { users: [ { nkey: %q } ] }\n", AccountSystem, system)
 	fmt.Fprintf(&b, "}\n")
 	fmt.Fprintf(&b, "system_account: %s\n", AccountSystem)
 	fmt.Fprintf(&b, "authorization {\n  auth_callout {\n")
 	fmt.Fprintf(&b, "    issuer: %q\n", mustPub(k.Issuer))
 	fmt.Fprintf(&b, "    account: %s\n", AccountAuth)
-	fmt.Fprintf(&b, "    auth_users: [ %q, %q, %q ]\n", callout, service, system)
+	fmt.Fprintf(&b, "    auth_users: [ %q, %q, %q, %q ]\n", callout, service, store, system)
 	if k.XKey != nil {
 		fmt.Fprintf(&b, "    xkey: %q\n", mustPub(k.XKey))
 	}
 	fmt.Fprintf(&b, "  }\n}\n")
 	return b.String(), nil
+}
+
+// The permissions of the deployment's own users, in nats-server
+// configuration syntax. A reply subject is chosen by whoever sends a
+// request, so a connection that answers requests must hold no right a
+// caller lacks: the services' responder may publish only into the peers'
+// inboxes, and the connection that owns state (StoreUser) subscribes to
+// nothing but its own inboxes, so that no request reaches it. A mistake in
+// the services' own reply check (svc) thus still cannot write a record,
+// call the JetStream API or speak in a room.
+var (
+	calloutPermissions = permissionsConf(
+		[]string{serverInboxAll},
+		[]string{requestSubject})
+	servicePermissions = permissionsConf(
+		[]string{subjects.InboxesAll},
+		[]string{subjects.UsersAll, subjects.RoomsAll, subjects.BlobsAll, subjects.ServiceAPIAll})
+	storePermissions = permissionsConf(
+		[]string{subjects.JetStreamAll, subjects.KVAll, subjects.ObjectStoreAll},
+		[]string{subjects.InboxesAll})
+)
+
+// serverInboxAll covers the reply subjects of the requests nats-server
+// sends itself (its "$SYS._INBOX." prefix), among them the authorization
+// requests the callout answers.
+const (
+	serverInboxPrefix = "$SYS._INBOX."
+	serverInboxAll    = serverInboxPrefix + ">"
+)
+
+// permissionsConf is a permissions block that allows publishing to pub and
+// subscribing to sub, and nothing else.
+func permissionsConf(pub, sub []string) string {
+	list := func(subs []string) string {
+		quoted := make([]string, len(subs))
+		for i, s := range subs {
+			quoted[i] = strconv.Quote(s)
+		}
+		return "[ " + strings.Join(quoted, ", ") + " ]"
+	}
+	return fmt.Sprintf("{ publish: { allow: %s }, subscribe: { allow: %s } }", list(pub), list(sub))
 }
 
 // PeerLimits bound every connection of account UNIBUS: peers and the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,6 +222,13 @@ func (s *Service) Stats() Stats {
 // signature, no store work), so that a connect storm is answered rather
 // than left to the server's auth timeout.
 func (s *Service) receive(msg *nats.Msg) {
+	if !strings.HasPrefix(msg.Reply, serverInboxPrefix) {
+		// Only nats-server sends authorization requests, with a reply in
+		// its own inbox; anything else is answered nowhere (the callout
+		// user's permissions would refuse the publish too).
+		s.cfg.Logger.Debug("authorization request dropped: its reply subject is not the server's inbox", "reply", msg.Reply)
+		return
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.stopped {

@@ -69,3 +69,55 @@ func ServerConfig(certFile, keyFile string) (*tls.Config, error) {
 		MinVersion:   tls.VersionTLS12,
 	}, nil
 }
+
+// RouteConfig returns the mutual TLS configuration of nats-server cluster
+// routes, where every node is both a server (accepting routes) and a
+// client (soliciting them): it presents the certificate chain in certFile
+// with the key in keyFile, and requires and verifies the peer's
+// certificate against the CA certificates in caFile only (not the system
+// roots), whichever side opened the connection. TLS 1.2 or later.
+//
+// The certificate must be signed by a CA of caFile and be valid for both
+// server and client authentication (as [WriteDevCA]'s server certificate
+// is); otherwise RouteConfig fails, naming the file, rather than let every
+// route handshake fail later.
+func RouteConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load route key pair %s, %s: %w", certFile, keyFile, err)
+	}
+	pool, err := loadPool(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("load route CA: %w", err)
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("parse route certificate %s: %w", certFile, err)
+		}
+	}
+	intermediates := x509.NewCertPool()
+	for _, der := range cert.Certificate[1:] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("parse route certificate chain %s: %w", certFile, err)
+		}
+		intermediates.AddCert(c)
+	}
+	for _, usage := range []struct {
+		eku  x509.ExtKeyUsage
+		name string
+	}{{x509.ExtKeyUsageServerAuth, "server"}, {x509.ExtKeyUsageClientAuth, "client"}} {
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: intermediates, KeyUsages: []x509.ExtKeyUsage{usage.eku}})
+		if err != nil {
+			return nil, fmt.Errorf("route certificate %s is not valid for %s authentication with the CA %s (a node presents it both ways): %w", certFile, usage.name, caFile, err)
+		}
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}

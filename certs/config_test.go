@@ -2,8 +2,13 @@ package certs
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io/fs"
 	"net"
@@ -254,6 +259,126 @@ func TestServerConfigErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.cert) || !strings.Contains(err.Error(), tt.key) {
 				t.Errorf("error %q does not name both files", err)
+			}
+		})
+	}
+}
+
+func routeConfig(t *testing.T, files Files) *tls.Config {
+	t.Helper()
+	cfg, err := RouteConfig(files.ServerCert, files.ServerKey, files.CACert)
+	if err != nil {
+		t.Fatalf("RouteConfig: %v", err)
+	}
+	return cfg
+}
+
+// TestRouteConfigMutual: two nodes with certificates of the deployment CA
+// complete a route handshake either way round; a peer whose certificate
+// another CA signed, or that presents none, is refused by the accepting
+// node, and a node refuses to solicit one.
+func TestRouteConfigMutual(t *testing.T) {
+	pki := writeDevCA(t, nil)
+	other := writeDevCA(t, nil)
+	node := routeConfig(t, pki)
+	if node.ClientAuth != tls.RequireAndVerifyClientCert || node.RootCAs == nil || node.ClientCAs == nil || node.InsecureSkipVerify {
+		t.Fatalf("route TLS is not mutual with the CA: %+v", node)
+	}
+	if node.MinVersion != tls.VersionTLS12 {
+		t.Errorf("MinVersion = %#x, want TLS 1.2", node.MinVersion)
+	}
+	if cerr, serr := handshake(t, node, routeConfig(t, pki), "127.0.0.1"); cerr != nil || serr != nil {
+		t.Fatalf("route handshake between two nodes: client: %v; server: %v", cerr, serr)
+	}
+
+	// A rogue with its own CA solicits a node: the node refuses it.
+	rogue := routeConfig(t, other)
+	rogue.RootCAs = node.RootCAs // it even trusts the node
+	if _, serr := handshake(t, node, rogue, "127.0.0.1"); serr == nil {
+		t.Fatal("a node accepted a route whose certificate another CA signed")
+	}
+	// A rogue with no certificate at all.
+	if _, serr := handshake(t, node, clientConfig(t, pki.CACert), "127.0.0.1"); serr == nil {
+		t.Fatal("a node accepted a route without a client certificate")
+	}
+	// A node soliciting a rogue refuses the rogue's certificate.
+	if cerr, _ := handshake(t, routeConfig(t, other), node, "127.0.0.1"); !errors.As(cerr, new(x509.UnknownAuthorityError)) {
+		t.Fatalf("a node soliciting a rogue: client error %v, want an unknown authority", cerr)
+	}
+}
+
+// writeLeaf writes a certificate signed by the CA of pki with the given
+// extended key usages, and its key, and returns their paths.
+func writeLeaf(t *testing.T, pki Files, usages ...x509.ExtKeyUsage) (certFile, keyFile string) {
+	t.Helper()
+	ca, caKey := readCert(t, pki.CACert), readKey(t, pki.CAKey)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := createCert(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: "localhost"},
+		NotBefore:   time.Now().Add(-time.Hour),
+		NotAfter:    time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: usages,
+		DNSNames:    []string{"localhost"},
+	}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := keyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "leaf.pem"), filepath.Join(dir, "leaf-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestRouteConfigErrors(t *testing.T) {
+	pki := writeDevCA(t, nil)
+	other := writeDevCA(t, nil)
+	missing := filepath.Join(t.TempDir(), "nope.pem")
+	serverOnly, serverOnlyKey := writeLeaf(t, pki, x509.ExtKeyUsageServerAuth)
+	clientOnly, clientOnlyKey := writeLeaf(t, pki, x509.ExtKeyUsageClientAuth)
+	both, bothKey := writeLeaf(t, pki, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	if _, err := RouteConfig(both, bothKey, pki.CACert); err != nil {
+		t.Fatalf("a certificate for both usages: %v", err)
+	}
+	tests := []struct {
+		name          string
+		cert, key, ca string
+		want          error  // nil: any error
+		names         string // a file the message must name
+		msg           string
+	}{
+		{name: "missing cert", cert: missing, key: pki.ServerKey, ca: pki.CACert, want: fs.ErrNotExist, names: missing},
+		{name: "missing key", cert: pki.ServerCert, key: missing, ca: pki.CACert, want: fs.ErrNotExist, names: missing},
+		{name: "missing CA", cert: pki.ServerCert, key: pki.ServerKey, ca: missing, want: fs.ErrNotExist, names: missing},
+		{name: "CA file without certificates", cert: pki.ServerCert, key: pki.ServerKey, ca: pki.CAKey, want: ErrNoCertificates, names: pki.CAKey},
+		{name: "key of another certificate", cert: pki.ServerCert, key: pki.CAKey, ca: pki.CACert, names: pki.ServerCert},
+		{name: "certificate of another CA", cert: other.ServerCert, key: other.ServerKey, ca: pki.CACert, names: other.ServerCert, msg: "not valid for server authentication"},
+		{name: "server authentication only", cert: serverOnly, key: serverOnlyKey, ca: pki.CACert, names: serverOnly, msg: "not valid for client authentication"},
+		{name: "client authentication only", cert: clientOnly, key: clientOnlyKey, ca: pki.CACert, names: clientOnly, msg: "not valid for server authentication"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := RouteConfig(tt.cert, tt.key, tt.ca)
+			if err == nil {
+				t.Fatal("RouteConfig succeeded")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("error = %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.names) || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q does not name %s or say %q", err, tt.names, tt.msg)
 			}
 		})
 	}

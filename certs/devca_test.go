@@ -120,6 +120,10 @@ func TestWriteDevCA(t *testing.T) {
 	if !slices.Contains(server.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
 		t.Errorf("server certificate lacks the server auth usage")
 	}
+	// nats-server routes present it as a client too (RouteConfig).
+	if !slices.Contains(server.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		t.Errorf("server certificate lacks the client auth usage that routes need")
+	}
 
 	for _, c := range []*x509.Certificate{ca, server} {
 		if c.NotBefore.After(start) {

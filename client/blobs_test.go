@@ -21,6 +21,7 @@ import (
 
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/client/e2e"
+	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
 )
@@ -74,18 +75,18 @@ func (p *progressLog) finished(t *testing.T) int64 {
 // connection as an operator could.
 func blobStore(t *testing.T, b *bus) jetstream.ObjectStore {
 	t.Helper()
-	js, err := jetstream.New(b.n.ServiceConn)
+	js, err := jetstream.New(b.n.StoreConn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := js.ObjectStore(context.Background(), svc.BlobsBucket)
+	store, err := js.ObjectStore(context.Background(), kvstore.BucketBlobs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return store
 }
 
-// chunkObject is the object of a blob's chunk (see svc.BlobsBucket).
+// chunkObject is the object of a blob's chunk (see kvstore.BucketBlobs).
 func chunkObject(roomID, blob string, i int) string {
 	return roomID + "/" + blob + "/" + strconv.Itoa(i)
 }

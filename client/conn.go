@@ -22,6 +22,7 @@ type options struct {
 	caFile        string
 	name          string
 	reconnectWait time.Duration
+	insecure      bool
 	natsOpts      []nats.Option
 }
 
@@ -29,6 +30,16 @@ type options struct {
 // certificate it signed, and plaintext URLs are refused.
 func WithCA(caFile string) Option {
 	return func(o *options) error { o.caFile = caFile; return nil }
+}
+
+// WithInsecure allows plaintext connections (nats://, ws:// or no scheme)
+// to servers beyond loopback, which Connect otherwise refuses with
+// [ErrInsecureURL]: anyone on the path could read and rewrite the
+// connection and relay its login. Use it only on a network you trust;
+// prefer tls:// with WithCA. Loopback addresses (127.0.0.0/8, ::1,
+// localhost) and TLS URLs need no opt-in.
+func WithInsecure() Option {
+	return func(o *options) error { o.insecure = true; return nil }
 }
 
 // WithEncryptionKey sets the HPKE key that opens room keys sealed to this
@@ -77,6 +88,17 @@ func newConn(nc *nats.Conn, id *identity.Identity, encKey *e2e.EncryptionKey, re
 }
 
 // Connect connects to url (comma-separated for several servers) as id.
+//
+// The login answers the server's nonce with id.SignNonce, which signs only
+// nonces in the form nats-server issues, so no server, whatever it sends,
+// gets an application signature out of a login (see identity.Identity.Sign);
+// a server that sends anything else is refused with an error that matches
+// identity.ErrBadNonce.
+//
+// A plaintext URL (nats://, ws:// or no scheme) must name a loopback host
+// (127.0.0.0/8, ::1, localhost) unless WithInsecure is given; otherwise
+// Connect fails with [ErrInsecureURL] before dialing. Every URL of the list
+// is checked, and so, on reconnect, is every server the cluster announces.
 func Connect(ctx context.Context, url string, id *identity.Identity, opts ...Option) (*Conn, error) {
 	if id == nil {
 		return nil, fmt.Errorf("%w: an identity is required", ErrConnect)
@@ -128,7 +150,8 @@ func (o options) natsOptions(url string, id *identity.Identity, reconnects *sign
 		return nil, err
 	}
 	opts := []nats.Option{
-		nats.Nkey(id.PublicKey(), id.Sign),
+		// SignNonce, never Sign: the nonce is the server's choice.
+		nats.Nkey(id.PublicKey(), id.SignNonce),
 		nats.CustomInboxPrefix(inbox),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(o.reconnectWait),
@@ -150,7 +173,12 @@ func (o options) natsOptions(url string, id *identity.Identity, reconnects *sign
 		}
 		opts = append(opts, nats.Secure(tlsConf))
 	}
-	return append(opts, o.natsOpts...), nil
+	opts = append(opts, o.natsOpts...)
+	transport, err := transportOptions(url, o.insecure, opts)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, transport...), nil
 }
 
 // NATS returns the underlying connection, for raw subscriptions.

@@ -154,13 +154,13 @@ func TestEavesdroppersSeeOnlyCiphertext(t *testing.T) {
 		t.Fatal("non-member subscribed the room subject without a permissions violation")
 	}
 
-	// A trusted raw subscriber on the subject (the server side) sees frames
+	// A raw subscriber on the subject (what the server relays) sees frames
 	// whose payload is ciphertext.
-	raw, err := b.n.ServiceConn.SubscribeSync(room.Subject)
+	raw, err := alice.NATS().SubscribeSync(room.Subject)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.n.ServiceConn.Flush(); err != nil {
+	if err := alice.NATS().Flush(); err != nil {
 		t.Fatal(err)
 	}
 	in := subscribe(t, bob, room.RoomID)
@@ -235,11 +235,11 @@ func TestThreadsReactionsAndReplays(t *testing.T) {
 	}
 
 	// A captured frame replayed on the subject is dropped, not delivered.
-	raw, err := b.n.ServiceConn.SubscribeSync(room.Subject)
+	raw, err := alice.NATS().SubscribeSync(room.Subject)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.n.ServiceConn.Flush(); err != nil {
+	if err := alice.NATS().Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := alice.Publish(ctx, room.RoomID, []byte("once")); err != nil {
@@ -253,7 +253,7 @@ func TestThreadsReactionsAndReplays(t *testing.T) {
 	for len(bobIn.rejects) > 0 {
 		<-bobIn.rejects
 	}
-	if err := b.n.ServiceConn.Publish(room.Subject, captured.Data); err != nil {
+	if err := alice.NATS().Publish(room.Subject, captured.Data); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -268,7 +268,7 @@ func TestThreadsReactionsAndReplays(t *testing.T) {
 	}
 
 	// Garbage and a forged frame are rejected too.
-	if err := b.n.ServiceConn.Publish(room.Subject, []byte("garbage")); err != nil {
+	if err := alice.NATS().Publish(room.Subject, []byte("garbage")); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -314,11 +314,11 @@ func TestRemovalRekeysTheRoom(t *testing.T) {
 	bobIn := subscribe(t, bob, room.RoomID)
 	publishUntilReceived(t, alice, room.RoomID, bobIn, "before")
 
-	raw, err := b.n.ServiceConn.SubscribeSync(room.Subject)
+	raw, err := alice.NATS().SubscribeSync(room.Subject)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.n.ServiceConn.Flush(); err != nil {
+	if err := alice.NATS().Flush(); err != nil {
 		t.Fatal(err)
 	}
 	after, err := alice.Remove(ctx, room.RoomID, carol.Identity().PublicKey())

@@ -11,6 +11,13 @@ import (
 // ErrConnect wraps every failure to reach the bus.
 var ErrConnect = errors.New("connect to unibus")
 
+// ErrInsecureURL reports a plaintext server URL (nats://, ws:// or no
+// scheme) whose host is not a loopback address, which Connect refuses
+// without WithInsecure; or, on reconnect, such a server announced by the
+// cluster. Fix it with a tls:// URL (and WithCA), or opt into plaintext
+// with WithInsecure. Connect's error also matches ErrConnect.
+var ErrInsecureURL = errors.New("refusing plaintext beyond loopback")
+
 // Sentinels matched by errors.Is on an *APIError with the corresponding
 // service error code.
 var (

@@ -1,12 +1,15 @@
 package embedded
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -15,6 +18,9 @@ import (
 
 // DefaultPort is the NATS client port used when Config.Port is zero.
 const DefaultPort = 4222
+
+// DefaultHost is the client listen address when Config.Host is empty.
+const DefaultHost = "127.0.0.1"
 
 // RandomPort asks the operating system for a free port (tests).
 const RandomPort = -1
@@ -49,16 +55,85 @@ type Config struct {
 	Customize func(*server.Options) error
 }
 
+// RouteTLSTimeout bounds the TLS handshake of a route, in seconds: longer
+// than nats-server's 2 s default, so that a loaded node does not drop a
+// legitimate route. authcallout.RouteTLSTimeout, its twin in the printed
+// configuration of an operator's servers, has the same value.
+const RouteTLSTimeout = 5
+
 // ClusterConfig joins the server to a NATS cluster over routes.
+//
+// A route sees every account's traffic and may publish into any account,
+// so routes are always authorized (Username and Password), and a route
+// listener beyond loopback needs TLS unless InsecureRoutes says otherwise.
 type ClusterConfig struct {
 	// Name is the cluster name shared by every node.
 	Name string
 	// Host and Port are where this node listens for routes (Port RandomPort
-	// picks a free one).
+	// picks a free one). Host defaults to Config.Host.
 	Host string
 	Port int
 	// Routes are the route URLs of the other nodes (nats-route://host:port).
+	// Those without credentials get Username and Password: nats-server
+	// presents only the credentials of a route's URL when it solicits one.
 	Routes []string
+	// Username and Password authorize routes, the same on every node
+	// (authcallout.Keys.RouteCredentials derives them from the deployment
+	// keys): the node accepts only routes that present them, and presents
+	// them on the routes it solicits. Required.
+	Username, Password string
+	// TLS, when set, is the mutual TLS of routes (certs.RouteConfig): the
+	// node presents its certificate and requires and verifies the peer's
+	// against the deployment CA, whichever side opened the route.
+	TLS *tls.Config
+	// InsecureRoutes allows a route listener on an address other than
+	// loopback without TLS. Routes are still authorized, but their
+	// password and all traffic travel in the clear.
+	InsecureRoutes bool
+}
+
+// IsLoopback reports whether host, a listen address without port, is
+// reachable only from this machine: an IP address of 127.0.0.0/8 or ::1,
+// or "localhost". Anything else, "0.0.0.0" and "" (every interface)
+// included, is not.
+func IsLoopback(host string) bool {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// valid checks a cluster configuration whose node listens for clients on
+// clientHost.
+func (c ClusterConfig) valid(clientHost string) error {
+	if c.Port < RandomPort || c.Port > 65535 {
+		return fmt.Errorf("%w: cluster port %d out of range", ErrConfigValidation, c.Port)
+	}
+	if c.Username == "" || c.Password == "" {
+		return fmt.Errorf("%w: routes need authorization: set the cluster's Username and Password (authcallout.Keys.RouteCredentials), or any process that reaches the route port joins the cluster", ErrConfigValidation)
+	}
+	if c.TLS != nil {
+		t := c.TLS
+		switch {
+		case len(t.Certificates) == 0 && t.GetCertificate == nil:
+			return fmt.Errorf("%w: route TLS has no certificate to present", ErrConfigValidation)
+		case t.ClientAuth != tls.RequireAndVerifyClientCert || t.ClientCAs == nil:
+			return fmt.Errorf("%w: route TLS must require and verify the peer's certificate against the CA (certs.RouteConfig)", ErrConfigValidation)
+		case t.RootCAs == nil || t.InsecureSkipVerify:
+			return fmt.Errorf("%w: route TLS must verify the nodes it connects to against the CA (certs.RouteConfig)", ErrConfigValidation)
+		}
+	}
+	if host := cmp.Or(c.Host, clientHost); c.TLS == nil && !c.InsecureRoutes && !IsLoopback(host) {
+		return fmt.Errorf("%w: the route listener on %s is not loopback and has no TLS: set the cluster's TLS (certs.RouteConfig), or InsecureRoutes to accept routes in the clear", ErrConfigValidation, host)
+	}
+	for _, r := range c.Routes {
+		if _, err := url.Parse(r); err != nil {
+			return fmt.Errorf("%w: route %q: %w", ErrConfigValidation, r, err)
+		}
+	}
+	return nil
 }
 
 func (c Config) valid() error {
@@ -72,9 +147,7 @@ func (c Config) valid() error {
 		if c.ServerName == "" {
 			return fmt.Errorf("%w: a cluster node needs a server name", ErrConfigValidation)
 		}
-		if c.Cluster.Port < RandomPort || c.Cluster.Port > 65535 {
-			return fmt.Errorf("%w: cluster port %d out of range", ErrConfigValidation, c.Cluster.Port)
-		}
+		return c.Cluster.valid(cmp.Or(c.Host, DefaultHost))
 	}
 	return nil
 }
@@ -91,10 +164,7 @@ func (c Config) Options() (*server.Options, error) {
 	if err := c.valid(); err != nil {
 		return nil, err
 	}
-	host := c.Host
-	if host == "" {
-		host = "127.0.0.1"
-	}
+	host := cmp.Or(c.Host, DefaultHost)
 	port := c.Port
 	if port == 0 {
 		port = DefaultPort
@@ -126,10 +196,20 @@ func (c Config) Options() (*server.Options, error) {
 			opts.Cluster.Host = host
 		}
 		opts.Cluster.Port = c.Cluster.Port
+		// Accepted routes must present these; solicited routes present
+		// those of their URL, and gossiped ones these.
+		opts.Cluster.Username, opts.Cluster.Password = c.Cluster.Username, c.Cluster.Password
+		if c.Cluster.TLS != nil {
+			opts.Cluster.TLSConfig = c.Cluster.TLS
+			opts.Cluster.TLSTimeout = RouteTLSTimeout
+		}
 		for _, r := range c.Cluster.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
 				return nil, fmt.Errorf("%w: route %q: %w", ErrConfigValidation, r, err)
+			}
+			if u.User == nil {
+				u.User = url.UserPassword(c.Cluster.Username, c.Cluster.Password)
 			}
 			opts.Routes = append(opts.Routes, u)
 		}

@@ -21,4 +21,17 @@ var (
 
 	// ErrWiped reports use of an identity after [Identity.Wipe].
 	ErrWiped = errors.New("identity wiped")
+
+	// ErrBadNonce reports a login nonce that [Identity.SignNonce] refused
+	// to sign: it is not in the form nats-server issues (see
+	// [IsNonceForm]). The server that sent it is suspect: it may be trying
+	// to have an application message signed.
+	ErrBadNonce = errors.New("refusing to sign a login nonce that is not a NATS server nonce")
+
+	// ErrUntaggedMessage reports an application message that
+	// [Identity.Sign] refused to sign because it is made only of
+	// characters of login nonces, [A-Za-z0-9_-]: such a message could be
+	// a login signature's, and every application message starts with a
+	// domain tag that ends in '\n'.
+	ErrUntaggedMessage = errors.New("refusing to sign an application message without a domain tag")
 )

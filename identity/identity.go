@@ -13,7 +13,12 @@ import (
 //
 // Make one with [Generate], [FromSeed] or [Load]; the zero value is not
 // usable. Its methods are safe for concurrent use. [Identity.Wipe] erases
-// the seed; afterwards Seed and Sign fail with [ErrWiped].
+// the seed; afterwards Seed, Sign and SignNonce fail with [ErrWiped].
+//
+// An identity signs in two disjoint message spaces: [Identity.SignNonce]
+// answers a NATS server's login nonce, [Identity.Sign] signs application
+// messages (requests, frames, bindings). See Sign for why no signature
+// made in one space is ever valid in the other.
 type Identity struct {
 	pub string        // immutable
 	kp  nkeys.KeyPair // immutable; its seed is guarded by mu
@@ -130,11 +135,28 @@ func (id *Identity) PublicKey() string { return id.pub }
 // its seed.
 func (id *Identity) String() string { return id.pub }
 
-// KeyPair returns the underlying nkey key pair, for APIs that take one.
-// It shares state with id: it is unusable after [Identity.Wipe], and
-// wiping it wipes id. It is not guarded by id's lock, so do not use it
-// concurrently with Wipe.
-func (id *Identity) KeyPair() nkeys.KeyPair { return id.kp }
+// KeyPair returns the identity as an nkey key pair, for APIs that take
+// one (subjects.SignRequest, subjects.SignEncKeyBinding). Its Sign is
+// [Identity.Sign], with the same refusal of nonce-form messages, so that
+// it never signs in the login message space, and its Wipe is
+// [Identity.Wipe]; its other methods are the underlying key pair's. It is
+// not guarded by id's lock, so do not use its Seed or PrivateKey
+// concurrently with Wipe. To answer a server's login nonce use
+// [Identity.SignNonce], never this key pair.
+func (id *Identity) KeyPair() nkeys.KeyPair { return appKeyPair{KeyPair: id.kp, id: id} }
+
+// appKeyPair is the key pair of an identity whose Sign and Wipe go through
+// the identity (see Identity.KeyPair).
+type appKeyPair struct {
+	nkeys.KeyPair
+	id *Identity
+}
+
+// Sign is Identity.Sign.
+func (k appKeyPair) Sign(msg []byte) ([]byte, error) { return k.id.Sign(msg) }
+
+// Wipe is Identity.Wipe.
+func (k appKeyPair) Wipe() { k.id.Wipe() }
 
 // Seed returns a copy of the encoded user seed (SU…), without a newline.
 // The caller should clear it when done.
@@ -151,20 +173,8 @@ func (id *Identity) Seed() ([]byte, error) {
 	return bytes.Clone(seed), nil
 }
 
-// Sign returns the Ed25519 signature of msg. Its signature matches
-// nats.go's SignatureHandler, so nats.Nkey(id.PublicKey(), id.Sign)
-// answers the server's nonce challenge.
-func (id *Identity) Sign(msg []byte) ([]byte, error) {
-	id.mu.RLock()
-	defer id.mu.RUnlock()
-	if id.wiped {
-		return nil, fmt.Errorf("sign: %w", ErrWiped)
-	}
-	return ed25519.Sign(id.priv, msg), nil
-}
-
-// Wipe overwrites the seed in memory. Afterwards Seed and Sign fail with
-// [ErrWiped]; PublicKey still works. Wipe is idempotent.
+// Wipe overwrites the seed in memory. Afterwards Seed, Sign and SignNonce
+// fail with [ErrWiped]; PublicKey still works. Wipe is idempotent.
 func (id *Identity) Wipe() {
 	id.mu.Lock()
 	defer id.mu.Unlock()

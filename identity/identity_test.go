@@ -155,7 +155,7 @@ func TestFromSeedLeavesInputAlone(t *testing.T) {
 		t.Fatalf("FromSeed modified its input")
 	}
 	clear(input)
-	if _, err := id.Sign([]byte("x")); err != nil {
+	if _, err := id.Sign([]byte("test-v1\nx")); err != nil {
 		t.Fatalf("Sign after clearing the input: %v", err)
 	}
 }
@@ -176,7 +176,7 @@ func TestGenerateSignVerify(t *testing.T) {
 		t.Fatalf("two generated identities share a public key")
 	}
 
-	msg := []byte("nonce")
+	msg := []byte("test-v1\nmessage")
 	sig, err := id.Sign(msg)
 	if err != nil {
 		t.Fatalf("Sign: %v", err)
@@ -188,7 +188,7 @@ func TestGenerateSignVerify(t *testing.T) {
 	if err := verifier.Verify(msg, sig); err != nil {
 		t.Errorf("signature does not verify: %v", err)
 	}
-	if err := verifier.Verify([]byte("other"), sig); err == nil {
+	if err := verifier.Verify([]byte("test-v1\nother"), sig); err == nil {
 		t.Errorf("signature verifies for another message")
 	}
 
@@ -250,8 +250,14 @@ func TestWipe(t *testing.T) {
 	id.Wipe()
 	id.Wipe() // idempotent
 
-	if _, err := id.Sign([]byte("x")); !errors.Is(err, ErrWiped) {
+	if _, err := id.Sign([]byte("test-v1\nx")); !errors.Is(err, ErrWiped) {
 		t.Errorf("Sign after Wipe: error = %v, want ErrWiped", err)
+	}
+	if _, err := id.SignNonce([]byte("ABCDEFGHIJKLMNO")); !errors.Is(err, ErrWiped) {
+		t.Errorf("SignNonce after Wipe: error = %v, want ErrWiped", err)
+	}
+	if _, err := id.KeyPair().Sign([]byte("test-v1\nx")); !errors.Is(err, ErrWiped) {
+		t.Errorf("KeyPair().Sign after Wipe: error = %v, want ErrWiped", err)
 	}
 	if _, err := id.Seed(); !errors.Is(err, ErrWiped) {
 		t.Errorf("Seed after Wipe: error = %v, want ErrWiped", err)
@@ -274,7 +280,7 @@ func TestWipeWhileSigning(t *testing.T) {
 	if err != nil {
 		t.Fatalf("FromPublicKey: %v", err)
 	}
-	msg := []byte("nonce")
+	msg := []byte("test-v1\nmessage")
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 8*50)

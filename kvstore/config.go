@@ -2,6 +2,7 @@ package kvstore
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -32,6 +33,9 @@ type Config struct {
 	NonceTTL time.Duration
 	// Memory keeps buckets in memory instead of files (tests, benchmarks).
 	Memory bool
+	// Logger receives the store's warnings (records that fail validation);
+	// nil discards them.
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {

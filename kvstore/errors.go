@@ -1,6 +1,9 @@
 package kvstore
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrNotFound means there is no such record: user, room, member, sealed
@@ -16,6 +19,10 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 	// ErrReplay means a nonce was already claimed within its window.
 	ErrReplay = errors.New("nonce already used")
+	// ErrInvalidRecord means a stored value is not a valid record for its
+	// key (see records.go): it is treated as absent, and every error that
+	// matches it matches ErrNotFound too.
+	ErrInvalidRecord = fmt.Errorf("invalid record, treated as absent: %w", ErrNotFound)
 	// ErrConfigValidation wraps every error of Config validation.
 	ErrConfigValidation = errors.New("invalid store configuration")
 )

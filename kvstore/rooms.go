@@ -2,10 +2,8 @@ package kvstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,9 +67,12 @@ type RoomRef struct {
 	Owner   string `json:"owner,omitempty"`
 }
 
-// indexEntry is the value of a rooms_by_member key.
+// indexEntry is the value of a rooms_by_member key: the member and room
+// it stands for (checked against the key when read) and the role.
 type indexEntry struct {
-	Role string `json:"role"`
+	Pub    string `json:"pub"`
+	RoomID string `json:"room_id"`
+	Role   string `json:"role"`
 }
 
 func memberKey(roomID, pub string) string { return roomID + "." + pub }
@@ -151,7 +152,7 @@ func (s *Store) CreateRoom(ctx context.Context, r Room, ownerKey []byte) (Room, 
 	if err := putJSON(ctx, s.members, memberKey(r.ID, owner), m); err != nil {
 		return Room{}, fmt.Errorf("create room: %w", err)
 	}
-	if err := putJSON(ctx, s.byMember, indexKey(owner, r.ID), indexEntry{Role: m.Role}); err != nil {
+	if err := putJSON(ctx, s.byMember, indexKey(owner, r.ID), indexEntry{Pub: owner, RoomID: r.ID, Role: m.Role}); err != nil {
 		return Room{}, fmt.Errorf("create room: %w", err)
 	}
 	return r, nil
@@ -169,8 +170,7 @@ func (s *Store) GetRoom(ctx context.Context, roomID string) (Room, error) {
 }
 
 func (s *Store) getRoom(ctx context.Context, roomID string) (Room, uint64, error) {
-	var r Room
-	rev, err := getJSON(ctx, s.rooms, roomID, &r)
+	r, rev, err := getRecord[Room](ctx, s, s.rooms, roomID)
 	if errors.Is(err, ErrNotFound) {
 		return Room{}, 0, fmt.Errorf("room %s: %w", roomID, ErrNotFound)
 	}
@@ -195,8 +195,7 @@ func (s *Store) GetMember(ctx context.Context, roomID, pub string) (Member, erro
 }
 
 func (s *Store) getMember(ctx context.Context, roomID, pub string) (Member, error) {
-	var m Member
-	_, err := getJSON(ctx, s.members, memberKey(roomID, pub), &m)
+	m, _, err := getRecord[Member](ctx, s, s.members, memberKey(roomID, pub))
 	if errors.Is(err, ErrNotFound) {
 		return Member{}, fmt.Errorf("member %s of room %s: %w", pub, roomID, ErrNotFound)
 	}
@@ -273,7 +272,7 @@ func (s *Store) AddMember(ctx context.Context, roomID, pub, role string, epoch u
 		}
 		return Member{}, fmt.Errorf("add member: %w", err)
 	}
-	if err := putJSON(ctx, s.byMember, indexKey(pub, roomID), indexEntry{Role: role}); err != nil {
+	if err := putJSON(ctx, s.byMember, indexKey(pub, roomID), indexEntry{Pub: pub, RoomID: roomID, Role: role}); err != nil {
 		return Member{}, fmt.Errorf("add member: %w", err)
 	}
 	return existing, nil
@@ -353,15 +352,7 @@ func (s *Store) listMembers(ctx context.Context, roomID string) ([]Member, error
 	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
 	}
-	members := make([]Member, 0, len(entries))
-	for _, e := range entries {
-		var m Member
-		if err := json.Unmarshal(e.value, &m); err != nil {
-			return nil, fmt.Errorf("list members: decode %s: %w", e.key, err)
-		}
-		members = append(members, m)
-	}
-	return members, nil
+	return decodeRecords[Member](s, BucketMembers, entries), nil
 }
 
 // CountMembers returns the number of members of a room (ErrNotFound if
@@ -434,14 +425,9 @@ func (s *Store) ListRoomsForEndpoint(ctx context.Context, pub string) ([]RoomRef
 	}
 	roles := make(map[string]string, len(index))
 	ids := make([]string, 0, len(index))
-	for _, e := range index {
-		var idx indexEntry
-		if err := json.Unmarshal(e.value, &idx); err != nil {
-			return nil, fmt.Errorf("list rooms of %s: decode %s: %w", pub, e.key, err)
-		}
-		id := strings.TrimPrefix(e.key, pub+".")
-		roles[id] = idx.Role
-		ids = append(ids, id)
+	for _, idx := range decodeRecords[indexEntry](s, BucketRoomsByMember, index) {
+		roles[idx.RoomID] = idx.Role
+		ids = append(ids, idx.RoomID)
 	}
 	out := make([]RoomRef, 0, len(ids))
 	if len(ids) == 0 {
@@ -452,11 +438,7 @@ func (s *Store) ListRoomsForEndpoint(ctx context.Context, pub string) ([]RoomRef
 		return nil, fmt.Errorf("list rooms of %s: %w", pub, err)
 	}
 	// A room missing here was half-created or deleted: it is left out.
-	for _, e := range rooms {
-		var room Room
-		if err := json.Unmarshal(e.value, &room); err != nil {
-			return nil, fmt.Errorf("list rooms of %s: decode room %s: %w", pub, e.key, err)
-		}
+	for _, room := range decodeRecords[Room](s, BucketRooms, rooms) {
 		out = append(out, RoomRef{
 			RoomID: room.ID, Subject: room.Subject, Epoch: room.Epoch,
 			Policy: room.Policy, Role: roles[room.ID], Mode: room.Mode,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,7 +19,26 @@ const (
 	BucketRoomsByMember = "UNIBUS_rooms_by_member"
 	BucketRoomKeys      = "UNIBUS_room_keys"
 	BucketNonces        = "UNIBUS_nonces"
+	// BucketBlobs is the object store of the blobs service. Its objects
+	// are
+	//
+	//	<roomID>/<blob>/<index>   chunk index (decimal) of a blob, as put
+	//	<roomID>/<blob>           the manifest of a complete blob: an empty
+	//	                          object whose metadata holds "size" and
+	//	                          "chunks"
+	//
+	// A manifest is written only after the chunks, read back in order,
+	// hashed to the blob's ID; a blob without one is incomplete and cannot
+	// be read.
+	BucketBlobs = "UNIBUS_blobs"
 )
+
+// Buckets lists every KV bucket and object store the store creates, by
+// name: what tests, docs and operators iterate instead of lists of their
+// own.
+func Buckets() []string {
+	return []string{BucketUsers, BucketRooms, BucketMembers, BucketRoomsByMember, BucketRoomKeys, BucketNonces, BucketBlobs}
+}
 
 // Store is the typed view of the unibus buckets. It is safe for concurrent
 // use; it owns no goroutines and needs no Close (the caller owns the
@@ -31,15 +51,19 @@ type Store struct {
 	byMember jetstream.KeyValue
 	keys     jetstream.KeyValue
 	nonces   jetstream.KeyValue
+	blobs    jetstream.ObjectStore
 
 	opTimeout time.Duration
 	nonceTTL  time.Duration
 	replicas  int
 	quorum    *quorumGate
 	now       func() time.Time
+	logger    *slog.Logger
 }
 
-// Open creates (or updates) the six buckets and returns a Store over them.
+// Open creates (or updates) the six KV buckets and the blobs' object store
+// (Buckets), all with the same replicas and storage, and returns a Store
+// over them.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.valid(); err != nil {
@@ -49,7 +73,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	s := &Store{js: js, opTimeout: cfg.OpTimeout, nonceTTL: cfg.NonceTTL, replicas: cfg.Replicas, quorum: newQuorumGate(), now: time.Now}
+	s := &Store{js: js, opTimeout: cfg.OpTimeout, nonceTTL: cfg.NonceTTL, replicas: cfg.Replicas, quorum: newQuorumGate(), now: time.Now, logger: cfg.Logger}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
 	buckets := []struct {
 		kv   *jetstream.KeyValue
 		conf jetstream.KeyValueConfig
@@ -77,28 +104,46 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		}
 		*b.kv = kv
 	}
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	blobs, err := js.CreateOrUpdateObjectStore(cctx, jetstream.ObjectStoreConfig{
+		Bucket:      BucketBlobs,
+		Description: "unibus blobs: room content by SHA-256, in chunks, with a manifest once verified",
+		Storage:     storage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open object store %s: %w", BucketBlobs, err)
+	}
+	s.blobs = blobs
 	return s, nil
 }
+
+// Blobs is the object store of the blobs service (BucketBlobs).
+func (s *Store) Blobs() jetstream.ObjectStore { return s.blobs }
 
 // bound limits ctx by the operation timeout (the earlier deadline wins).
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.opTimeout)
 }
 
-// getJSON reads key into v and returns its revision. A missing key is
-// ErrNotFound.
-func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+// getRecord reads the record under key and returns it with its revision.
+// A missing key is ErrNotFound, and so is a value that is not a valid
+// record for key (ErrInvalidRecord, see decodeRecord).
+func getRecord[T record](ctx context.Context, s *Store, kv jetstream.KeyValue, key string) (T, uint64, error) {
+	var zero T
 	e, err := kv.Get(ctx, key)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return 0, ErrNotFound
+			return zero, 0, ErrNotFound
 		}
-		return 0, fmt.Errorf("get %s/%s: %w", kv.Bucket(), key, err)
+		return zero, 0, fmt.Errorf("get %s/%s: %w", kv.Bucket(), key, err)
 	}
-	if err := json.Unmarshal(e.Value(), v); err != nil {
-		return 0, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+	v, err := decodeRecord[T](s, kv.Bucket(), key, e.Value())
+	if err != nil {
+		return zero, 0, err
 	}
-	return e.Revision(), nil
+	return v, e.Revision(), nil
 }
 
 // exists reports whether key is present.

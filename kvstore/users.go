@@ -2,7 +2,6 @@ package kvstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -74,8 +73,7 @@ func (s *Store) GetUser(ctx context.Context, pub string) (User, error) {
 }
 
 func (s *Store) getUser(ctx context.Context, pub string) (User, uint64, error) {
-	var u User
-	rev, err := getJSON(ctx, s.users, pub, &u)
+	u, rev, err := getRecord[User](ctx, s, s.users, pub)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return User{}, 0, fmt.Errorf("user %s: %w", pub, ErrNotFound)
@@ -93,15 +91,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
-	users := make([]User, 0, len(entries))
-	for _, e := range entries {
-		var u User
-		if err := json.Unmarshal(e.value, &u); err != nil {
-			return nil, fmt.Errorf("list users: decode %s: %w", e.key, err)
-		}
-		users = append(users, u)
-	}
-	return users, nil
+	return decodeRecords[User](s, BucketUsers, entries), nil
 }
 
 // ListUsersPage returns, in order of their keys, at most limit users whose
@@ -212,9 +202,9 @@ func (s *Store) GetUserFromLeader(ctx context.Context, pub string) (User, error)
 	if err != nil {
 		return User{}, fmt.Errorf("get user: %w", err)
 	}
-	var u User
-	if err := json.Unmarshal(data, &u); err != nil {
-		return User{}, fmt.Errorf("get user: decode %s: %w", pub, err)
+	u, err := decodeRecord[User](s, BucketUsers, pub, data)
+	if err != nil {
+		return User{}, fmt.Errorf("get user: %w", err)
 	}
 	return u, nil
 }
@@ -282,11 +272,7 @@ func (s *Store) GetUsers(ctx context.Context, pubs []string) (map[string]User, e
 	if err != nil {
 		return nil, fmt.Errorf("get users: %w", err)
 	}
-	for _, e := range entries {
-		var u User
-		if err := json.Unmarshal(e.value, &u); err != nil {
-			return nil, fmt.Errorf("get users: decode %s: %w", e.key, err)
-		}
+	for _, u := range decodeRecords[User](s, BucketUsers, entries) {
 		out[u.Pub] = u
 	}
 	return out, nil

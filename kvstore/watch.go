@@ -2,7 +2,6 @@ package kvstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -32,6 +31,7 @@ const (
 // reports every change of a user's access. It owns one goroutine, stopped
 // by Stop.
 type AccessWatcher struct {
+	store   *Store
 	changes chan AccessChange
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -54,7 +54,7 @@ func (s *Store) WatchAccess(ctx context.Context) (*AccessWatcher, error) {
 		cancel()
 		return nil, fmt.Errorf("watch memberships: %w", err)
 	}
-	w := &AccessWatcher{changes: make(chan AccessChange, 256), cancel: cancel, users: users, index: index}
+	w := &AccessWatcher{store: s, changes: make(chan AccessChange, 256), cancel: cancel, users: users, index: index}
 	w.wg.Go(func() { w.run(ctx) })
 	return w, nil
 }
@@ -98,15 +98,13 @@ func (w *AccessWatcher) run(ctx context.Context) {
 				continue
 			}
 			pub := e.Key()
-			var now userState
+			// A deleted user, or a record that is not valid (see
+			// decodeRecord), is as good as revoked.
+			now := userState{revoked: true}
 			if e.Operation() == jetstream.KeyValuePut {
-				var u User
-				if err := json.Unmarshal(e.Value(), &u); err != nil {
-					continue
+				if u, err := decodeRecord[User](w.store, BucketUsers, pub, e.Value()); err == nil {
+					now = userState{revoked: u.Revoked(), admin: u.Admin}
 				}
-				now = userState{revoked: u.Revoked(), admin: u.Admin}
-			} else {
-				now = userState{revoked: true}
 			}
 			before, seen := known[pub]
 			known[pub] = now

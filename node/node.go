@@ -68,8 +68,12 @@ type Node struct {
 	Store  *kvstore.Store
 	Keys   authcallout.Keys
 
-	// ServiceConn is the services' connection (account UNIBUS).
+	// ServiceConn is the services' responding connection (account UNIBUS):
+	// it receives requests and may publish only into peers' inboxes.
 	ServiceConn *nats.Conn
+	// StoreConn is the connection that owns the state (account UNIBUS):
+	// the store's JetStream, KV and object store. No request reaches it.
+	StoreConn *nats.Conn
 	// SystemConn is a system-account connection.
 	SystemConn *nats.Conn
 
@@ -132,14 +136,21 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.ServiceConn, err = n.dial(keys.ServiceUser, nats.Name("unibus-services")); err != nil {
 		return nil, fmt.Errorf("connect service user: %w", err)
 	}
+	if n.StoreConn, err = n.dial(keys.StoreUser, nats.Name("unibus-store")); err != nil {
+		return nil, fmt.Errorf("connect store user: %w", err)
+	}
 	if n.SystemConn, err = n.dial(keys.SystemUser, nats.Name("unibus-system")); err != nil {
 		return nil, fmt.Errorf("connect system user: %w", err)
 	}
-	js, err := jetstream.New(n.ServiceConn)
+	js, err := jetstream.New(n.StoreConn)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if n.Store, err = openStore(ctx, js, cfg.Store); err != nil {
+	storeCfg := cfg.Store
+	if storeCfg.Logger == nil {
+		storeCfg.Logger = logger.With("component", "store")
+	}
+	if n.Store, err = openStore(ctx, js, storeCfg); err != nil {
 		return nil, err
 	}
 	co := cfg.Callout
@@ -296,6 +307,13 @@ func (n *Node) ServiceUserConn(opts ...nats.Option) (*nats.Conn, error) {
 	return n.dial(n.Keys.ServiceUser, opts...)
 }
 
+// StoreUserConn opens another in-process connection as the store user
+// (account UNIBUS), the one that may use JetStream, e.g. for the store of
+// a second instance of the services.
+func (n *Node) StoreUserConn(opts ...nats.Option) (*nats.Conn, error) {
+	return n.dial(n.Keys.StoreUser, opts...)
+}
+
 // Services are the control-plane services the node started (for Stats,
 // or to stop them in tests).
 func (n *Node) Services() *svc.Services { return n.services }
@@ -318,7 +336,7 @@ func (n *Node) Close() {
 	if n.callout != nil {
 		n.callout.Stop()
 	}
-	for _, nc := range []*nats.Conn{n.calloutConn, n.ServiceConn, n.SystemConn} {
+	for _, nc := range []*nats.Conn{n.calloutConn, n.ServiceConn, n.StoreConn, n.SystemConn} {
 		if nc != nil {
 			nc.Close()
 		}

@@ -354,3 +354,32 @@ func InboxAll(pub string) (string, error) {
 	}
 	return prefix + sep + fwc, nil
 }
+
+// InboxesAll is "_INBOX.>", every peer's inboxes: the only subjects the
+// control plane's responding connection may publish to (its permissions
+// in the NATS configuration).
+const InboxesAll = inboxPrefix + fwc
+
+// InboxOwner returns the user whose inbox reply is: reply must be
+// "_INBOX.<pub>.<token>[.<token>…]" with pub a user public key in its
+// canonical form (as InboxPrefix builds it) and every token non-empty and
+// free of wildcards and whitespace. Anything else, a subject in a bucket
+// ("$KV.…"), the JetStream API, a room, or an inbox without a key, is
+// ErrInvalidSubject. The services answer a request only into the inbox of
+// the identity that signed it, so this is how they find whose it is.
+func InboxOwner(reply string) (string, error) {
+	rest, ok := strings.CutPrefix(reply, inboxPrefix)
+	if !ok || len(rest) < publicKeyLen+2 || rest[publicKeyLen] != '.' {
+		return "", fmt.Errorf("%w %s: not a peer inbox (%s<user key>.…)", ErrInvalidSubject, quote(reply), inboxPrefix)
+	}
+	pub := rest[:publicKeyLen]
+	if !nkeys.IsValidPublicUserKey(pub) || strings.ToUpper(pub) != pub {
+		return "", fmt.Errorf("%w %s: the inbox names no user key", ErrInvalidSubject, quote(reply))
+	}
+	for tok := range strings.SplitSeq(rest[publicKeyLen+1:], sep) {
+		if tok == "" || tok == fwc || tok == pwc || strings.ContainsFunc(tok, unicode.IsSpace) {
+			return "", fmt.Errorf("%w %s: an inbox token is empty or a wildcard", ErrInvalidSubject, quote(reply))
+		}
+	}
+	return pub, nil
+}

@@ -44,7 +44,7 @@ func TestSignedRequests(t *testing.T) {
 			h, _ := subjects.SignRequest(e.alice.kp, subjects.RoomsGet, m.Data, time.Now())
 			m.Header = h
 		})}, want: []string{"signature does not verify"}},
-		{name: "signed by another key", from: e.alice, opts: []reqOption{tampered(func(m *nats.Msg) { m.Header.Set(subjects.HeaderPub, e.bob.pub) })}, want: []string{"signature does not verify"}},
+		{name: "signed by another key", from: e.alice, opts: []reqOption{signedBy(e.bob.kp), tampered(func(m *nats.Msg) { m.Header.Set(subjects.HeaderPub, e.alice.pub) })}, want: []string{"signature does not verify"}},
 		{name: "no headers", from: e.alice, opts: []reqOption{unsigned(nil)}, want: []string{"not signed"}},
 		{name: "pub only", from: e.alice, opts: []reqOption{unsigned(nats.Header{subjects.HeaderPub: {e.alice.pub}})}, want: []string{"not signed"}},
 		{name: "no signature", from: e.alice, opts: []reqOption{tampered(func(m *nats.Msg) { m.Header.Del(subjects.HeaderSig) })}, want: []string{"not signed"}},
@@ -144,7 +144,32 @@ func TestSoftMode(t *testing.T) {
 		// Soft mode relaxes authentication, not authorization: a claimed
 		// non-admin is still not an admin.
 		r := e.alice.request(t, subjects.UsersAdd, subjects.AddUserRequest{Pub: e.stranger(t).pub}, unsigned(nats.Header{subjects.HeaderPub: {e.alice.pub}}))
-		wantError(t, r, subjects.CodeForbidden, "only administrators")
+		wantError(t, r, subjects.CodeUnauthenticated, "only administrators", "soft auth mode")
+	})
+	t.Run("administrator endpoints are not relaxed", func(t *testing.T) {
+		// Alice claims to be the administrator: in soft mode that would
+		// make her one. Every administrator endpoint refuses a caller
+		// whose checks did not all pass, and nothing is stored.
+		before := e.snapshot(t)
+		newcomer := e.newIdentity(t, "newcomer")
+		as := []reqOption{signedBy(e.alice.kp), tampered(func(m *nats.Msg) { m.Header.Set(subjects.HeaderPub, e.admin.pub) })}
+		for _, tc := range []struct {
+			subject string
+			body    any
+		}{
+			{subjects.UsersAdd, subjects.AddUserRequest{Pub: newcomer.pub, Admin: true}},
+			{subjects.UsersRevoke, subjects.RevokeUserRequest{Pub: e.bob.pub}},
+			{subjects.UsersList, subjects.ListUsersRequest{}},
+		} {
+			// The claim is the admin's, so the reply goes to the admin's
+			// inbox: sent over the admin's connection, as a stolen
+			// connection or a relay would.
+			m := e.alice.msg(t, tc.subject, tc.body, as...)
+			wantError(t, e.admin.send(t, m), subjects.CodeUnauthenticated, "soft auth mode")
+		}
+		e.unchanged(t, before)
+		// The administrator's own signed requests still work.
+		call[subjects.ListUsersResponse](t, e.admin, subjects.UsersList, subjects.ListUsersRequest{})
 	})
 	t.Run("no caller", func(t *testing.T) {
 		wantError(t, e.alice.request(t, subjects.RoomsMine, nil, unsigned(nil)), subjects.CodeUnauthenticated, subjects.HeaderPub)

@@ -15,19 +15,6 @@ import (
 	"github.com/unibus/unibus/subjects"
 )
 
-// BlobsBucket is the JetStream object store of the blobs service, created
-// by Start with the replicas and storage of the store's KV buckets. Every
-// instance of the services shares it; it is the only state of the blobs
-// service. Its objects are
-//
-//	<roomID>/<blob>/<index>   chunk index (decimal) of a blob, as put
-//	<roomID>/<blob>           the manifest of a complete blob: an empty object
-//	                          whose metadata holds "size" and "chunks"
-//
-// A manifest is written only after the chunks, read back in order, hashed
-// to the blob's ID; a blob without one is incomplete and cannot be read.
-const BlobsBucket = "UNIBUS_blobs"
-
 // Manifest metadata keys.
 const (
 	manifestSize   = "size"
@@ -46,44 +33,15 @@ type blobHandlers struct {
 	objects jetstream.ObjectStore
 }
 
-// newBlobHandlers opens (creating or updating) BlobsBucket with the replicas
-// and storage of the store's buckets, so that one setting (the store's
-// configuration) places all of the state. It is bounded by ctx or, without
-// a deadline, by the request timeout.
-func newBlobHandlers(ctx context.Context, h *handlers) (*blobHandlers, error) {
+// newBlobHandlers checks that blob chunk requests can reach the service
+// and serves them from the store's object store (kvstore.BucketBlobs).
+func newBlobHandlers(h *handlers) *blobHandlers {
 	cfg := h.cfg
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.RequestTimeout)
-		defer cancel()
-	}
 	if mp := cfg.Conn.MaxPayload(); mp > 0 && mp < maxBlobPutBytes {
 		cfg.Logger.Warn("the server's max_payload is below the size of a blob chunk request: blobs cannot reach the services",
 			"max_payload", mp, "blob_request_bytes", maxBlobPutBytes)
 	}
-	js, err := jetstream.New(cfg.Conn)
-	if err != nil {
-		return nil, fmt.Errorf("open blob store: %w", err)
-	}
-	kv, err := js.KeyValue(ctx, kvstore.BucketUsers)
-	if err != nil {
-		return nil, fmt.Errorf("open blob store: read bucket %s: %w", kvstore.BucketUsers, err)
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("open blob store: read bucket %s: %w", kvstore.BucketUsers, err)
-	}
-	like := st.Config()
-	objects, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      BlobsBucket,
-		Description: "unibus blobs: room content by SHA-256, in chunks, with a manifest once verified",
-		Storage:     like.Storage,
-		Replicas:    like.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open blob store %s: %w", BlobsBucket, err)
-	}
-	return &blobHandlers{handlers: h, objects: objects}, nil
+	return &blobHandlers{handlers: h, objects: h.store.Blobs()}
 }
 
 func (h *blobHandlers) endpoints() []endpoint {
@@ -231,7 +189,7 @@ func (h *blobHandlers) deleteChunks(ctx context.Context, roomID, blob string, ch
 	for i := range chunks {
 		name := chunkName(roomID, blob, i)
 		if err := h.objects.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			h.cfg.Logger.Warn("chunk of a mismatched blob not deleted", "bucket", BlobsBucket, "object", name, "err", err)
+			h.cfg.Logger.Warn("chunk of a mismatched blob not deleted", "bucket", kvstore.BucketBlobs, "object", name, "err", err)
 		}
 	}
 }

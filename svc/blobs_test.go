@@ -23,9 +23,9 @@ func (e *env) blobStore(t testing.TB) jetstream.ObjectStore {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	os, err := e.js.ObjectStore(ctx, svc.BlobsBucket)
+	os, err := e.js.ObjectStore(ctx, kvstore.BucketBlobs)
 	if err != nil {
-		t.Fatalf("object store %s: %v", svc.BlobsBucket, err)
+		t.Fatalf("object store %s: %v", kvstore.BucketBlobs, err)
 	}
 	return os
 }
@@ -42,7 +42,7 @@ func (e *env) blobSeq(t testing.TB) uint64 {
 	return st.(*jetstream.ObjectBucketStatus).StreamInfo().State.LastSeq
 }
 
-// chunkObject is the object of a blob's chunk (see svc.BlobsBucket).
+// chunkObject is the object of a blob's chunk (see kvstore.BucketBlobs).
 func chunkObject(roomID, blob string, i int) string {
 	return roomID + "/" + blob + "/" + strconv.Itoa(i)
 }
@@ -341,7 +341,7 @@ func TestBlobsConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Stop() })
-	os, err := js.ObjectStore(context.Background(), svc.BlobsBucket)
+	os, err := js.ObjectStore(context.Background(), kvstore.BucketBlobs)
 	if err != nil {
 		t.Fatal(err)
 	}

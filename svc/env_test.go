@@ -72,6 +72,13 @@ type user struct {
 	nc        *nats.Conn
 	encKey    []byte
 	encKeySig []byte
+	// listen, when set, reads u's replies from u's own inbox while u's
+	// requests travel over another user's connection (nc): a user the
+	// callout does not admit has no connection of its own, and the
+	// services answer a signed request only into its signer's inbox. It
+	// is the store's connection, the one deployment connection that may
+	// subscribe to every inbox.
+	listen *nats.Conn
 }
 
 type envOptions struct {
@@ -125,7 +132,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	})
 	e.store, e.svc = e.node.Store, e.node.Services()
 	e.cfg.Store, e.cfg.Conn = e.node.Store, e.node.ServiceConn
-	js, err := jetstream.New(e.node.ServiceConn)
+	js, err := jetstream.New(e.node.StoreConn)
 	if err != nil {
 		t.Fatalf("jetstream: %v", err)
 	}
@@ -180,7 +187,12 @@ func (e *env) start(t testing.TB, cfg svc.Config) *svc.Services {
 func (e *env) secondInstance(t testing.TB) *svc.Services {
 	t.Helper()
 	nc := e.serviceConn(t)
-	js, err := jetstream.New(nc)
+	storeConn, err := e.node.StoreUserConn(nats.Name("unibus-store"))
+	if err != nil {
+		t.Fatalf("connect store: %v", err)
+	}
+	t.Cleanup(storeConn.Close)
+	js, err := jetstream.New(storeConn)
 	if err != nil {
 		t.Fatalf("jetstream: %v", err)
 	}
@@ -257,19 +269,20 @@ func (e *env) setKey(t testing.TB, u *user) {
 
 // revoke revokes u (as the admin). The auth callout disconnects a revoked
 // user and refuses it from then on, so its requests then travel over via's
-// connection.
+// connection, and its replies are read from its inbox through listen.
 func (e *env) revoke(t testing.TB, u, via *user) {
 	t.Helper()
 	call[subjects.UserInfo](t, e.admin, subjects.UsersRevoke, subjects.RevokeUserRequest{Pub: u.pub})
-	u.nc = via.nc
+	u.nc, u.listen = via.nc, e.node.StoreConn
 }
 
 // stranger is an identity that is not registered. The auth callout does
-// not let it connect, so its requests travel over the admin's connection.
+// not let it connect, so its requests travel over the admin's connection,
+// and its replies are read from its inbox through listen.
 func (e *env) stranger(t testing.TB) *user {
 	t.Helper()
 	u := e.newIdentity(t, "stranger")
-	u.nc = e.admin.nc
+	u.nc, u.listen = e.admin.nc, e.node.StoreConn
 	return u
 }
 

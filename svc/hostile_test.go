@@ -339,7 +339,7 @@ func TestUnsignedFlood(t *testing.T) {
 				m := nats.NewMsg(subject)
 				m.Data = []byte(`{}`)
 				if i%2 == 1 {
-					m.Header.Set(subjects.HeaderPub, e.alice.pub) // claims to be alice
+					m.Header.Set(subjects.HeaderPub, attacker.pub) // claims a key, unsigned
 				}
 				r, err := attacker.nc.RequestMsg(m, requestTimeout)
 				switch {
@@ -440,18 +440,24 @@ func TestRateLimit(t *testing.T) {
 	// made-up keys, sent at once, runs dry of it and gets 429 before any
 	// store read.
 	const flood = 3 * 10 * burst // three times the newcomers' burst
-	via := e.admin.nc
-	inbox := via.NewRespInbox()
+	// Each made-up identity gets its answer in its own inbox, which only
+	// the deployment's store connection (see user.listen) can read here.
+	via, listen := e.admin.nc, e.node.StoreConn
+	tag := strings.TrimPrefix(nats.NewInbox(), "_INBOX.")
 	replies := make(chan *nats.Msg, flood)
-	sub, err := via.ChanSubscribe(inbox+".*", replies)
+	sub, err := listen.ChanSubscribe("_INBOX.*."+tag+".*", replies)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	if err := listen.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	start = time.Now()
 	for i := range flood {
-		m := e.stranger(t).msg(t, subjects.RoomsMine, nil)
-		m.Reply = inbox + "." + strconv.Itoa(i)
+		stranger := e.stranger(t)
+		m := stranger.msg(t, subjects.RoomsMine, nil)
+		m.Reply = "_INBOX." + stranger.pub + "." + tag + "." + strconv.Itoa(i)
 		if err := via.PublishMsg(m); err != nil {
 			t.Fatal(err)
 		}
@@ -482,7 +488,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 // dataOf returns the StatsData of the endpoint named name.
-func dataOf(t *testing.T, eps []*micro.EndpointStats, name string) svc.StatsData {
+func dataOf(t testing.TB, eps []*micro.EndpointStats, name string) svc.StatsData {
 	t.Helper()
 	for _, ep := range eps {
 		if ep.Name == name {

@@ -3,6 +3,7 @@ package svc_test
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,14 +112,25 @@ func (p *peer) settle(t testing.TB) {
 // request sends m and waits for its reply. lost reports that the
 // connection came back during the request and the reply did not follow
 // within lostReplyGrace.
-func (p *peer) request(m *nats.Msg) (reply *nats.Msg, lost bool, err error) {
+//
+// The reply goes to the inbox of the sender's connection, or, when owner is
+// set, to owner's inbox, read through listen (see user.listen).
+func (p *peer) request(m *nats.Msg, owner string, listen *nats.Conn) (reply *nats.Msg, lost bool, err error) {
 	inbox := p.nc.NewRespInbox()
+	if owner != "" {
+		inbox = "_INBOX." + owner + strings.TrimPrefix(nats.NewInbox(), "_INBOX")
+	} else {
+		listen = p.nc
+	}
 	replies := make(chan *nats.Msg, 1)
-	sub, err := p.nc.ChanSubscribe(inbox, replies)
+	sub, err := listen.ChanSubscribe(inbox, replies)
 	if err != nil {
 		return nil, false, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	if err := listen.Flush(); err != nil {
+		return nil, false, err
+	}
 	_, ups, changed := p.state()
 	if err := p.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: inbox, Header: m.Header, Data: m.Data}); err != nil {
 		return nil, false, err
@@ -205,10 +217,14 @@ func (u *user) roundTrip(t testing.TB, m *nats.Msg, again func() *nats.Msg) *nat
 	p.settle(t)
 	kicked := kickedBy(m)
 	before := u.env.downs(kicked)
-	r, lost, err := p.request(m)
+	var owner string
+	if u.listen != nil {
+		owner = u.pub
+	}
+	r, lost, err := p.request(m, owner, u.listen)
 	if lost && again != nil {
 		t.Logf("%s: %s: %v; signing and sending it again", u.name, m.Subject, err)
-		r, _, err = p.request(again())
+		r, _, err = p.request(again(), owner, u.listen)
 	}
 	if err != nil {
 		t.Fatalf("%s: request %s: %v", u.name, m.Subject, err)

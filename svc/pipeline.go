@@ -70,6 +70,11 @@ type caller struct {
 	// (always in AuthEnforce); nil otherwise, and then handlers that need
 	// it read it themselves.
 	user *kvstore.User
+	// softened reports that AuthSoft let a failed check pass (the
+	// signature, the nonce or the registration): administrator endpoints
+	// refuse such a caller, since soft mode would otherwise let anyone act
+	// as any claimed administrator.
+	softened bool
 }
 
 // call is one request handed from micro's subscription to a worker.
@@ -79,6 +84,11 @@ type call struct {
 	body    []byte
 	start   time.Time
 	w       responder
+	reply   string
+	// reply is the reply subject the request names, and replyOwner the
+	// user whose inbox it is (see
+	// subjects.InboxOwner); the reply is sent only if that is the caller.
+	replyOwner string
 	// pub is the caller as admit found it: the verified signer, or (in
 	// AuthSoft after a failed check, and in AuthOff) the claimed one.
 	pub string
@@ -93,6 +103,23 @@ type call struct {
 	// claimed is set by whoever answers the request once queued: a worker
 	// or the timer.
 	claimed atomic.Bool
+}
+
+// mayReply reports whether the reply subject is the caller's own inbox:
+// the inbox of the verified signer (or, in AuthSoft and AuthOff, of the
+// caller the request acts for), and before the signature is checked, of
+// the key the request claims in Unibus-Pub. A request that claims no key
+// may be told in its own inbox, whoever's that is, why it is refused
+// (401, 413): such a reply carries a fixed message and nothing from the
+// store, and only the inbox's owner can subscribe to it.
+func (c *call) mayReply() bool {
+	who := c.pub
+	if who == "" {
+		if cl, err := claimedCaller(c.header); err == nil {
+			who = cl.pub
+		}
+	}
+	return who == "" || who == c.replyOwner
 }
 
 // claim reports whether the caller is the one to answer the request: true
@@ -120,10 +147,23 @@ type responder interface {
 	Error(code, description string, data []byte, opts ...micro.RespondOpt) error
 }
 
-// asyncReply publishes a reply exactly as micro.Request would.
+// asyncReply publishes a reply exactly as micro.Request would, but only
+// into a peer's inbox: the handler checked whose (call.mayReply), and this
+// refuses anything that is not an inbox at all, should a future path skip
+// that check. The connection's permissions refuse it a third time.
 type asyncReply struct {
 	nc    *nats.Conn
 	reply string
+}
+
+// errNotInbox refuses a reply subject outside the peers' inboxes.
+var errNotInbox = errors.New("reply subject is not a peer inbox")
+
+func (r asyncReply) publish(m *nats.Msg) error {
+	if _, err := subjects.InboxOwner(m.Subject); err != nil {
+		return fmt.Errorf("%w: %w", errNotInbox, err)
+	}
+	return r.nc.PublishMsg(m)
 }
 
 var _ responder = asyncReply{}
@@ -134,7 +174,7 @@ func (r asyncReply) Respond(data []byte, opts ...micro.RespondOpt) error {
 	for _, o := range opts {
 		o(m)
 	}
-	return r.nc.PublishMsg(m)
+	return r.publish(m)
 }
 
 func (r asyncReply) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
@@ -146,16 +186,22 @@ func (r asyncReply) Error(code, description string, data []byte, opts ...micro.R
 		o(m)
 	}
 	m.Data = data
-	return r.nc.PublishMsg(m)
+	return r.publish(m)
 }
 
 // handler is the micro handler of ep, whose bodies are bounded by limit.
 // It runs on micro's subscription goroutine, one request at a time, and
-// never waits: it checks what needs no store (the size, the signature and
-// the caller's rate, in admit), then queues the request for a worker, and
-// refuses it at once when any of that fails or the queue is full.
-// Unsigned and oversized floods and noisy identities are thus turned away
-// before they take a place in the queue or touch the store.
+// never waits: it checks what needs no store (the reply subject, the size,
+// the signature and the caller's rate, in admit), then queues the request
+// for a worker, and refuses it at once when any of that fails or the queue
+// is full. Unsigned and oversized floods and noisy identities are thus
+// turned away before they take a place in the queue or touch the store.
+//
+// A request whose reply subject is not the caller's own inbox is answered
+// nowhere and runs no further (misdirected): the services hold rights the
+// caller lacks, and a reply is a publish to a subject the caller chose.
+// All replies, refusals included, go through asyncReply, which will not
+// publish outside the peers' inboxes.
 func (s *service) handler(ep *endpoint, st *endpointStats, limit int) micro.Handler {
 	return micro.HandlerFunc(func(r micro.Request) {
 		c := &call{
@@ -163,22 +209,57 @@ func (s *service) handler(ep *endpoint, st *endpointStats, limit int) micro.Hand
 			header:  nats.Header(r.Headers()),
 			body:    r.Data(),
 			start:   time.Now(),
+			reply:   r.Reply(),
 			w:       asyncReply{nc: s.cfg.Conn, reply: r.Reply()},
 		}
+		owner, err := subjects.InboxOwner(c.reply)
+		if err != nil {
+			s.misdirected(ep, st, c)
+			return
+		}
+		c.replyOwner = owner
 		c.deadline = c.start.Add(s.cfg.RequestTimeout)
 		if n := len(c.body); n > limit {
-			s.finish(r, ep, st, nil, c.start, newError(subjects.CodeTooLarge, nil,
+			s.refuse(ep, st, c, newError(subjects.CodeTooLarge, nil,
 				"the request body is %d bytes, over the limit of %d bytes for %s", n, limit, c.subject))
 			return
 		}
 		if e := s.admit(c); e != nil {
-			s.finish(r, ep, st, c.logCaller(), c.start, e)
+			s.refuse(ep, st, c, e)
+			return
+		}
+		if !c.mayReply() {
+			s.misdirected(ep, st, c)
 			return
 		}
 		if e := s.enqueue(job{ep: ep, st: st, c: c}); e != nil {
-			s.finish(r, ep, st, c.logCaller(), c.start, e)
+			s.finish(c.w, ep, st, c.logCaller(), c.start, e)
 		}
 	})
+}
+
+// refuse answers a request that the handler refused, unless its reply
+// subject is not the caller's inbox.
+func (s *service) refuse(ep *endpoint, st *endpointStats, c *call, e *Error) {
+	if !c.mayReply() {
+		s.misdirected(ep, st, c)
+		return
+	}
+	s.finish(c.w, ep, st, c.logCaller(), c.start, e)
+}
+
+// misdirected counts and logs (at debug level: anyone can send them) a
+// request whose reply subject is not its caller's inbox. It is not
+// answered and changes nothing.
+func (s *service) misdirected(ep *endpoint, st *endpointStats, c *call) {
+	st.misdirected.Add(1)
+	if s.log.Enabled(s.base, slog.LevelDebug) {
+		attrs := []any{"endpoint", ep.name, "reply", c.reply}
+		if who := c.logCaller(); who != nil {
+			attrs = append(attrs, "pub", who.pub)
+		}
+		s.log.Debug("request dropped: its reply subject is not the caller's inbox", attrs...)
+	}
 }
 
 // admit is the first stage of the pipeline, the one that needs no store:
@@ -313,6 +394,7 @@ func (s *service) authenticate(ctx context.Context, c *call) (caller, error) {
 		// unverified nonce is not claimed: it proves nothing, and claiming
 		// it would let anyone burn a victim's nonces.
 		who, err = s.lookupCaller(ctx, c, c.pub, true)
+		who.softened = true
 	default:
 		who, err = s.claimAndLookup(ctx, c)
 	}
@@ -343,6 +425,9 @@ func (s *service) claimAndLookup(ctx context.Context, c *call) (caller, error) {
 			return caller{}, e
 		}
 		s.softAllow(c, c.pub, "nonce", e)
+		who, err := s.judgeCaller(c, c.pub, read, soft)
+		who.softened = true
+		return who, err
 	}
 	return s.judgeCaller(c, c.pub, read, soft)
 }
@@ -379,7 +464,7 @@ func (s *service) judgeCaller(c *call, pub string, read userRead, soft bool) (ca
 		return caller{}, e
 	}
 	s.softAllow(c, pub, "registration", e)
-	return caller{pub: pub}, nil
+	return caller{pub: pub, softened: true}, nil
 }
 
 // softAllow logs a check that failed but is allowed in AuthSoft.

@@ -46,7 +46,6 @@ func TestWorkerPool(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	client := natstest.Connect(t, srv.ClientURL())
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +54,8 @@ func TestWorkerPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Replies go only to the caller's own inbox.
+	client := natstest.Connect(t, srv.ClientURL(), nats.CustomInboxPrefix("_INBOX."+pub))
 	msg := func() *nats.Msg {
 		m := nats.NewMsg("test.block")
 		m.Header.Set(subjects.HeaderPub, pub)
@@ -148,7 +149,7 @@ func TestSaturatingBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := natstest.Connect(t, srv.ClientURL())
+	client := natstest.Connect(t, srv.ClientURL(), nats.CustomInboxPrefix("_INBOX."+pub))
 	send := func(inbox string) {
 		t.Helper()
 		m := nats.NewMsg("test.block")

@@ -28,8 +28,9 @@ type Services struct {
 }
 
 // Start registers the micro services unibus-users, unibus-rooms and
-// unibus-blobs on cfg.Conn, creating the blobs' object store (BlobsBucket)
-// beside the store's buckets if needed, and returns them running. They run
+// unibus-blobs on cfg.Conn and returns them running. cfg.Conn only receives
+// requests and answers them; the state is cfg.Store's, on a connection of
+// its own. They run
 // until Stop is called or ctx is canceled (which stops them as Stop does);
 // ctx's values reach every request.
 func Start(ctx context.Context, cfg Config) (*Services, error) {
@@ -56,11 +57,7 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	}
 	base := context.WithoutCancel(ctx)
 	h := &handlers{cfg: cfg, store: cfg.Store}
-	bh, err := newBlobHandlers(ctx, h)
-	if err != nil {
-		return nil, err
-	}
-	specs := serviceSpecs(h, bh)
+	specs := serviceSpecs(h, newBlobHandlers(h))
 	limits := newLimiter(cfg, time.Now())
 	users, err := startService(base, cfg, limits, specs[0])
 	if err != nil {
@@ -369,12 +366,15 @@ func (s *service) stop() error {
 // which only hands requests to workers, so the real outcome and time of a
 // request are reported here, in the "data" of "nats micro stats".
 type endpointStats struct {
-	handled   atomic.Int64
-	errors    atomic.Int64
-	busy      atomic.Int64
-	limited   atomic.Int64
-	nanos     atomic.Int64
-	lastError atomic.Pointer[string]
+	handled atomic.Int64
+	errors  atomic.Int64
+	busy    atomic.Int64
+	limited atomic.Int64
+	// misdirected counts requests dropped unanswered because their reply
+	// subject was not the caller's inbox (call.mayReply).
+	misdirected atomic.Int64
+	nanos       atomic.Int64
+	lastError   atomic.Pointer[string]
 }
 
 // StatsData is the "data" of each endpoint in "nats micro stats": the
@@ -390,6 +390,10 @@ type StatsData struct {
 	// RateLimited counts the requests refused because their caller was
 	// over its rate limit (429).
 	RateLimited int64 `json:"rate_limited"`
+	// Misdirected counts the requests dropped without an answer because
+	// their reply subject was not the caller's own inbox (a reply is a
+	// publish with the services' rights to a subject the caller chose).
+	Misdirected int64 `json:"misdirected"`
 	// ProcessingTime is the total time from receipt to reply.
 	ProcessingTime time.Duration `json:"processing_time"`
 	// AverageProcessingTime is ProcessingTime / Handled.
@@ -417,6 +421,7 @@ func (st *endpointStats) snapshot() StatsData {
 		Errors:         st.errors.Load(),
 		Busy:           st.busy.Load(),
 		RateLimited:    st.limited.Load(),
+		Misdirected:    st.misdirected.Load(),
 		ProcessingTime: time.Duration(st.nanos.Load()),
 	}
 	if d.Handled > 0 {

@@ -172,7 +172,14 @@ func (h *handlers) setKey(ctx context.Context, c caller, req *subjects.SetKeyReq
 
 // requireAdmin refuses (403) a caller who is not an unrevoked
 // administrator; what completes "only administrators may …".
+//
+// In AuthSoft a caller whose checks did not all pass is refused (401)
+// whoever it claims to be: soft mode relaxes authentication for peers
+// migrating their clients, never for administrator operations.
 func (h *handlers) requireAdmin(ctx context.Context, c caller, what string) error {
+	if c.softened {
+		return unauthenticated(nil, "only administrators may %s, with a valid signed request: the service runs in soft auth mode, which does not relax administrator operations", what)
+	}
 	deny := forbidden("only administrators may %s", what)
 	u, err := h.callerUser(ctx, c, storeMessages{notFound: deny.Message, notFoundCode: subjects.CodeForbidden})
 	if err != nil {

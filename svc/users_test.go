@@ -161,7 +161,7 @@ func TestUsersListPageFitsMaxPayload(t *testing.T) {
 	admin := want[0] // AuthOff: the caller is whoever Unibus-Pub names
 	slices.Sort(want)
 
-	client := natstest.Connect(t, srv.ClientURL())
+	client := natstest.Connect(t, srv.ClientURL(), nats.CustomInboxPrefix("_INBOX."+admin))
 	var got []string
 	req := subjects.ListUsersRequest{Limit: subjects.MaxListUsersLimit}
 	for pages := 1; ; pages++ {

@@ -11,6 +11,9 @@
 // slices of structs. Incoming messages are delivered to a MessageHandler,
 // which the app implements (in Java/Kotlin or Objective-C/Swift).
 //
+// A plaintext url (nats://) is allowed only on loopback, unless the app
+// opts in with NewInsecureSession on a network it trusts.
+//
 //	s, err := mobile.NewSession("tls://bus.example:4222", seedPath, caPath)
 //	room, err := s.CreateRoom("ops")
 //	err = s.Invite(room, friendPublicKey)
@@ -98,8 +101,22 @@ type Session struct {
 // (seedPath + ".enc", created on first use with mode 0600). caPath is the
 // PEM file of the CA the server's certificate must chain to; with a CA the
 // url must be tls://. An empty caPath uses the system's roots for tls://
-// urls and no TLS for nats:// urls.
+// urls; a plaintext url (nats://) is allowed only to a loopback address
+// (127.0.0.1, ::1, localhost): use NewInsecureSession to allow plaintext
+// beyond it.
 func NewSession(url, seedPath, caPath string) (*Session, error) {
+	return newSession(url, seedPath, caPath, false)
+}
+
+// NewInsecureSession is NewSession without a CA, that also allows a
+// plaintext url (nats://) to a server beyond loopback. Anyone on the path
+// can then read and rewrite the connection and relay its login: use it
+// only on a network you trust, never over the internet.
+func NewInsecureSession(url, seedPath string) (*Session, error) {
+	return newSession(url, seedPath, "", true)
+}
+
+func newSession(url, seedPath, caPath string, insecure bool) (*Session, error) {
 	if url == "" {
 		return nil, errors.New("new session: the bus URL is empty")
 	}
@@ -114,11 +131,17 @@ func NewSession(url, seedPath, caPath string) (*Session, error) {
 	if caPath != "" {
 		opts = append(opts, client.WithCA(caPath))
 	}
+	if insecure {
+		opts = append(opts, client.WithInsecure())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	conn, err := client.Connect(ctx, url, id, opts...)
 	if err != nil {
 		id.Wipe()
+		if errors.Is(err, client.ErrInsecureURL) {
+			return nil, fmt.Errorf("new session: %w (mobile: give a tls:// url, or call NewInsecureSession to allow plaintext)", err)
+		}
 		return nil, fmt.Errorf("new session: %w", err)
 	}
 	if err := conn.SetEncryptionKey(ctx, client.EncryptionKeyPath(seedPath)); err != nil {

@@ -3,12 +3,14 @@ package mobile_test
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/client/mobile"
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/node"
@@ -310,6 +312,8 @@ func TestNewSessionErrors(t *testing.T) {
 		{"missing CA", url, seed, filepath.Join(t.TempDir(), "none.pem"), "none.pem"},
 		{"non-PEM CA", url, seed, notPEM, "no PEM"},
 		{"plaintext URL with CA", strings.Replace(url, "tls://", "nats://", 1), seed, b.ca, "tls://"},
+		{"plaintext URL beyond loopback", "nats://10.1.2.3:4222", seed, "", "NewInsecureSession"},
+		{"scheme-less URL beyond loopback", "bus.example:4222", seed, "", "NewInsecureSession"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := mobile.NewSession(tc.url, tc.seed, tc.ca)
@@ -343,4 +347,76 @@ func TestSessionArgumentErrors(t *testing.T) {
 	if err := s.Unsubscribe("nothing"); err == nil {
 		t.Fatal("unsubscribe without a subscription succeeded")
 	}
+}
+
+// TestInsecureSession: plaintext on loopback needs no opt-in;
+// NewInsecureSession allows it beyond loopback too.
+func TestInsecureSession(t *testing.T) {
+	n := nodetest.Run(t)
+	url := n.ClientURL()
+	if !strings.HasPrefix(url, "nats://127.0.0.1:") {
+		t.Fatalf("node URL %q is not plaintext on loopback", url)
+	}
+	b := &bus{n: n}
+	for name, open := range map[string]func(seed string) (*mobile.Session, error){
+		"NewSession":         func(seed string) (*mobile.Session, error) { return mobile.NewSession(url, seed, "") },
+		"NewInsecureSession": func(seed string) (*mobile.Session, error) { return mobile.NewInsecureSession(url, seed) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := open(b.user(t, "erin"))
+			if err != nil {
+				t.Fatalf("%s on loopback: %v", name, err)
+			}
+			if _, err := s.RoomsJSON(); err != nil {
+				t.Fatalf("rooms: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+		})
+	}
+
+	// Beyond loopback: a local address that is not loopback, where nothing
+	// listens. NewInsecureSession dials it; NewSession refuses to.
+	ip := nonLoopbackIP(t)
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Skipf("listen on %s: %v", ip, err)
+	}
+	far := "nats://" + l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seed := b.user(t, "frank")
+	if s, err := mobile.NewSession(far, seed, ""); err == nil || !errors.Is(err, client.ErrInsecureURL) {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("NewSession(%s) error = %v, want ErrInsecureURL", far, err)
+	}
+	s, err := mobile.NewInsecureSession(far, seed)
+	if err == nil {
+		_ = s.Close()
+		t.Fatalf("NewInsecureSession(%s) connected where nothing listens", far)
+	}
+	if errors.Is(err, client.ErrInsecureURL) {
+		t.Fatalf("NewInsecureSession(%s) refused plaintext: %v", far, err)
+	}
+}
+
+// nonLoopbackIP returns an IPv4 address of this machine that is not
+// loopback, or skips the test.
+func nonLoopbackIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Skipf("interface addresses: %v", err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	t.Skip("no non-loopback IPv4 address")
+	return ""
 }

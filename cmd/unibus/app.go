@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,6 +27,7 @@ const (
 	envIdentity = "UNIBUS_IDENTITY"
 	envServer   = "UNIBUS_SERVER"
 	envCA       = "UNIBUS_CA"
+	envInsecure = "UNIBUS_INSECURE"
 )
 
 // app holds the global options and the state shared by the commands of one
@@ -40,6 +42,9 @@ type app struct {
 	Server string
 	// CA, when set, pins TLS to this CA certificate file.
 	CA string
+	// Insecure allows a plaintext server URL beyond loopback
+	// (client.WithInsecure).
+	Insecure bool
 	// Timeout bounds connecting and each command's requests.
 	Timeout time.Duration
 
@@ -69,6 +74,20 @@ func envOr(getenv func(string) string, key, def string) string {
 		return v
 	}
 	return def
+}
+
+// envBool parses the boolean environment variable key: unset or empty is
+// false; otherwise what strconv.ParseBool accepts (1, true, 0, false, …).
+func envBool(getenv func(string) string, key string) (bool, error) {
+	v := getenv(key)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want 1 or 0 (true or false)", key, v)
+	}
+	return b, nil
 }
 
 // bounded returns ctx limited by the --timeout option.
@@ -104,6 +123,9 @@ func (a *app) connect(ctx context.Context) (*client.Conn, error) {
 	opts := []client.Option{client.WithName("unibus-cli")}
 	if a.CA != "" {
 		opts = append(opts, client.WithCA(a.CA))
+	}
+	if a.Insecure {
+		opts = append(opts, client.WithInsecure())
 	}
 	c, err := client.Connect(ctx, a.Server, id, opts...)
 	if err != nil {

@@ -28,7 +28,13 @@
 //	--identity FILE  UNIBUS_IDENTITY  ~/.config/unibus/identity.nk ($XDG_CONFIG_HOME honoured)
 //	--server URL     UNIBUS_SERVER    nats://127.0.0.1:4222
 //	--ca FILE        UNIBUS_CA        none: pin TLS to this CA (needs a tls:// URL)
+//	--insecure       UNIBUS_INSECURE  off: allow a plaintext (nats://) URL beyond loopback
 //	--timeout D                       10s: bounds connecting and each request
+//
+// A plaintext server URL must name a loopback address (127.0.0.1, ::1,
+// localhost) unless --insecure (or UNIBUS_INSECURE=1) is given: anyone on
+// the path of a plaintext connection can read and rewrite it. Use tls://
+// beyond loopback.
 //
 // The encryption key that opens room keys sealed to the identity lives
 // beside the seed file (FILE.enc). Every command that touches encrypted
@@ -40,7 +46,8 @@
 //
 //	0   success
 //	1   error
-//	2   usage: unknown command or flag, missing or malformed argument
+//	2   usage: unknown command or flag, missing or malformed argument,
+//	    plaintext URL beyond loopback without --insecure
 //	3   refused: not registered or revoked, forbidden, bad signature
 //	4   not found: no such user, room or member
 //	5   conflict: already exists (a user, the keygen output file), or a

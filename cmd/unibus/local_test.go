@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,9 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"bad reply-to", []string{"send", "--reply-to", "abc", "ops", "hi"}, "not a message ID"},
 		{"negative count", []string{"listen", "--count", "-1", "ops"}, "--count must not be negative"},
 		{"pinned CA with plaintext URL", []string{"--ca", seed, "--server", "nats://127.0.0.1:4222", "whoami"}, "use tls://"},
+		{"plaintext URL beyond loopback", []string{"--server", "nats://10.1.2.3:4222", "whoami"}, "--insecure"},
+		{"scheme-less URL beyond loopback", []string{"--server", "bus.example:4222", "rooms", "list"}, "UNIBUS_INSECURE=1"},
+		{"one URL of a list beyond loopback", []string{"--server", "nats://127.0.0.1:4222,nats://bus.example:4222", "whoami"}, "bus.example is not a loopback address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := cli{}.run(t, seed, tc.args...)
@@ -236,4 +240,100 @@ func TestCleanDefusesTerminalEscapes(t *testing.T) {
 			t.Errorf("clean(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestInsecureOption: --insecure and UNIBUS_INSECURE allow a plaintext URL
+// beyond loopback; a malformed UNIBUS_INSECURE is a usage error.
+func TestInsecureOption(t *testing.T) {
+	seed := saveIdentity(t, t.TempDir(), "me", nodetestIdentity(t))
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{"default", nil, nil, false},
+		{"flag", []string{"--insecure"}, nil, true},
+		{"environment", nil, map[string]string{envInsecure: "1"}, true},
+		{"environment true", nil, map[string]string{envInsecure: "true"}, true},
+		{"environment off", nil, map[string]string{envInsecure: "0"}, false},
+		{"flag overrides environment", []string{"--insecure=false"}, map[string]string{envInsecure: "1"}, false},
+		{"flag overrides malformed environment", []string{"--insecure"}, map[string]string{envInsecure: "maybe"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			a := &app{Stdout: &out, Stderr: &errOut}
+			root := newRootCommand(a, env(tc.env))
+			root.SetArgs(append(append([]string{"--identity", seed}, tc.args...), "whoami", "--offline"))
+			if err := root.ExecuteContext(context.Background()); err != nil {
+				t.Fatalf("whoami --offline: %v", err)
+			}
+			if a.Insecure != tc.want {
+				t.Fatalf("Insecure = %v, want %v", a.Insecure, tc.want)
+			}
+		})
+	}
+
+	t.Run("malformed environment", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), []string{"--identity", seed, "whoami", "--offline"}, nil, &out, &errOut, env(map[string]string{envInsecure: "maybe"}))
+		if code := report(&errOut, err); code != exitUsage {
+			t.Fatalf("code %d, want %d; stderr %q", code, exitUsage, errOut.String())
+		}
+		if !strings.Contains(errOut.String(), `UNIBUS_INSECURE="maybe"`) {
+			t.Fatalf("stderr %q does not name the variable", errOut.String())
+		}
+	})
+
+	// With the opt-in, a plaintext URL beyond loopback is dialed: a local
+	// address that is not loopback, where nothing listens.
+	t.Run("dials beyond loopback", func(t *testing.T) {
+		url := "nats://" + closedNonLoopback(t)
+		for _, c := range []struct {
+			args []string
+			env  map[string]string
+		}{
+			{args: []string{"--insecure"}},
+			{env: map[string]string{envInsecure: "1"}},
+		} {
+			var out, errOut bytes.Buffer
+			args := append(append([]string{"--identity", seed, "--server", url}, c.args...), "whoami")
+			err := run(context.Background(), args, nil, &out, &errOut, env(c.env))
+			if code := report(&errOut, err); code != exitUnavailable {
+				t.Fatalf("%q %v: code %d, want %d; stderr %q", args, c.env, code, exitUnavailable, errOut.String())
+			}
+			if errors.Is(err, client.ErrInsecureURL) {
+				t.Fatalf("refused with the opt-in: %v", err)
+			}
+		}
+	})
+}
+
+// closedNonLoopback returns host:port on a local IPv4 address that is not
+// loopback, where nothing listens, or skips the test.
+func closedNonLoopback(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Skipf("interface addresses: %v", err)
+	}
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || n.IP.To4() == nil {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(n.IP.String(), "0"))
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return addr
+	}
+	t.Skip("no non-loopback IPv4 address to listen on")
+	return ""
 }

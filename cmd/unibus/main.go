@@ -78,7 +78,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, errUsage), errors.Is(err, certs.ErrPlaintextURL):
+	case errors.Is(err, errUsage), errors.Is(err, certs.ErrPlaintextURL), errors.Is(err, client.ErrInsecureURL):
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
@@ -145,6 +145,9 @@ func hint(err error) string {
 		return fmt.Sprintf("run `%s --help` for usage", cmd)
 	case errors.Is(err, certs.ErrPlaintextURL):
 		return "--ca pins TLS: give a tls:// server URL (--server or UNIBUS_SERVER)"
+	case errors.Is(err, client.ErrInsecureURL):
+		return "give a tls:// server URL (--server or UNIBUS_SERVER, with --ca to pin its CA), " +
+			"or pass --insecure (or set UNIBUS_INSECURE=1) to allow plaintext on a network you trust"
 	case errors.As(err, &na):
 		return fmt.Sprintf("%s is not registered, or was revoked: ask an admin to run `unibus users add %s`", na.pub, na.pub)
 	case errors.As(err, &ide) && errors.Is(err, fs.ErrNotExist):

@@ -20,7 +20,8 @@ const exitCodesHelp = `
 Exit codes:
   0   success
   1   error
-  2   usage: unknown command or flag, missing or malformed argument
+  2   usage: unknown command or flag, missing or malformed argument,
+      plaintext server URL beyond loopback without --insecure
   3   refused: not registered or revoked, forbidden, bad signature
   4   not found: no such user, room or member
   5   conflict: already exists, or a concurrent change won (retry)
@@ -31,6 +32,7 @@ Exit codes:
 // newRootCommand builds the command tree over a, whose global options the
 // persistent flags fill in; getenv supplies their defaults.
 func newRootCommand(a *app, getenv func(string) string) *cobra.Command {
+	insecureDefault, insecureEnvErr := envBool(getenv, envInsecure)
 	root := &cobra.Command{
 		Use:   "unibus",
 		Short: "Command line of the unibus secure message bus",
@@ -50,9 +52,12 @@ Quick start:
 		SilenceErrors:     true, // main prints errors, with hints
 		SilenceUsage:      true,
 		ValidArgsFunction: cobra.NoFileCompletions,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
 			if a.Timeout <= 0 {
 				return usagef("--timeout must be positive, got %s", a.Timeout)
+			}
+			if insecureEnvErr != nil && !c.Flags().Changed("insecure") {
+				return usagef("%v", insecureEnvErr)
 			}
 			return nil
 		},
@@ -73,6 +78,8 @@ Quick start:
 		"NATS server URL, comma-separated for several (env "+envServer+")")
 	pf.StringVar(&a.CA, "ca", getenv(envCA),
 		"CA certificate file: require TLS signed by it (env "+envCA+")")
+	pf.BoolVar(&a.Insecure, "insecure", insecureDefault,
+		"allow a plaintext (nats://) server URL beyond loopback: anyone on the path can read and rewrite it (env "+envInsecure+"=1)")
 	pf.DurationVar(&a.Timeout, "timeout", defaultTimeout, "bound on connecting and on each request")
 	_ = root.MarkPersistentFlagFilename("identity")
 	_ = root.MarkPersistentFlagFilename("ca", "pem", "crt")

@@ -114,7 +114,7 @@ admin: %s
 	if got, err := b.GetUser(reqCtx, bob.PublicKey()); err != nil || got.Name != "bob" {
 		t.Fatalf("bob reads himself through n3: %+v, %v", got, err)
 	}
-	js, err := jetstream.New(nodes[1].ServiceConn)
+	js, err := jetstream.New(nodes[1].StoreConn)
 	if err != nil {
 		t.Fatal(err)
 	}

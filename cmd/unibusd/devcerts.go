@@ -12,7 +12,7 @@ import (
 )
 
 // devCertsCommand writes a throwaway CA and server certificate for local
-// TLS.
+// TLS: client connections, and the mutual TLS of a test cluster's routes.
 type devCertsCommand struct {
 	Stdout, Stderr io.Writer
 }
@@ -35,5 +35,10 @@ func (c *devCertsCommand) Run(_ context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.Stdout, "CA:     %s\nserver: %s (key %s)\nrun:    unibusd --tls-cert %s --tls-key %s\n",
 		files.CACert, files.ServerCert, files.ServerKey, files.ServerCert, files.ServerKey)
+	// The server certificate is valid for client authentication too, so a
+	// test cluster's nodes may share it for mutual route TLS (--hosts must
+	// name the addresses the nodes reach each other at).
+	fmt.Fprintf(c.Stdout, "routes: unibusd --cluster-tls-cert %s --cluster-tls-key %s --cluster-ca %s …\n",
+		files.ServerCert, files.ServerKey, files.CACert)
 	return nil
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +58,9 @@ type serveOptions struct {
 	serverName                        string
 	clusterName, clusterHost, routes  string
 	clusterPort                       int
+	clusterTLSCert, clusterTLSKey     string
+	clusterCA                         string
+	insecureRoutes, insecure          bool
 	natsURL, natsCA, creds            string
 	replicas                          int
 	opTimeout, userTTL, maxSkew       time.Duration
@@ -124,8 +129,13 @@ func (o *serveOptions) flags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&o.serverName, "name", "", "server name (required in a cluster; unique per node)")
 	fs.StringVar(&o.clusterName, "cluster-name", "", "join a NATS cluster of this name (embedded mode)")
 	fs.StringVar(&o.clusterHost, "cluster-host", "", "route listen address (default: --host)")
-	fs.IntVar(&o.clusterPort, "cluster-port", 6222, "route listen port (-1 picks a free port)")
+	fs.IntVar(&o.clusterPort, "cluster-port", authcallout.DefaultRoutePort, "route listen port (-1 picks a free port)")
 	fs.StringVar(&o.routes, "routes", "", "comma-separated route URLs of the other nodes (nats-route://host:6222,…)")
+	fs.StringVar(&o.clusterTLSCert, "cluster-tls-cert", "", "route certificate PEM, valid for server and client authentication: mutual TLS on routes (with --cluster-tls-key and --cluster-ca)")
+	fs.StringVar(&o.clusterTLSKey, "cluster-tls-key", "", "route private key PEM")
+	fs.StringVar(&o.clusterCA, "cluster-ca", "", "deployment CA certificate PEM that every node's route certificate must be signed by")
+	fs.BoolVar(&o.insecureRoutes, "insecure-routes", false, "allow a route listener beyond loopback without TLS (routes stay authorized, but travel in the clear)")
+	fs.BoolVar(&o.insecure, "insecure", false, "allow --auth-mode soft or off with clients beyond loopback (anyone who connects may send unsigned requests)")
 	fs.StringVar(&o.natsURL, "nats", "", "attach to an operator's nats-server at this URL (comma-separated for a cluster) instead of embedding one")
 	fs.StringVar(&o.natsCA, "nats-ca", "", "CA certificate PEM to verify the --nats servers (TLS)")
 	fs.IntVar(&o.replicas, "replicas", 1, "replicas of every KV bucket (1..5; 3 on a 3-node cluster)")
@@ -174,6 +184,9 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return node.Config{}, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
 	}
+	if err := o.checkAuthMode(); err != nil {
+		return node.Config{}, err
+	}
 	cfg := node.Config{
 		Server:   embedded.Config{Host: o.host, Port: o.port, DataDir: o.data, ServerName: o.serverName},
 		Store:    kvstore.Config{Replicas: o.replicas, OpTimeout: o.opTimeout},
@@ -191,6 +204,7 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 			name string
 		}{
 			{o.tlsCert != "", "--tls-cert"}, {o.clusterName != "", "--cluster-name"}, {o.routes != "", "--routes"}, {o.serverName != "", "--name"},
+			{o.clusterTLSCert != "", "--cluster-tls-cert"}, {o.clusterTLSKey != "", "--cluster-tls-key"}, {o.clusterCA != "", "--cluster-ca"},
 		} {
 			if embeddedOnly.set {
 				return node.Config{}, fmt.Errorf("%w: %s configures the embedded server; with --nats the operator's servers are configured by their own files", errUsage, embeddedOnly.name)
@@ -217,21 +231,20 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 		return node.Config{}, fmt.Errorf("%w: --nats-ca goes with --nats", errUsage)
 	}
 	if o.clusterName != "" {
-		if o.serverName == "" {
-			return node.Config{}, fmt.Errorf("%w: a cluster node needs --name, unique in the cluster", errUsage)
+		cluster, err := o.clusterConfig()
+		if err != nil {
+			return node.Config{}, err
 		}
-		if o.creds == "" {
-			return node.Config{}, fmt.Errorf("%w: a cluster node needs --creds FILE, the same file on every node (unibusd nats-config --creds FILE makes one)", errUsage)
-		}
-		var routes []string
-		for r := range strings.SplitSeq(o.routes, ",") {
-			if r = strings.TrimSpace(r); r != "" {
-				routes = append(routes, r)
+		cfg.Server.Cluster = cluster
+	} else {
+		for _, clusterOnly := range []struct {
+			set  bool
+			name string
+		}{{o.routes != "", "--routes"}, {o.clusterTLSCert != "", "--cluster-tls-cert"}, {o.clusterTLSKey != "", "--cluster-tls-key"}, {o.clusterCA != "", "--cluster-ca"}} {
+			if clusterOnly.set {
+				return node.Config{}, fmt.Errorf("%w: %s needs --cluster-name", errUsage, clusterOnly.name)
 			}
 		}
-		cfg.Server.Cluster = embedded.ClusterConfig{Name: o.clusterName, Host: o.clusterHost, Port: o.clusterPort, Routes: routes}
-	} else if o.routes != "" {
-		return node.Config{}, fmt.Errorf("%w: --routes needs --cluster-name", errUsage)
 	}
 	if o.creds != "" {
 		keys, created, err := authcallout.LoadOrCreateKeysFile(o.creds, o.xkey)
@@ -243,6 +256,15 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 		}
 		cfg.Keys = &keys
 	}
+	if o.clusterName != "" {
+		// Routes present and demand credentials derived from the
+		// deployment keys, the same on every node.
+		user, password, err := cfg.Keys.RouteCredentials()
+		if err != nil {
+			return node.Config{}, fmt.Errorf("route credentials from %s: %w", o.creds, err)
+		}
+		cfg.Server.Cluster.Username, cfg.Server.Cluster.Password = user, password
+	}
 	if o.tlsCert != "" {
 		tlsConf, err := certs.ServerConfig(o.tlsCert, o.tlsKey)
 		if err != nil {
@@ -251,6 +273,79 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 		cfg.Server.TLS = tlsConf
 	}
 	return cfg, nil
+}
+
+// clusterConfig checks the cluster settings and builds the routes'
+// configuration, route TLS loaded, before anything is created: all but
+// the route credentials, which come from the deployment keys.
+func (o *serveOptions) clusterConfig() (embedded.ClusterConfig, error) {
+	if o.serverName == "" {
+		return embedded.ClusterConfig{}, fmt.Errorf("%w: a cluster node needs --name, unique in the cluster", errUsage)
+	}
+	if o.creds == "" {
+		return embedded.ClusterConfig{}, fmt.Errorf("%w: a cluster node needs --creds FILE, the same file on every node (unibusd nats-config --creds FILE makes one)", errUsage)
+	}
+	var routes []string
+	for r := range strings.SplitSeq(o.routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			routes = append(routes, r)
+		}
+	}
+	cluster := embedded.ClusterConfig{Name: o.clusterName, Host: o.clusterHost, Port: o.clusterPort, Routes: routes, InsecureRoutes: o.insecureRoutes}
+	set := 0
+	for _, f := range []string{o.clusterTLSCert, o.clusterTLSKey, o.clusterCA} {
+		if f != "" {
+			set++
+		}
+	}
+	switch {
+	case set == 3:
+		routeTLS, err := certs.RouteConfig(o.clusterTLSCert, o.clusterTLSKey, o.clusterCA)
+		if err != nil {
+			return embedded.ClusterConfig{}, fmt.Errorf("load route TLS (--cluster-tls-cert, --cluster-tls-key, --cluster-ca): %w", err)
+		}
+		cluster.TLS = routeTLS
+	case set != 0:
+		return embedded.ClusterConfig{}, fmt.Errorf("%w: --cluster-tls-cert, --cluster-tls-key and --cluster-ca go together: routes use mutual TLS with the deployment CA", errUsage)
+	}
+	host := cmp.Or(o.clusterHost, o.host, embedded.DefaultHost)
+	if cluster.TLS == nil && !o.insecureRoutes && !embedded.IsLoopback(host) {
+		return embedded.ClusterConfig{}, fmt.Errorf("%w: the route listener %s is not loopback, and routes without TLS would carry every account's traffic and the route password in the clear: "+
+			"give --cluster-tls-cert, --cluster-tls-key and --cluster-ca (certificates of the deployment CA; unibusd dev-certs makes a test one), "+
+			"listen for routes on loopback (--cluster-host 127.0.0.1), or accept plaintext routes with --insecure-routes", errUsage, host)
+	}
+	return cluster, nil
+}
+
+// checkAuthMode refuses the signed-request modes that let unsigned
+// requests through (soft, off) when clients beyond this machine can reach
+// the services, unless --insecure says so: the client listener (--host)
+// in embedded mode, the servers of --nats when attached.
+func (o *serveOptions) checkAuthMode() error {
+	mode := svc.AuthMode(o.authMode)
+	if (mode != svc.AuthSoft && mode != svc.AuthOff) || o.insecure {
+		return nil
+	}
+	exposed, fix := "", ""
+	if o.natsURL != "" {
+		for raw := range strings.SplitSeq(o.natsURL, ",") {
+			if raw = strings.TrimSpace(raw); !strings.Contains(raw, "://") {
+				raw = "nats://" + raw // as nats.go reads it
+			}
+			u, err := url.Parse(raw)
+			if err != nil || !embedded.IsLoopback(u.Hostname()) {
+				exposed, fix = "--nats "+o.natsURL, "attach to servers on loopback only"
+				break
+			}
+		}
+	} else if host := cmp.Or(o.host, embedded.DefaultHost); !embedded.IsLoopback(host) {
+		exposed, fix = "--host "+o.host, "serve clients on loopback only (--host 127.0.0.1)"
+	}
+	if exposed == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: --auth-mode %s lets unsigned control-plane requests through, and clients reach the services beyond loopback (%s): "+
+		"use --auth-mode enforce, %s, or give --insecure to accept it", errUsage, o.authMode, exposed, fix)
 }
 
 // Run parses args, starts the node and blocks until ctx is done.

@@ -2,7 +2,7 @@
 // every room it is invited to and, for each message someone else sends,
 // answers in the message's thread ("echo: <text>") and reacts with 👀.
 //
-//	worker [--identity FILE] [--server URL] [--ca FILE] [--poll 3s]
+//	worker [--identity FILE] [--server URL] [--ca FILE] [--insecure] [--poll 3s]
 //
 // Register the bot like any user (`unibus keygen --out bot.nk`, then an
 // admin runs `unibus users add PUB --name bot`), start it, and invite it to
@@ -11,8 +11,15 @@
 // (FILE.enc) and registered when it starts, so that it can be invited to
 // encrypted rooms.
 //
+// The flags default to the unibus CLI's environment variables
+// (UNIBUS_IDENTITY, UNIBUS_SERVER, UNIBUS_CA, UNIBUS_INSECURE). A plaintext
+// --server (nats://) must be on a loopback address unless --insecure (or
+// UNIBUS_INSECURE=1) allows plaintext beyond it; prefer tls:// and --ca.
+//
 // To write your own bot, copy this directory and change worker.handle.
 //
-// Exit codes: 0 after SIGINT or SIGTERM, 1 on an error, 2 on bad flags, 3
-// when the bus refuses the identity, 69 when the bus cannot be reached.
+// Exit codes: 0 after SIGINT or SIGTERM, 1 on an error, 2 on bad flags
+// (a plaintext server URL beyond loopback without --insecure, or with
+// --ca, included), 3 when the bus refuses the identity, 69 when the bus
+// cannot be reached.
 package main

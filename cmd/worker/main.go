@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/client"
 )
 
@@ -23,6 +25,7 @@ const (
 	envIdentity = "UNIBUS_IDENTITY"
 	envServer   = "UNIBUS_SERVER"
 	envCA       = "UNIBUS_CA"
+	envInsecure = "UNIBUS_INSECURE"
 )
 
 // Exit codes, as for the unibus CLI.
@@ -51,11 +54,19 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs.StringVar(&w.IdentityFile, "identity", getenv(envIdentity), "identity seed file of the bot (env "+envIdentity+")")
 	fs.StringVar(&w.Server, "server", envOr(getenv, envServer, "nats://127.0.0.1:4222"), "NATS server URL (env "+envServer+")")
 	fs.StringVar(&w.CA, "ca", getenv(envCA), "CA certificate file: require TLS signed by it (env "+envCA+")")
+	insecure, insecureErr := envBool(getenv, envInsecure)
+	fs.BoolVar(&w.Insecure, "insecure", insecure, "allow a plaintext (nats://) server URL beyond loopback: anyone on the path can read and rewrite it (env "+envInsecure+"=1)")
 	fs.DurationVar(&w.Poll, "poll", 3*time.Second, "how often to look for new invitations")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
+		return exitUsage
+	}
+	insecureSet := false
+	fs.Visit(func(f *flag.Flag) { insecureSet = insecureSet || f.Name == "insecure" })
+	if insecureErr != nil && !insecureSet {
+		fmt.Fprintf(stderr, "worker: %v\n", insecureErr)
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
@@ -76,6 +87,12 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, client.ErrInsecureURL):
+		fmt.Fprintf(stderr, "worker: %v\nworker: give a tls:// --server (with --ca to pin its CA), or pass --insecure (or set %s=1) to allow plaintext on a network you trust\n", err, envInsecure)
+		return exitUsage
+	case errors.Is(err, certs.ErrPlaintextURL):
+		fmt.Fprintf(stderr, "worker: %v\nworker: --ca pins TLS: give a tls:// --server\n", err)
+		return exitUsage
 	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthRevoked),
 		errors.Is(err, client.ErrUnauthenticated), errors.Is(err, client.ErrForbidden):
 		fmt.Fprintf(stderr, "worker: %v (is the bot registered? `unibus users add PUB`)\n", err)
@@ -87,6 +104,20 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return exitError
 	}
+}
+
+// envBool parses the boolean environment variable key: unset or empty is
+// false; otherwise what strconv.ParseBool accepts (1, true, 0, false, …).
+func envBool(getenv func(string) string, key string) (bool, error) {
+	v := getenv(key)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want 1 or 0 (true or false)", key, v)
+	}
+	return b, nil
 }
 
 func envOr(getenv func(string) string, key, def string) string {

@@ -22,6 +22,9 @@ type worker struct {
 	IdentityFile string
 	// Server is the NATS URL; CA, when set, pins TLS to that CA.
 	Server, CA string
+	// Insecure allows a plaintext Server beyond loopback
+	// (client.WithInsecure).
+	Insecure bool
 	// Poll is how often the bot looks for rooms it was invited to.
 	Poll time.Duration
 	// Logger receives what the bot does; nil discards it.
@@ -44,6 +47,9 @@ func (w *worker) Run(ctx context.Context) error {
 	opts := []client.Option{client.WithName("unibus-worker")}
 	if w.CA != "" {
 		opts = append(opts, client.WithCA(w.CA))
+	}
+	if w.Insecure {
+		opts = append(opts, client.WithInsecure())
 	}
 	conn, err := client.Connect(ctx, w.Server, id, opts...)
 	if err != nil {

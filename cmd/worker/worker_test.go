@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -169,4 +170,96 @@ func TestWorkerFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWorkerInsecure: a plaintext server URL beyond loopback is a usage
+// error (exit 2) that names the fix, unless --insecure or UNIBUS_INSECURE
+// allows it; then the worker dials it.
+func TestWorkerInsecure(t *testing.T) {
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := filepath.Join(t.TempDir(), "bot.nk")
+	if err := identity.Save(seed, id); err != nil {
+		t.Fatal(err)
+	}
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want []string
+	}{
+		{"plaintext beyond loopback", []string{"--identity", seed, "--server", "nats://10.1.2.3:4222"}, nil,
+			exitUsage, []string{"10.1.2.3 is not a loopback address", "--insecure", "UNIBUS_INSECURE=1", "tls://"}},
+		{"scheme-less beyond loopback from the environment", nil, map[string]string{envIdentity: seed, envServer: "bus.example:4222"},
+			exitUsage, []string{"bus.example is not a loopback address", "--insecure"}},
+		{"one of several beyond loopback", []string{"--identity", seed, "--server", "nats://127.0.0.1:1,nats://bus.example:4222"}, nil,
+			exitUsage, []string{"server 2 of 2", "--insecure"}},
+		{"malformed UNIBUS_INSECURE", []string{"--identity", seed}, map[string]string{envInsecure: "maybe"},
+			exitUsage, []string{`UNIBUS_INSECURE="maybe"`}},
+		{"pinned CA with a plaintext URL", []string{"--identity", seed, "--ca", seed, "--server", "nats://127.0.0.1:1"}, nil,
+			exitUsage, []string{"tls://"}},
+		{"loopback needs no opt-in", []string{"--identity", seed, "--server", "nats://127.0.0.1:1"}, nil,
+			exitUnavailable, []string{"connect to unibus at nats://127.0.0.1:1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr testio.Buffer
+			code := run(context.Background(), tc.args, &stderr, env(tc.env))
+			if code != tc.code {
+				t.Fatalf("code %d, want %d; stderr %q", code, tc.code, stderr.String())
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr %q does not mention %q", stderr.String(), want)
+				}
+			}
+		})
+	}
+
+	// With the opt-in, a local address that is not loopback, where nothing
+	// listens, is dialed: the bus is unreachable, not refused.
+	far := closedNonLoopback(t)
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{args: []string{"--insecure"}},
+		{env: map[string]string{envInsecure: "1"}},
+	} {
+		var stderr testio.Buffer
+		args := append([]string{"--identity", seed, "--server", "nats://" + far}, c.args...)
+		if code := run(context.Background(), args, &stderr, env(c.env)); code != exitUnavailable {
+			t.Fatalf("%q %v: code %d, want %d; stderr %q", args, c.env, code, exitUnavailable, stderr.String())
+		}
+	}
+}
+
+// closedNonLoopback returns host:port on a local IPv4 address that is not
+// loopback, where nothing listens, or skips the test.
+func closedNonLoopback(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Skipf("interface addresses: %v", err)
+	}
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || n.IP.To4() == nil {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(n.IP.String(), "0"))
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return addr
+	}
+	t.Skip("no non-loopback IPv4 address to listen on")
+	return ""
 }

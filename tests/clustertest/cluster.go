@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unibus/unibus/authcallout"
+	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/embedded"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/node"
@@ -29,6 +30,9 @@ const EnvNATSServer = "UNIBUS_NATS_SERVER"
 // startTimeout bounds the start of one node, election of JetStream
 // leaders included.
 const startTimeout = 90 * time.Second
+
+// ClusterName is the NATS cluster name of every test deployment.
+const ClusterName = "unibus-test"
 
 // Config tunes a cluster.
 type Config struct {
@@ -46,9 +50,12 @@ type Config struct {
 // Cluster is a running deployment. Its methods must be called from the
 // test's goroutine.
 type Cluster struct {
-	t       testing.TB
-	cfg     Config
-	Keys    authcallout.Keys
+	t    testing.TB
+	cfg  Config
+	Keys authcallout.Keys
+	// PKI is the deployment's development CA: every node's routes use
+	// mutual TLS with its server certificate (valid for 127.0.0.1).
+	PKI     certs.Files
 	binary  string
 	dir     string
 	members []*member
@@ -81,6 +88,9 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, cfg: cfg, Keys: keys, binary: os.Getenv(EnvNATSServer), dir: t.TempDir()}
+	if c.PKI, err = certs.WriteDevCA(filepath.Join(c.dir, "pki"), nil); err != nil {
+		t.Fatal(err)
+	}
 	clientPorts, routePorts := natstest.FreePorts(t, cfg.Nodes), natstest.FreePorts(t, cfg.Nodes)
 	for i := range cfg.Nodes {
 		c.members = append(c.members, &member{
@@ -110,6 +120,27 @@ func Start(t testing.TB, cfg Config) *Cluster {
 
 // Binary reports whether the nodes are real nats-server processes.
 func (c *Cluster) Binary() bool { return c.binary != "" }
+
+// NATSServer is the nats-server binary of the nodes, or "" when they are
+// in-process.
+func (c *Cluster) NATSServer() string { return c.binary }
+
+// Name is node i's server name.
+func (c *Cluster) Name(i int) string { return c.members[i].name }
+
+// RouteURL is node i's route address, without credentials.
+func (c *Cluster) RouteURL(i int) string {
+	return fmt.Sprintf("nats-route://127.0.0.1:%d", c.members[i].routePort)
+}
+
+// routeAddrs are the route addresses of every node, without credentials.
+func (c *Cluster) routeAddrs() []string {
+	routes := make([]string, len(c.members))
+	for j := range c.members {
+		routes[j] = c.RouteURL(j)
+	}
+	return routes
+}
 
 // Size is the number of nodes.
 func (c *Cluster) Size() int { return len(c.members) }
@@ -187,15 +218,22 @@ func (c *Cluster) start(i int) error {
 		cfg.NATSURL = c.URLs(i)
 		cfg.ReconnectWait = 100 * time.Millisecond
 	} else {
-		routes := make([]string, len(c.members))
-		for j, o := range c.members {
-			routes[j] = fmt.Sprintf("nats-route://127.0.0.1:%d", o.routePort)
+		// Routes as unibusd makes them: authorized with the deployment's
+		// route credentials, over mutual TLS with its CA.
+		user, password, err := c.Keys.RouteCredentials()
+		if err != nil {
+			return err
+		}
+		routeTLS, err := certs.RouteConfig(c.PKI.ServerCert, c.PKI.ServerKey, c.PKI.CACert)
+		if err != nil {
+			return err
 		}
 		cfg.Server = embedded.Config{
 			Port:       m.clientPort,
 			DataDir:    m.dataDir,
 			ServerName: m.name,
-			Cluster:    embedded.ClusterConfig{Name: "unibus-test", Port: m.routePort, Routes: routes},
+			Cluster: embedded.ClusterConfig{Name: ClusterName, Port: m.routePort, Routes: c.routeAddrs(),
+				Username: user, Password: password, TLS: routeTLS},
 			// Three servers starting at once under -race on two cores.
 			ReadyTimeout: startTimeout,
 		}
@@ -211,35 +249,77 @@ func (c *Cluster) start(i int) error {
 }
 
 // startProcess runs nats-server for m with the deployment's configuration
-// included, and waits until its client port accepts connections.
+// included and the cluster block `unibusd nats-config` prints (route
+// authorization, credentialed routes, mutual TLS), and waits until its
+// client port accepts connections.
 func (c *Cluster) startProcess(m *member) error {
-	var routes []string
-	for _, o := range c.members {
-		routes = append(routes, fmt.Sprintf("%q", fmt.Sprintf("nats-route://127.0.0.1:%d", o.routePort)))
-	}
-	conf := fmt.Sprintf(`server_name: %s
-listen: 127.0.0.1:%d
-cluster {
-  name: unibus-test
-  listen: 127.0.0.1:%d
-  routes: [ %s ]
-}
-jetstream { store_dir: %q }
-include "unibus.conf"
-`, m.name, m.clientPort, m.routePort, strings.Join(routes, ", "), m.dataDir)
-	path := filepath.Join(c.dir, m.name+".conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return err
-	}
-	logFile, err := os.OpenFile(filepath.Join(c.dir, m.name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	cluster, err := authcallout.NATSClusterConfig(c.Keys, authcallout.ClusterSettings{
+		Name: ClusterName, Host: "127.0.0.1", Port: m.routePort, Routes: c.routeAddrs(),
+		TLSCert: c.PKI.ServerCert, TLSKey: c.PKI.ServerKey, TLSCA: c.PKI.CACert,
+	})
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.binary, "-c", path)
+	conf := fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\n%sjetstream { store_dir: %q }\ninclude \"unibus.conf\"\n",
+		m.name, m.clientPort, cluster, m.dataDir)
+	p, err := startServerProcess(c.binary, c.dir, m.name, conf, m.clientPort)
+	if err != nil {
+		return err
+	}
+	m.proc, m.procDone = p.cmd, p.done
+	return nil
+}
+
+// Process is a nats-server process started by StartProcess.
+type Process struct {
+	// Log is the file the process writes its log into.
+	Log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartProcess runs the nats-server binary with the configuration conf
+// (written to dir/name.conf; its log goes to dir/name.log), waits until
+// its client port accepts connections, and stops it at the end of the
+// test. Tests use it for servers outside the deployment, such as rogues.
+func StartProcess(t testing.TB, binary, dir, name, conf string, clientPort int) *Process {
+	t.Helper()
+	p, err := startServerProcess(binary, dir, name, conf, clientPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Stop stops the process (SIGTERM, then SIGKILL after 10 s) and waits for
+// it to exit. It is safe to call more than once.
+func (p *Process) Stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// startServerProcess writes conf to dir/name.conf, runs binary with it
+// (log in dir/name.log) and waits until clientPort accepts connections.
+func startServerProcess(binary, dir, name, conf string, clientPort int) (*Process, error) {
+	path := filepath.Join(dir, name+".conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	logFile, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(binary, "-c", path)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return fmt.Errorf("start %s: %w", c.binary, err)
+		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -247,21 +327,22 @@ include "unibus.conf"
 		logFile.Close()
 		close(done)
 	}()
-	m.proc, m.procDone = cmd, done
+	p := &Process{Log: logFile.Name(), cmd: cmd, done: done}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", m.clientPort), time.Second)
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", clientPort), time.Second)
 		if err == nil {
 			conn.Close()
-			return nil
+			return p, nil
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("nats-server %s exited at start; see %s", m.name, logFile.Name())
+			return nil, fmt.Errorf("nats-server %s exited at start; see %s", name, p.Log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nats-server %s not listening after 30s", m.name)
+			p.Stop()
+			return nil, fmt.Errorf("nats-server %s not listening after 30s; see %s", name, p.Log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

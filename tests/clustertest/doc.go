@@ -9,4 +9,10 @@
 // installs a pinned one), each node is instead a real nats-server process
 // configured with what `unibusd nats-config` prints, plus the services
 // attached to it as `unibusd --nats` runs them; Kill then sends SIGKILL.
+//
+// Either way the routes are those of a production deployment: authorized
+// with the route credentials of the deployment keys
+// (authcallout.Keys.RouteCredentials) and over mutual TLS with a
+// development CA (Cluster.PKI), so that tests can attack them with
+// servers of their own (StartProcess, RouteURL).
 package clustertest

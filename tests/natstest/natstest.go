@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"testing"
@@ -69,15 +70,20 @@ func RunCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[i])
 	}
 	c := &Cluster{t: t}
+	// Routes are always authorized (embedded.ClusterConfig): one password
+	// per test cluster.
+	password := rand.Text()
 	for i := range n {
 		cfg := embedded.Config{
 			Port:       clientPorts[i],
 			DataDir:    t.TempDir(),
 			ServerName: fmt.Sprintf("n%d", i+1),
 			Cluster: embedded.ClusterConfig{
-				Name:   "unibus-test",
-				Port:   routePorts[i],
-				Routes: routes,
+				Name:     "unibus-test",
+				Port:     routePorts[i],
+				Routes:   routes,
+				Username: "natstest-route",
+				Password: password,
 			},
 		}
 		for _, o := range opts {

@@ -58,10 +58,11 @@ func AddUser(t testing.TB, n *node.Node, name string, admin bool) *identity.Iden
 }
 
 // ConnectOptions are the options of a peer connection as identity id: nkey
-// authentication and the per-user inbox prefix.
+// authentication (the server's nonce signed with id.SignNonce, which signs
+// nothing but a login nonce) and the per-user inbox prefix.
 func ConnectOptions(id *identity.Identity) []nats.Option {
 	return []nats.Option{
-		nats.Nkey(id.PublicKey(), id.Sign),
+		nats.Nkey(id.PublicKey(), id.SignNonce),
 		nats.CustomInboxPrefix("_INBOX." + id.PublicKey()),
 	}
 }

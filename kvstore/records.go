@@ -1,0 +1,107 @@
+package kvstore
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/unibus/unibus/subjects"
+)
+
+// Records are validated when read: a record's content must agree with the
+// key it is stored under and hold values its fields allow. Whatever wrote
+// a record that fails (a reply reflected into a bucket, a bug, a hand
+// edit), it is treated as absent, so it can never admit anyone: reads
+// return ErrNotFound (wrapped in ErrInvalidRecord) and listings leave it
+// out. The store logs each one.
+
+// record is a stored value that can check itself against its key.
+type record interface {
+	checkKey(key string) error
+}
+
+var (
+	_ record = User{}
+	_ record = Room{}
+	_ record = Member{}
+	_ record = indexEntry{}
+)
+
+func (u User) checkKey(key string) error {
+	if u.Pub != key {
+		return fmt.Errorf("the record is of user %q", u.Pub)
+	}
+	if _, err := subjects.NormalizeUserKey(u.Pub); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (r Room) checkKey(key string) error {
+	if r.ID != key {
+		return fmt.Errorf("the record is of room %q", r.ID)
+	}
+	subject, err := subjects.Room(r.ID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.Subject != subject:
+		return fmt.Errorf("the room's subject %q is not %s", r.Subject, subject)
+	case r.Mode != subjects.ModeE2E && r.Mode != subjects.ModeCleartext:
+		return fmt.Errorf("unknown room mode %q", r.Mode)
+	}
+	if _, err := subjects.NormalizeUserKey(r.Owner); err != nil {
+		return fmt.Errorf("owner: %w", err)
+	}
+	return nil
+}
+
+func (m Member) checkKey(key string) error {
+	if memberKey(m.RoomID, m.Pub) != key {
+		return fmt.Errorf("the record is of member %q of room %q", m.Pub, m.RoomID)
+	}
+	return checkRole(m.Role)
+}
+
+func (e indexEntry) checkKey(key string) error {
+	if indexKey(e.Pub, e.RoomID) != key {
+		return fmt.Errorf("the index entry is of member %q of room %q", e.Pub, e.RoomID)
+	}
+	return checkRole(e.Role)
+}
+
+func checkRole(role string) error {
+	if role != subjects.RoleOwner && role != subjects.RoleMember {
+		return fmt.Errorf("unknown role %q", role)
+	}
+	return nil
+}
+
+// decodeRecord decodes the value stored under key in bucket and checks it
+// against the key. A value that is not a valid record is ErrInvalidRecord,
+// which also matches ErrNotFound, and is logged.
+func decodeRecord[T record](s *Store, bucket, key string, data []byte) (T, error) {
+	var v T
+	err := json.Unmarshal(data, &v)
+	if err == nil {
+		err = v.checkKey(key)
+	}
+	if err != nil {
+		s.logger.Warn("invalid record treated as absent", "bucket", bucket, "key", key, "reason", err.Error())
+		var zero T
+		return zero, fmt.Errorf("%s/%s: %w: %w", bucket, key, ErrInvalidRecord, err)
+	}
+	return v, nil
+}
+
+// decodeRecords decodes every entry of a listing, leaving out (and
+// logging) those that are not valid records.
+func decodeRecords[T record](s *Store, bucket string, entries []entry) []T {
+	out := make([]T, 0, len(entries))
+	for _, e := range entries {
+		if v, err := decodeRecord[T](s, bucket, e.key, e.value); err == nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
