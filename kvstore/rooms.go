@@ -172,7 +172,7 @@ func (s *Store) GetRoom(ctx context.Context, roomID string) (Room, error) {
 func (s *Store) getRoom(ctx context.Context, roomID string) (Room, uint64, error) {
 	r, rev, err := getRecord[Room](ctx, s, s.rooms, roomID)
 	if errors.Is(err, ErrNotFound) {
-		return Room{}, 0, fmt.Errorf("room %s: %w", roomID, ErrNotFound)
+		return Room{}, 0, fmt.Errorf("room %s: %w", roomID, err)
 	}
 	if err != nil {
 		return Room{}, 0, fmt.Errorf("get room: %w", err)
@@ -197,7 +197,7 @@ func (s *Store) GetMember(ctx context.Context, roomID, pub string) (Member, erro
 func (s *Store) getMember(ctx context.Context, roomID, pub string) (Member, error) {
 	m, _, err := getRecord[Member](ctx, s, s.members, memberKey(roomID, pub))
 	if errors.Is(err, ErrNotFound) {
-		return Member{}, fmt.Errorf("member %s of room %s: %w", pub, roomID, ErrNotFound)
+		return Member{}, fmt.Errorf("member %s of room %s: %w", pub, roomID, err)
 	}
 	if err != nil {
 		return Member{}, fmt.Errorf("get member: %w", err)

@@ -76,7 +76,7 @@ func (s *Store) getUser(ctx context.Context, pub string) (User, uint64, error) {
 	u, rev, err := getRecord[User](ctx, s, s.users, pub)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return User{}, 0, fmt.Errorf("user %s: %w", pub, ErrNotFound)
+			return User{}, 0, fmt.Errorf("user %s: %w", pub, err)
 		}
 		return User{}, 0, fmt.Errorf("get user: %w", err)
 	}

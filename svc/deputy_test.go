@@ -432,3 +432,37 @@ func TestResponderHoldsNoRightsOnState(t *testing.T) {
 		t.Errorf("streams changed: %v → %v", before, after)
 	}
 }
+
+// TestDiscoveryRepliesCannotWriteState: micro's own handlers ($SRV.PING,
+// INFO, STATS) reply wherever a request says, and only administrators may
+// send them. Even so, the responder's permissions keep an administrator's
+// reply subject out of the buckets.
+func TestDiscoveryRepliesCannotWriteState(t *testing.T) {
+	e := newEnv(t)
+	room := e.createRoom(t, e.alice, subjects.ModeCleartext)
+	delivered := watchVictim(t, e.bob, room)
+	before := e.streams(t)
+	subject := "$SRV.INFO." + subjects.UsersService
+	for _, reply := range e.hostileReplies(room, e.bob) {
+		if reply == "" || strings.HasPrefix(reply, "_INBOX.") {
+			continue // no reply at all; inboxes are the responder's to publish to
+		}
+		if err := e.admin.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// micro answers one subscription's requests in order: once this one,
+	// sent to the admin's inbox, is answered, the one before was handled.
+	if _, err := e.admin.nc.Request(subject, nil, requestTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if after := e.streams(t); !equalStreams(before, after) {
+		t.Errorf("streams changed: %v → %v", before, after)
+	}
+	if n := delivered.Load(); n != 0 {
+		t.Errorf("%d discovery replies reached the room", n)
+	}
+	if got := call[subjects.UserInfo](t, e.admin, subjects.UsersGet, subjects.GetUserRequest{Pub: e.carol.pub}); got.Admin {
+		t.Error("carol became an administrator")
+	}
+}
