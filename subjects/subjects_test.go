@@ -521,3 +521,27 @@ func TestMatches(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkInboxOwner measures the reply check the services run on every
+// request, beside its floor, a prefix comparison, in the same run.
+func BenchmarkInboxOwner(b *testing.B) {
+	prefix, err := subjects.InboxPrefix("UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4")
+	if err != nil {
+		b.Fatal(err)
+	}
+	reply := prefix + ".Xn4cVf0p6pLw8Tb3Qk1c2a.Hs9d0e"
+	b.Run("prefix (floor)", func(b *testing.B) {
+		for b.Loop() {
+			if !strings.HasPrefix(reply, prefix) {
+				b.Fatal("no prefix")
+			}
+		}
+	})
+	b.Run("InboxOwner", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := subjects.InboxOwner(reply); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
