@@ -1,37 +1,18 @@
 package kvstore_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/tests/testio"
 )
-
-// lockedBuffer is a log sink safe for the store's concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestForgedRecordsAreAbsent writes records behind the store's back, as a
 // reply reflected into a bucket or a hand edit would, and checks that
@@ -39,7 +20,7 @@ func (l *lockedBuffer) String() string {
 // content disagrees with its key never admits anyone.
 func TestForgedRecordsAreAbsent(t *testing.T) {
 	ctx := context.Background()
-	logs := &lockedBuffer{}
+	logs := &testio.Buffer{}
 	cfg := kvstore.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	st, js := openStore(t, cfg)
