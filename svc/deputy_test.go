@@ -92,6 +92,7 @@ func (e *env) waitMisdirected(t testing.TB, base, want int64) {
 // is the caller's own inbox.
 type deputyCase struct {
 	name string
+	from *user // who sends it; nil: whoever checkDeputy is given
 	msg  func(t testing.TB) *nats.Msg
 	want int // 0: success
 }
@@ -157,6 +158,9 @@ func watchVictim(t testing.TB, victim *user, room subjects.RoomInfo) *atomic.Int
 // case names (so the test cannot pass by the requests going nowhere).
 func (e *env) checkDeputy(t *testing.T, sender *user, room subjects.RoomInfo, victim *user, cases []deputyCase) {
 	t.Helper()
+	if len(cases) == 0 {
+		t.Fatal("no cases to send")
+	}
 	delivered := watchVictim(t, victim, room)
 	before, base := e.streams(t), e.misdirected(t)
 	replies := e.hostileReplies(room, victim)
@@ -211,82 +215,60 @@ func TestRepliesOnlyToTheCallersInbox(t *testing.T) {
 	room := e.createRoom(t, e.alice, subjects.ModeE2E)
 	e.invite(t, e.alice, room, e.bob)
 	bobsRoom := e.createRoom(t, e.bob, subjects.ModeCleartext)
-	signed := func(u *user, subject string, body any, opts ...reqOption) func(testing.TB) *nats.Msg {
-		return func(t testing.TB) *nats.Msg { return u.msg(t, subject, body, opts...) }
+	// A case of u's request to subject, with its outcome when u's reply
+	// subject is u's own inbox.
+	req := func(name string, u *user, want int, subject string, body any, opts ...reqOption) deputyCase {
+		return deputyCase{name: name, from: u, want: want, msg: func(t testing.TB) *nats.Msg { return u.msg(t, subject, body, opts...) }}
 	}
 	var cases []deputyCase
 	// Outcomes every endpoint has: 400, 401 (unsigned, bad signature,
-	// unregistered signer) and 413.
+	// unregistered signer) and 413. The stranger's request travels as a
+	// relay of its signed bytes would send it: its reply may go only to
+	// its own inbox.
 	stranger := e.stranger(t)
 	huge := bytes.Repeat([]byte(" "), svc.DefaultMaxBundleBytes+1)
 	for _, ms := range []micro.Service{e.svc.Users(), e.svc.Rooms(), e.svc.Blobs()} {
 		for _, ep := range ms.Info().Endpoints {
 			s := ep.Subject
 			cases = append(cases,
-				deputyCase{s + " 400", signed(e.alice, s, []byte(`{"unknown":`)), subjects.CodeBadRequest},
-				deputyCase{s + " 401 unsigned", signed(e.alice, s, nil, unsigned(nats.Header{subjects.HeaderPub: {e.alice.pub}})), subjects.CodeUnauthenticated},
-				deputyCase{s + " 401 bad signature", signed(e.alice, s, nil, signedBy(e.bob.kp), tampered(func(m *nats.Msg) { m.Header.Set(subjects.HeaderPub, e.alice.pub) })), subjects.CodeUnauthenticated},
-				deputyCase{s + " 413", signed(e.alice, s, huge), subjects.CodeTooLarge},
+				req(s+" 400", e.alice, subjects.CodeBadRequest, s, []byte(`{"unknown":`)),
+				req(s+" 401 unsigned", e.alice, subjects.CodeUnauthenticated, s, nil, unsigned(nats.Header{subjects.HeaderPub: {e.alice.pub}})),
+				req(s+" 401 bad signature", e.alice, subjects.CodeUnauthenticated, s, nil, signedBy(e.bob.kp), tampered(func(m *nats.Msg) { m.Header.Set(subjects.HeaderPub, e.alice.pub) })),
+				req(s+" 413", e.alice, subjects.CodeTooLarge, s, huge),
+				req(s+" 401 unregistered", stranger, subjects.CodeUnauthenticated, s, nil),
 			)
-			// The stranger's request, as a relay of its signed bytes
-			// would send it: its reply may go only to its own inbox.
-			cases = append(cases, deputyCase{s + " 401 unregistered", signed(stranger, s, nil), 0})
 		}
 	}
-	// Outcomes that depend on the request.
+	// Outcomes that depend on the request, and requests that would change
+	// state when answered (the admin adds a user, alice creates a room):
+	// sent misdirected, they must not run.
 	newcomer := e.newIdentity(t, "newcomer")
 	cases = append(cases,
-		deputyCase{"users.get 200", signed(e.alice, subjects.UsersGet, subjects.GetUserRequest{Pub: e.admin.pub}), 0},
-		deputyCase{"rooms.mine 200", signed(e.alice, subjects.RoomsMine, nil), 0},
-		deputyCase{"rooms.get 200", signed(e.alice, subjects.RoomsGet, subjects.RoomRequest{RoomID: room.RoomID}), 0},
-		deputyCase{"rooms.members 200", signed(e.alice, subjects.RoomsMembers, subjects.RoomRequest{RoomID: room.RoomID}), 0},
-		deputyCase{"users.add 403", signed(e.alice, subjects.UsersAdd, subjects.AddUserRequest{Pub: newcomer.pub, Admin: true}), subjects.CodeForbidden},
-		deputyCase{"users.list 403", signed(e.alice, subjects.UsersList, nil), subjects.CodeForbidden},
-		deputyCase{"rooms.invite 403", signed(e.alice, subjects.RoomsInvite, subjects.InviteRequest{RoomID: bobsRoom.RoomID, Pub: e.carol.pub}), subjects.CodeForbidden},
-		deputyCase{"rooms.get 404", signed(e.alice, subjects.RoomsGet, subjects.RoomRequest{RoomID: subjects.NewRoomID()}), subjects.CodeNotFound},
-		deputyCase{"users.get 404", signed(e.admin, subjects.UsersGet, subjects.GetUserRequest{Pub: newcomer.pub}), subjects.CodeNotFound},
-		deputyCase{"rooms.create 409", signed(e.alice, subjects.RoomsCreate, subjects.CreateRoomRequest{RoomID: room.RoomID, Mode: subjects.ModeE2E, SealedKey: sealedKey(t)}), subjects.CodeConflict},
+		req("users.get 200", e.alice, 0, subjects.UsersGet, subjects.GetUserRequest{Pub: e.admin.pub}),
+		req("rooms.mine 200", e.alice, 0, subjects.RoomsMine, nil),
+		req("rooms.get 200", e.alice, 0, subjects.RoomsGet, subjects.RoomRequest{RoomID: room.RoomID}),
+		req("rooms.members 200", e.alice, 0, subjects.RoomsMembers, subjects.RoomRequest{RoomID: room.RoomID}),
+		req("users.add 403", e.alice, subjects.CodeForbidden, subjects.UsersAdd, subjects.AddUserRequest{Pub: newcomer.pub, Admin: true}),
+		req("users.list 403", e.alice, subjects.CodeForbidden, subjects.UsersList, nil),
+		req("rooms.invite 403", e.alice, subjects.CodeForbidden, subjects.RoomsInvite, subjects.InviteRequest{RoomID: bobsRoom.RoomID, Pub: e.carol.pub}),
+		req("rooms.get 404", e.alice, subjects.CodeNotFound, subjects.RoomsGet, subjects.RoomRequest{RoomID: subjects.NewRoomID()}),
+		req("rooms.create 409", e.alice, subjects.CodeConflict, subjects.RoomsCreate, subjects.CreateRoomRequest{RoomID: room.RoomID, Mode: subjects.ModeE2E, SealedKey: sealedKey(t)}),
+		req("rooms.create 200", e.alice, 0, subjects.RoomsCreate, subjects.CreateRoomRequest{Name: "new", Mode: subjects.ModeCleartext}),
+		// The controls run in order: the 404 before the add.
+		req("users.get 404", e.admin, subjects.CodeNotFound, subjects.UsersGet, subjects.GetUserRequest{Pub: newcomer.pub}),
+		req("users.add 200", e.admin, 0, subjects.UsersAdd, subjects.AddUserRequest{Pub: newcomer.pub, Admin: true}),
 	)
-	// The stranger's controls succeed only in the sense that a reply comes
-	// back to its own inbox: a 401.
-	for i := range cases {
-		if strings.HasSuffix(cases[i].name, "401 unregistered") {
-			cases[i].want = subjects.CodeUnauthenticated
-		}
+	for _, sender := range []*user{e.alice, e.admin, stranger} {
+		t.Run(sender.name, func(t *testing.T) {
+			var mine []deputyCase
+			for _, c := range cases {
+				if c.from == sender {
+					mine = append(mine, c)
+				}
+			}
+			e.checkDeputy(t, sender, room, e.bob, mine)
+		})
 	}
-	// Requests that would change state when answered: the admin adds a
-	// user, alice creates a room. Sent misdirected, they must not run.
-	writes := []deputyCase{
-		{"users.add 200", signed(e.admin, subjects.UsersAdd, subjects.AddUserRequest{Pub: newcomer.pub, Admin: true}), 0},
-		{"rooms.create 200", signed(e.alice, subjects.RoomsCreate, subjects.CreateRoomRequest{Name: "new", Mode: subjects.ModeCleartext}), 0},
-	}
-	t.Run("alice", func(t *testing.T) {
-		var mine []deputyCase
-		for _, c := range cases {
-			if !strings.HasPrefix(c.name, "users.get 404") && !strings.HasSuffix(c.name, "401 unregistered") {
-				mine = append(mine, c)
-			}
-		}
-		e.checkDeputy(t, e.alice, room, e.bob, append(mine, writes[1]))
-	})
-	t.Run("admin", func(t *testing.T) {
-		var mine []deputyCase
-		for _, c := range cases {
-			if strings.HasPrefix(c.name, "users.get 404") {
-				mine = append(mine, c)
-			}
-		}
-		e.checkDeputy(t, e.admin, room, e.bob, append(mine, writes[0]))
-	})
-	t.Run("stranger", func(t *testing.T) {
-		var mine []deputyCase
-		for _, c := range cases {
-			if strings.HasSuffix(c.name, "401 unregistered") {
-				mine = append(mine, c)
-			}
-		}
-		e.checkDeputy(t, stranger, room, e.bob, mine)
-	})
 }
 
 // TestRepliesOnlyToTheCallersInboxWhenLimited: the 429 and 503 outcomes.
@@ -302,7 +284,7 @@ func TestRepliesOnlyToTheCallersInboxWhenLimited(t *testing.T) {
 			}
 		}
 		e.checkDeputy(t, e.alice, room, e.bob, []deputyCase{
-			{"rooms.mine 429", func(t testing.TB) *nats.Msg { return e.alice.msg(t, subjects.RoomsMine, nil) }, subjects.CodeTooManyRequests},
+			{"rooms.mine 429", nil, func(t testing.TB) *nats.Msg { return e.alice.msg(t, subjects.RoomsMine, nil) }, subjects.CodeTooManyRequests},
 		})
 	})
 	t.Run("503", func(t *testing.T) {
@@ -314,7 +296,7 @@ func TestRepliesOnlyToTheCallersInboxWhenLimited(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.checkDeputy(t, e.alice, room, e.bob, []deputyCase{
-			{"rooms.mine 503", func(t testing.TB) *nats.Msg { return e.alice.msg(t, subjects.RoomsMine, nil) }, subjects.CodeUnavailable},
+			{"rooms.mine 503", nil, func(t testing.TB) *nats.Msg { return e.alice.msg(t, subjects.RoomsMine, nil) }, subjects.CodeUnavailable},
 		})
 	})
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,28 +65,6 @@ func defaultIdentityFile(getenv func(string) string) string {
 		return filepath.Join(home, ".config", "unibus", "identity.nk")
 	}
 	return "identity.nk"
-}
-
-// envOr returns the environment variable key, or def when it is unset.
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// envBool parses the boolean environment variable key: unset or empty is
-// false; otherwise what strconv.ParseBool accepts (1, true, 0, false, …).
-func envBool(getenv func(string) string, key string) (bool, error) {
-	v := getenv(key)
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s=%q: want 1 or 0 (true or false)", key, v)
-	}
-	return b, nil
 }
 
 // bounded returns ctx limited by the --timeout option.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/tests/natstest"
 )
 
 // Tests that need no server.
@@ -290,7 +290,7 @@ func TestInsecureOption(t *testing.T) {
 	// With the opt-in, a plaintext URL beyond loopback is dialed: a local
 	// address that is not loopback, where nothing listens.
 	t.Run("dials beyond loopback", func(t *testing.T) {
-		url := "nats://" + closedNonLoopback(t)
+		url := "nats://" + natstest.ClosedNonLoopbackAddr(t)
 		for _, c := range []struct {
 			args []string
 			env  map[string]string
@@ -309,31 +309,4 @@ func TestInsecureOption(t *testing.T) {
 			}
 		}
 	})
-}
-
-// closedNonLoopback returns host:port on a local IPv4 address that is not
-// loopback, where nothing listens, or skips the test.
-func closedNonLoopback(t *testing.T) string {
-	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Skipf("interface addresses: %v", err)
-	}
-	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if !ok || n.IP.IsLoopback() || n.IP.To4() == nil {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort(n.IP.String(), "0"))
-		if err != nil {
-			continue
-		}
-		addr := l.Addr().String()
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return addr
-	}
-	t.Skip("no non-loopback IPv4 address to listen on")
-	return ""
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/unibus/unibus/internal/envvar"
 )
 
 // runner is one command: tests call Run directly.
@@ -32,7 +34,7 @@ Exit codes:
 // newRootCommand builds the command tree over a, whose global options the
 // persistent flags fill in; getenv supplies their defaults.
 func newRootCommand(a *app, getenv func(string) string) *cobra.Command {
-	insecureDefault, insecureEnvErr := envBool(getenv, envInsecure)
+	insecureDefault, insecureEnvErr := envvar.Bool(getenv, envInsecure)
 	root := &cobra.Command{
 		Use:   "unibus",
 		Short: "Command line of the unibus secure message bus",
@@ -74,7 +76,7 @@ Quick start:
 	pf := root.PersistentFlags()
 	pf.StringVarP(&a.IdentityFile, "identity", "i", defaultIdentityFile(getenv),
 		"identity seed file (env "+envIdentity+")")
-	pf.StringVarP(&a.Server, "server", "s", envOr(getenv, envServer, defaultServer),
+	pf.StringVarP(&a.Server, "server", "s", envvar.Or(getenv, envServer, defaultServer),
 		"NATS server URL, comma-separated for several (env "+envServer+")")
 	pf.StringVar(&a.CA, "ca", getenv(envCA),
 		"CA certificate file: require TLS signed by it (env "+envCA+")")

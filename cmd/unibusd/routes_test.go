@@ -142,14 +142,7 @@ func TestRouteSettingsAccepted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			keys, err := authcallout.ReadKeysFile(creds)
-			if err != nil {
-				t.Fatal(err)
-			}
-			user, password, err := keys.RouteCredentials()
-			if err != nil {
-				t.Fatal(err)
-			}
+			user, password := routeCredentials(t, creds)
 			c := cfg.Server.Cluster
 			if c.Username != user || c.Password != password {
 				t.Fatal("routes not authorized with the route credentials of the deployment keys")
@@ -240,14 +233,7 @@ func TestNATSConfigCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := authcallout.ReadKeysFile(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, password, err := keys.RouteCredentials()
-	if err != nil {
-		t.Fatal(err)
-	}
+	user, password := routeCredentials(t, creds)
 	if !strings.Contains(guide, "# cluster {") || !strings.Contains(guide, password) || !strings.Contains(guide, "Secret") {
 		t.Fatalf("the default output lacks the commented cluster block with the route password:\n%s", guide)
 	}
@@ -411,4 +397,19 @@ creds: %q
 	}
 	t.Cleanup(stop)
 	return nodes, nil
+}
+
+// routeCredentials are the route user and password of the deployment keys
+// in the creds file.
+func routeCredentials(t *testing.T, creds string) (user, password string) {
+	t.Helper()
+	keys, err := authcallout.ReadKeysFile(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, password, err = keys.RouteCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return user, password
 }

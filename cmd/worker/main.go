@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/client"
+	"github.com/unibus/unibus/internal/envvar"
 )
 
 // The environment variables of the unibus CLI, so that a bot runs with the
@@ -52,9 +52,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs.SetOutput(stderr)
 	w := &worker{}
 	fs.StringVar(&w.IdentityFile, "identity", getenv(envIdentity), "identity seed file of the bot (env "+envIdentity+")")
-	fs.StringVar(&w.Server, "server", envOr(getenv, envServer, "nats://127.0.0.1:4222"), "NATS server URL (env "+envServer+")")
+	fs.StringVar(&w.Server, "server", envvar.Or(getenv, envServer, "nats://127.0.0.1:4222"), "NATS server URL (env "+envServer+")")
 	fs.StringVar(&w.CA, "ca", getenv(envCA), "CA certificate file: require TLS signed by it (env "+envCA+")")
-	insecure, insecureErr := envBool(getenv, envInsecure)
+	insecure, insecureErr := envvar.Bool(getenv, envInsecure)
 	fs.BoolVar(&w.Insecure, "insecure", insecure, "allow a plaintext (nats://) server URL beyond loopback: anyone on the path can read and rewrite it (env "+envInsecure+"=1)")
 	fs.DurationVar(&w.Poll, "poll", 3*time.Second, "how often to look for new invitations")
 	if err := fs.Parse(args); err != nil {
@@ -104,25 +104,4 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return exitError
 	}
-}
-
-// envBool parses the boolean environment variable key: unset or empty is
-// false; otherwise what strconv.ParseBool accepts (1, true, 0, false, …).
-func envBool(getenv func(string) string, key string) (bool, error) {
-	v := getenv(key)
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s=%q: want 1 or 0 (true or false)", key, v)
-	}
-	return b, nil
-}
-
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
 }

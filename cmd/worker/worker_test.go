@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/unibus/unibus/client/e2e"
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/tests/natstest"
 	"github.com/unibus/unibus/tests/nodetest"
 	"github.com/unibus/unibus/tests/testio"
 )
@@ -221,7 +221,7 @@ func TestWorkerInsecure(t *testing.T) {
 
 	// With the opt-in, a local address that is not loopback, where nothing
 	// listens, is dialed: the bus is unreachable, not refused.
-	far := closedNonLoopback(t)
+	far := natstest.ClosedNonLoopbackAddr(t)
 	for _, c := range []struct {
 		args []string
 		env  map[string]string
@@ -235,31 +235,4 @@ func TestWorkerInsecure(t *testing.T) {
 			t.Fatalf("%q %v: code %d, want %d; stderr %q", args, c.env, code, exitUnavailable, stderr.String())
 		}
 	}
-}
-
-// closedNonLoopback returns host:port on a local IPv4 address that is not
-// loopback, where nothing listens, or skips the test.
-func closedNonLoopback(t *testing.T) string {
-	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Skipf("interface addresses: %v", err)
-	}
-	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if !ok || n.IP.IsLoopback() || n.IP.To4() == nil {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort(n.IP.String(), "0"))
-		if err != nil {
-			continue
-		}
-		addr := l.Addr().String()
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return addr
-	}
-	t.Skip("no non-loopback IPv4 address to listen on")
-	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -207,4 +208,40 @@ func FreePorts(t testing.TB, n int) []int {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
+}
+
+// ClosedNonLoopbackAddr returns host:port on one of this machine's own
+// IPv4 addresses that is not loopback, where nothing listens: a server
+// "beyond loopback" that tests may dial without sending traffic off the
+// machine. Without such an address the test is skipped, except in CI
+// (CI set), where it fails, so that the check never silently goes away.
+func ClosedNonLoopbackAddr(t testing.TB) string {
+	t.Helper()
+	missing := func(why string) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("a non-loopback address is required in CI: %s", why)
+		}
+		t.Skipf("no non-loopback address: %s", why)
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		missing(err.Error())
+	}
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || n.IP.To4() == nil {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(n.IP.String(), "0"))
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return addr
+	}
+	missing("no local IPv4 address beyond loopback accepts a listener")
+	return ""
 }
