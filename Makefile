@@ -78,9 +78,10 @@ fuzz: ## run every fuzz target for FUZZTIME (30s) each: make fuzz FUZZTIME=20000
 	  done; \
 	done
 
-lint: ## gofmt check, go vet, staticcheck (pinned)
+lint: ## gofmt check, go mod tidy check, go vet, staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go mod tidy would change go.mod/go.sum: run make tidy"; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 

@@ -8,12 +8,9 @@ import (
 	"github.com/unibus/unibus/subjects"
 )
 
-// reserved are the API prefixes no peer may touch: JetStream, KV, object
-// store and (for non-admins) micro discovery.
-var reserved = []string{"$JS.>", "$KV.>", "$O.>"}
-
-// srvAll is micro's discovery namespace.
-const srvAll = "$SRV.>"
+// reserved are the API prefixes no peer may touch: JetStream, KV and
+// object store (micro discovery, ServiceAPIAll, is for admins only).
+var reserved = []string{subjects.JetStreamAll, subjects.KVAll, subjects.ObjectStoreAll}
 
 // Permissions returns what user pub may do: publish the control plane and
 // its rooms' subjects; subscribe its own inbox and its rooms' subjects;
@@ -36,10 +33,10 @@ func Permissions(pub string, admin bool, roomSubjects []string) (jwt.Permissions
 	p.Pub.Deny.Add(reserved...)
 	p.Sub.Deny.Add(reserved...)
 	if admin {
-		p.Pub.Allow.Add(srvAll)
+		p.Pub.Allow.Add(subjects.ServiceAPIAll)
 	} else {
-		p.Pub.Deny.Add(srvAll)
-		p.Sub.Deny.Add(srvAll)
+		p.Pub.Deny.Add(subjects.ServiceAPIAll)
+		p.Sub.Deny.Add(subjects.ServiceAPIAll)
 	}
 	return p, nil
 }

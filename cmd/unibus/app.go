@@ -13,6 +13,7 @@ import (
 
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/subjects"
 )
 
 // Defaults of the global options.
@@ -73,6 +74,40 @@ func (a *app) bounded(ctx context.Context) (context.Context, context.CancelFunc)
 		return context.WithTimeout(ctx, defaultTimeout)
 	}
 	return context.WithTimeout(ctx, a.Timeout)
+}
+
+// session runs fn, within --timeout, with a connection whose encryption
+// key is registered (connectWithKey): the preamble of most commands.
+func (a *app) session(ctx context.Context, fn func(context.Context, *client.Conn) error) error {
+	return a.withConn(ctx, a.connectWithKey, fn)
+}
+
+// sessionWithoutKey is session for commands that never touch an encrypted
+// room (user administration).
+func (a *app) sessionWithoutKey(ctx context.Context, fn func(context.Context, *client.Conn) error) error {
+	return a.withConn(ctx, a.connect, fn)
+}
+
+// inRoom is session with the room that arg names (an ID or a name of one
+// of the caller's rooms) resolved.
+func (a *app) inRoom(ctx context.Context, arg string, fn func(context.Context, *client.Conn, subjects.RoomInfo) error) error {
+	return a.session(ctx, func(ctx context.Context, conn *client.Conn) error {
+		room, err := resolveRoom(ctx, conn, arg)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, conn, room)
+	})
+}
+
+func (a *app) withConn(ctx context.Context, connect func(context.Context) (*client.Conn, error), fn func(context.Context, *client.Conn) error) error {
+	ctx, cancel := a.bounded(ctx)
+	defer cancel()
+	conn, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, conn)
 }
 
 // identity loads the identity seed file once.

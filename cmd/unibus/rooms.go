@@ -116,32 +116,28 @@ func (c *roomsListCommand) Run(ctx context.Context, args []string) error {
 	if err := checkArgs(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connectWithKey(ctx)
-	if err != nil {
-		return err
-	}
-	refs, err := conn.ListMyRooms(ctx)
-	if err != nil {
-		return fmt.Errorf("list rooms: %w", err)
-	}
-	rooms := make([]roomJSON, 0, len(refs))
-	for _, r := range refs {
-		rooms = append(rooms, roomJSON{
-			RoomID: r.RoomID, Name: r.Name, Owner: r.Owner, Mode: r.Mode,
-			Role: r.Role, Epoch: r.Epoch, History: r.Policy,
-		})
-	}
-	if c.JSON {
-		return writeJSON(c.app.Stdout, rooms)
-	}
-	tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROOM\tNAME\tMODE\tROLE\tEPOCH")
-	for _, r := range rooms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.RoomID, cleanLine(r.Name), modeName(r.Mode), r.Role, r.Epoch)
-	}
-	return tw.Flush()
+	return c.app.session(ctx, func(ctx context.Context, conn *client.Conn) error {
+		refs, err := conn.ListMyRooms(ctx)
+		if err != nil {
+			return fmt.Errorf("list rooms: %w", err)
+		}
+		rooms := make([]roomJSON, 0, len(refs))
+		for _, r := range refs {
+			rooms = append(rooms, roomJSON{
+				RoomID: r.RoomID, Name: r.Name, Owner: r.Owner, Mode: r.Mode,
+				Role: r.Role, Epoch: r.Epoch, History: r.Policy,
+			})
+		}
+		if c.JSON {
+			return writeJSON(c.app.Stdout, rooms)
+		}
+		tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ROOM\tNAME\tMODE\tROLE\tEPOCH")
+		for _, r := range rooms {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.RoomID, cleanLine(r.Name), modeName(r.Mode), r.Role, r.Epoch)
+		}
+		return tw.Flush()
+	})
 }
 
 // roomsInviteCommand adds a member to a room the caller owns.
@@ -169,31 +165,23 @@ func (c *roomsInviteCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connectWithKey(ctx)
-	if err != nil {
-		return err
-	}
-	room, err := resolveRoom(ctx, conn, args[0])
-	if err != nil {
-		return err
-	}
-	if room.Mode == subjects.ModeE2E {
-		u, err := conn.GetUser(ctx, pub)
-		if err != nil {
+	return c.app.inRoom(ctx, args[0], func(ctx context.Context, conn *client.Conn, room subjects.RoomInfo) error {
+		if room.Mode == subjects.ModeE2E {
+			u, err := conn.GetUser(ctx, pub)
+			if err != nil {
+				return fmt.Errorf("invite %s: %w", pub, err)
+			}
+			if len(u.EncKey) == 0 {
+				return fmt.Errorf("invite %s: %w: no encryption key registered yet, so the room key cannot be sealed to them; "+
+					"ask them to run `unibus whoami` once, then invite again", pub, client.ErrForbidden)
+			}
+		}
+		if _, err := conn.Invite(ctx, room.RoomID, pub); err != nil {
 			return fmt.Errorf("invite %s: %w", pub, err)
 		}
-		if len(u.EncKey) == 0 {
-			return fmt.Errorf("invite %s: %w: no encryption key registered yet, so the room key cannot be sealed to them; "+
-				"ask them to run `unibus whoami` once, then invite again", pub, client.ErrForbidden)
-		}
-	}
-	if _, err := conn.Invite(ctx, room.RoomID, pub); err != nil {
-		return fmt.Errorf("invite %s: %w", pub, err)
-	}
-	fmt.Fprintf(c.app.Stdout, "invited %s to %q (%s)\n", pub, cleanLine(room.Name), room.RoomID)
-	return nil
+		fmt.Fprintf(c.app.Stdout, "invited %s to %q (%s)\n", pub, cleanLine(room.Name), room.RoomID)
+		return nil
+	})
 }
 
 // roomsRemoveCommand removes a member from a room the caller owns.
@@ -220,22 +208,14 @@ func (c *roomsRemoveCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connectWithKey(ctx)
-	if err != nil {
-		return err
-	}
-	room, err := resolveRoom(ctx, conn, args[0])
-	if err != nil {
-		return err
-	}
-	info, err := conn.Remove(ctx, room.RoomID, pub)
-	if err != nil {
-		return fmt.Errorf("remove %s: %w", pub, err)
-	}
-	fmt.Fprintf(c.app.Stdout, "removed %s from %q (%s), epoch %d\n", pub, cleanLine(info.Name), info.RoomID, info.Epoch)
-	return nil
+	return c.app.inRoom(ctx, args[0], func(ctx context.Context, conn *client.Conn, room subjects.RoomInfo) error {
+		info, err := conn.Remove(ctx, room.RoomID, pub)
+		if err != nil {
+			return fmt.Errorf("remove %s: %w", pub, err)
+		}
+		fmt.Fprintf(c.app.Stdout, "removed %s from %q (%s), epoch %d\n", pub, cleanLine(info.Name), info.RoomID, info.Epoch)
+		return nil
+	})
 }
 
 // roomsMembersCommand lists a room's members.
@@ -267,33 +247,25 @@ func (c *roomsMembersCommand) Run(ctx context.Context, args []string) error {
 	if err := checkArgs(args, 1, 1, "ROOM"); err != nil {
 		return err
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connectWithKey(ctx)
-	if err != nil {
-		return err
-	}
-	room, err := resolveRoom(ctx, conn, args[0])
-	if err != nil {
-		return err
-	}
-	members, err := conn.Members(ctx, room.RoomID)
-	if err != nil {
-		return fmt.Errorf("list members: %w", err)
-	}
-	out := make([]memberJSON, 0, len(members))
-	for _, m := range members {
-		out = append(out, memberJSON{Pub: m.Pub, Role: m.Role, JoinedEpoch: m.JoinedEpoch, EncKey: len(m.EncKey) > 0})
-	}
-	if c.JSON {
-		return writeJSON(c.app.Stdout, out)
-	}
-	tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PUB\tROLE\tJOINED EPOCH")
-	for _, m := range out {
-		fmt.Fprintf(tw, "%s\t%s\t%d\n", m.Pub, m.Role, m.JoinedEpoch)
-	}
-	return tw.Flush()
+	return c.app.inRoom(ctx, args[0], func(ctx context.Context, conn *client.Conn, room subjects.RoomInfo) error {
+		members, err := conn.Members(ctx, room.RoomID)
+		if err != nil {
+			return fmt.Errorf("list members: %w", err)
+		}
+		out := make([]memberJSON, 0, len(members))
+		for _, m := range members {
+			out = append(out, memberJSON{Pub: m.Pub, Role: m.Role, JoinedEpoch: m.JoinedEpoch, EncKey: len(m.EncKey) > 0})
+		}
+		if c.JSON {
+			return writeJSON(c.app.Stdout, out)
+		}
+		tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PUB\tROLE\tJOINED EPOCH")
+		for _, m := range out {
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", m.Pub, m.Role, m.JoinedEpoch)
+		}
+		return tw.Flush()
+	})
 }
 
 // roomsRekeyCommand starts a new key epoch in a room the caller owns.
@@ -317,22 +289,14 @@ func (c *roomsRekeyCommand) Run(ctx context.Context, args []string) error {
 	if err := checkArgs(args, 1, 1, "ROOM"); err != nil {
 		return err
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connectWithKey(ctx)
-	if err != nil {
-		return err
-	}
-	room, err := resolveRoom(ctx, conn, args[0])
-	if err != nil {
-		return err
-	}
-	info, err := conn.Rekey(ctx, room.RoomID)
-	if err != nil {
-		return fmt.Errorf("rekey: %w", err)
-	}
-	fmt.Fprintf(c.app.Stdout, "rekeyed %q (%s): epoch %d\n", cleanLine(info.Name), info.RoomID, info.Epoch)
-	return nil
+	return c.app.inRoom(ctx, args[0], func(ctx context.Context, conn *client.Conn, room subjects.RoomInfo) error {
+		info, err := conn.Rekey(ctx, room.RoomID)
+		if err != nil {
+			return fmt.Errorf("rekey: %w", err)
+		}
+		fmt.Fprintf(c.app.Stdout, "rekeyed %q (%s): epoch %d\n", cleanLine(info.Name), info.RoomID, info.Epoch)
+		return nil
+	})
 }
 
 // roomsLeaveCommand leaves a room.
@@ -353,19 +317,11 @@ func (c *roomsLeaveCommand) Run(ctx context.Context, args []string) error {
 	if err := checkArgs(args, 1, 1, "ROOM"); err != nil {
 		return err
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connectWithKey(ctx)
-	if err != nil {
-		return err
-	}
-	room, err := resolveRoom(ctx, conn, args[0])
-	if err != nil {
-		return err
-	}
-	if err := conn.Leave(ctx, room.RoomID); err != nil {
-		return fmt.Errorf("leave: %w", err)
-	}
-	fmt.Fprintf(c.app.Stdout, "left %q (%s)\n", cleanLine(room.Name), room.RoomID)
-	return nil
+	return c.app.inRoom(ctx, args[0], func(ctx context.Context, conn *client.Conn, room subjects.RoomInfo) error {
+		if err := conn.Leave(ctx, room.RoomID); err != nil {
+			return fmt.Errorf("leave: %w", err)
+		}
+		fmt.Fprintf(c.app.Stdout, "left %q (%s)\n", cleanLine(room.Name), room.RoomID)
+		return nil
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/unibus/unibus/client"
+	"github.com/unibus/unibus/subjects"
 )
 
 // maxStdinMessage bounds a message read from standard input (the bus's
@@ -73,30 +74,25 @@ func (c *sendCommand) Run(ctx context.Context, args []string) error {
 	if text == "" {
 		return usagef("empty message")
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connectWithKey(ctx)
-	if err != nil {
-		return err
-	}
-	room, err := resolveRoom(ctx, conn, args[0])
-	if err != nil {
-		return err
-	}
-	var id string
-	if c.ReplyTo != "" {
-		id, err = conn.PublishReply(ctx, room.RoomID, c.ReplyTo, []byte(text))
-	} else {
-		id, err = conn.Publish(ctx, room.RoomID, []byte(text))
-	}
-	if err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	if err := flush(ctx, conn); err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	fmt.Fprintln(c.app.Stdout, id)
-	return nil
+	return c.app.inRoom(ctx, args[0], func(ctx context.Context, conn *client.Conn, room subjects.RoomInfo) error {
+		var (
+			id  string
+			err error
+		)
+		if c.ReplyTo != "" {
+			id, err = conn.PublishReply(ctx, room.RoomID, c.ReplyTo, []byte(text))
+		} else {
+			id, err = conn.Publish(ctx, room.RoomID, []byte(text))
+		}
+		if err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		if err := flush(ctx, conn); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		fmt.Fprintln(c.app.Stdout, id)
+		return nil
+	})
 }
 
 // flush waits until the server has processed what was published and
@@ -149,23 +145,15 @@ func (c *reactCommand) Run(ctx context.Context, args []string) error {
 	if args[2] == "" {
 		return usagef("empty emoji")
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connectWithKey(ctx)
-	if err != nil {
-		return err
-	}
-	room, err := resolveRoom(ctx, conn, args[0])
-	if err != nil {
-		return err
-	}
-	id, err := conn.React(ctx, room.RoomID, args[1], args[2])
-	if err != nil {
-		return fmt.Errorf("react: %w", err)
-	}
-	if err := flush(ctx, conn); err != nil {
-		return fmt.Errorf("react: %w", err)
-	}
-	fmt.Fprintln(c.app.Stdout, id)
-	return nil
+	return c.app.inRoom(ctx, args[0], func(ctx context.Context, conn *client.Conn, room subjects.RoomInfo) error {
+		id, err := conn.React(ctx, room.RoomID, args[1], args[2])
+		if err != nil {
+			return fmt.Errorf("react: %w", err)
+		}
+		if err := flush(ctx, conn); err != nil {
+			return fmt.Errorf("react: %w", err)
+		}
+		fmt.Fprintln(c.app.Stdout, id)
+		return nil
+	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/subjects"
 )
 
@@ -61,22 +62,18 @@ func (c *usersAddCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connect(ctx)
-	if err != nil {
-		return err
-	}
-	u, err := conn.AddUser(ctx, pub, c.Name, c.Admin)
-	if err != nil {
-		return fmt.Errorf("add user: %w", err)
-	}
-	role := "user"
-	if u.Admin {
-		role = "admin"
-	}
-	fmt.Fprintf(c.app.Stdout, "added %s %s %s\n", role, u.Pub, cleanLine(u.Name))
-	return nil
+	return c.app.sessionWithoutKey(ctx, func(ctx context.Context, conn *client.Conn) error {
+		u, err := conn.AddUser(ctx, pub, c.Name, c.Admin)
+		if err != nil {
+			return fmt.Errorf("add user: %w", err)
+		}
+		role := "user"
+		if u.Admin {
+			role = "admin"
+		}
+		fmt.Fprintf(c.app.Stdout, "added %s %s %s\n", role, u.Pub, cleanLine(u.Name))
+		return nil
+	})
 }
 
 // usersListCommand lists every user.
@@ -111,38 +108,34 @@ func (c *usersListCommand) Run(ctx context.Context, args []string) error {
 	if err := checkArgs(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connect(ctx)
-	if err != nil {
-		return err
-	}
-	users, err := conn.ListUsers(ctx)
-	if err != nil {
-		return fmt.Errorf("list users: %w", err)
-	}
-	if c.JSON {
-		out := make([]userJSON, 0, len(users))
-		for _, u := range users {
-			out = append(out, userJSON{Pub: u.Pub, Name: u.Name, Admin: u.Admin, EncKey: len(u.EncKey) > 0,
-				AddedAt: u.AddedAt, Revoked: u.Revoked, RevokedAt: u.RevokedAt})
+	return c.app.sessionWithoutKey(ctx, func(ctx context.Context, conn *client.Conn) error {
+		users, err := conn.ListUsers(ctx)
+		if err != nil {
+			return fmt.Errorf("list users: %w", err)
 		}
-		return writeJSON(c.app.Stdout, out)
-	}
-	tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PUB\tNAME\tADMIN\tENC KEY\tADDED\tREVOKED")
-	for _, u := range users {
-		revoked := "-"
-		if u.Revoked {
-			revoked = "yes"
-			if u.RevokedAt != nil {
-				revoked = u.RevokedAt.Local().Format(time.DateTime)
+		if c.JSON {
+			out := make([]userJSON, 0, len(users))
+			for _, u := range users {
+				out = append(out, userJSON{Pub: u.Pub, Name: u.Name, Admin: u.Admin, EncKey: len(u.EncKey) > 0,
+					AddedAt: u.AddedAt, Revoked: u.Revoked, RevokedAt: u.RevokedAt})
 			}
+			return writeJSON(c.app.Stdout, out)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Pub, cleanLine(u.Name), yesNo(u.Admin), yesNo(len(u.EncKey) > 0),
-			u.AddedAt.Local().Format(time.DateTime), revoked)
-	}
-	return tw.Flush()
+		tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PUB\tNAME\tADMIN\tENC KEY\tADDED\tREVOKED")
+		for _, u := range users {
+			revoked := "-"
+			if u.Revoked {
+				revoked = "yes"
+				if u.RevokedAt != nil {
+					revoked = u.RevokedAt.Local().Format(time.DateTime)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Pub, cleanLine(u.Name), yesNo(u.Admin), yesNo(len(u.EncKey) > 0),
+				u.AddedAt.Local().Format(time.DateTime), revoked)
+		}
+		return tw.Flush()
+	})
 }
 
 // usersRevokeCommand revokes a user.
@@ -167,16 +160,12 @@ func (c *usersRevokeCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connect(ctx)
-	if err != nil {
-		return err
-	}
-	u, err := conn.RevokeUser(ctx, pub)
-	if err != nil {
-		return fmt.Errorf("revoke user: %w", err)
-	}
-	fmt.Fprintf(c.app.Stdout, "revoked %s %s\n", u.Pub, cleanLine(u.Name))
-	return nil
+	return c.app.sessionWithoutKey(ctx, func(ctx context.Context, conn *client.Conn) error {
+		u, err := conn.RevokeUser(ctx, pub)
+		if err != nil {
+			return fmt.Errorf("revoke user: %w", err)
+		}
+		fmt.Fprintf(c.app.Stdout, "revoked %s %s\n", u.Pub, cleanLine(u.Name))
+		return nil
+	})
 }

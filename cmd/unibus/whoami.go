@@ -48,24 +48,20 @@ func (c *whoamiCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.app.Stdout, id.PublicKey())
 		return nil
 	}
-	ctx, cancel := c.app.bounded(ctx)
-	defer cancel()
-	conn, err := c.app.connectWithKey(ctx)
-	if err != nil {
-		return err
-	}
-	u, err := conn.GetUser(ctx, id.PublicKey())
-	if err != nil {
-		return fmt.Errorf("get user: %w", err)
-	}
-	tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "public key:\t%s\n", u.Pub)
-	fmt.Fprintf(tw, "name:\t%s\n", clean(u.Name))
-	fmt.Fprintf(tw, "admin:\t%s\n", yesNo(u.Admin))
-	fmt.Fprintf(tw, "encryption key:\t%s\n", client.EncryptionKeyPath(c.app.IdentityFile))
-	fmt.Fprintf(tw, "identity:\t%s\n", c.app.IdentityFile)
-	fmt.Fprintf(tw, "server:\t%s\n", c.app.Server)
-	return tw.Flush()
+	return c.app.session(ctx, func(ctx context.Context, conn *client.Conn) error {
+		u, err := conn.GetUser(ctx, id.PublicKey())
+		if err != nil {
+			return fmt.Errorf("get user: %w", err)
+		}
+		tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "public key:\t%s\n", u.Pub)
+		fmt.Fprintf(tw, "name:\t%s\n", clean(u.Name))
+		fmt.Fprintf(tw, "admin:\t%s\n", yesNo(u.Admin))
+		fmt.Fprintf(tw, "encryption key:\t%s\n", client.EncryptionKeyPath(c.app.IdentityFile))
+		fmt.Fprintf(tw, "identity:\t%s\n", c.app.IdentityFile)
+		fmt.Fprintf(tw, "server:\t%s\n", c.app.Server)
+		return tw.Flush()
+	})
 }
 
 func yesNo(b bool) string {
