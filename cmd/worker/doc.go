@@ -1,6 +1,8 @@
 // Command worker is an example unibus bot, written to be copied: it joins
-// every room it is invited to and, for each message someone else sends,
-// answers in the message's thread ("echo: <text>") and reacts with 👀.
+// every room it is invited to and, for each message someone else sends
+// that is not itself a reply, answers in the message's thread
+// ("echo: <text>") and reacts with 👀. It never answers a reply, so bots
+// in one room do not answer each other's answers for ever.
 //
 //	worker [--identity FILE] [--server URL] [--ca FILE] [--insecure] [--poll 3s]
 //
