@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/unibus/unibus/authcallout"
 	"github.com/unibus/unibus/embedded"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/node"
@@ -38,9 +37,7 @@ func BenchmarkConnect(b *testing.B) {
 		b.Fatal(err)
 	}
 	mem := nodetest.Run(b, func(c *node.Config) {
-		c.WrapCalloutStore = func(authcallout.Store) authcallout.Store {
-			return memoryStore{id.PublicKey(): {Pub: id.PublicKey()}}
-		}
+		c.Callout.Store = memoryStore{id.PublicKey(): {Pub: id.PublicKey()}}
 	})
 	for _, env := range []struct{ name, url string }{
 		{"StaticNkey", static.ClientURL()},

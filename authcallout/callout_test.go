@@ -9,11 +9,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/unibus/unibus/authcallout"
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/tests/natstest"
 	"github.com/unibus/unibus/tests/nodetest"
 )
 
@@ -331,25 +331,10 @@ func testStoreUnavailable(t *testing.T, opts []nodetest.Option) {
 	}
 }
 
-// slowStore delays every read past the callout's deadline.
-type slowStore struct {
-	authcallout.Store
-	delay time.Duration
-}
-
-func (s slowStore) GetUserFromLeader(ctx context.Context, pub string) (kvstore.User, error) {
-	select {
-	case <-time.After(s.delay):
-	case <-ctx.Done():
-		return kvstore.User{}, ctx.Err()
-	}
-	return s.Store.GetUserFromLeader(ctx, pub)
-}
-
 func testStoreSlow(t *testing.T, opts []nodetest.Option) {
 	wrap := func(c *node.Config) {
 		c.Callout.RequestTimeout = 300 * time.Millisecond
-		c.WrapCalloutStore = func(s authcallout.Store) authcallout.Store { return slowStore{s, 5 * time.Second} }
+		c.Callout.Store = natstest.SlowCalloutStore{CalloutBackend: natstest.MemoryCalloutStore{}, Delay: 5 * time.Second}
 	}
 	n := nodetest.Run(t, append(opts, wrap)...)
 	alice := nodetest.AddUser(t, n, "alice", false)

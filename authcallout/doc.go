@@ -19,10 +19,11 @@
 // callout fails closed within Config.RequestTimeout.
 //
 // The work is bounded: Config.Workers authorizations at once, and
-// Config.QueueLength waiting. A request that finds the queue full, or
-// waits in it past Config.RequestTimeout (counted from its arrival), is
-// denied at once without a store read, so a connect storm is answered
-// rather than left to the server's auth timeout.
+// Config.QueueLength waiting. A request that finds the queue full is
+// denied at once, and one still waiting at Config.RequestTimeout (counted
+// from its arrival) is denied then, even when every worker is stuck; both
+// without a store read, so a connect storm is answered rather than left
+// to the server's auth timeout.
 //
 // PeerLimits bound every connection of account UNIBUS: the largest message
 // (frames and control-plane requests alike) and the number of

@@ -26,6 +26,7 @@ import (
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/tests/natstest"
 	"github.com/unibus/unibus/tests/nodetest"
 	"github.com/unibus/unibus/tests/testio"
 )
@@ -268,8 +269,9 @@ type connectFlood struct {
 	stopOnce          sync.Once
 }
 
-// startConnectFlood starts a flood against url, lets it build up for
-// 200 ms, and stops it at the latest when tb ends.
+// startConnectFlood starts a flood against url, returns once it is under
+// way (every goroutine's worth of connects answered), and stops it at the
+// latest when tb ends.
 func startConnectFlood(tb testing.TB, url string, victim *identity.Identity) *connectFlood {
 	tb.Helper()
 	f := &connectFlood{done: make(chan struct{})}
@@ -292,7 +294,13 @@ func startConnectFlood(tb testing.TB, url string, victim *identity.Identity) *co
 		})
 	}
 	tb.Cleanup(f.stop)
-	time.Sleep(200 * time.Millisecond)
+	deadline := time.Now().Add(30 * time.Second)
+	for f.attempts() < 16 {
+		if time.Now().After(deadline) {
+			tb.Fatalf("connect flood not under way after 30s: %d connects answered", f.attempts())
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval; the deadline bounds the wait
+	}
 	return f
 }
 
@@ -345,7 +353,7 @@ func TestBurstBeyondTheQueue(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	n := nodetest.Run(t, func(c *node.Config) {
 		c.Callout.Workers, c.Callout.QueueLength, c.Callout.RequestTimeout = 1, 1, timeout
-		c.WrapCalloutStore = func(s authcallout.Store) authcallout.Store { return slowStore{s, time.Minute} }
+		c.Callout.Store = natstest.SlowCalloutStore{CalloutBackend: natstest.MemoryCalloutStore{}, Delay: time.Minute}
 	})
 	alice := nodetest.AddUser(t, n, "alice", false)
 	const burst = 24
@@ -435,7 +443,7 @@ func TestPublishLimit(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the peer is not served after its oversize message")
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // poll interval while it reconnects; the deadline bounds the wait
 	}
 
 	// Subscriptions beyond the limit are refused.
@@ -563,7 +571,7 @@ func TestLimitsConfig(t *testing.T) {
 		if _, err := authcallout.NATSConfigWithLimits(keys, l); !errors.Is(err, authcallout.ErrConfigValidation) {
 			t.Errorf("NATSConfigWithLimits(%+v) = %v, want ErrConfigValidation", l, err)
 		}
-		if _, err := authcallout.Start(authcallout.Config{Conn: &nats.Conn{}, Store: memoryStore{}, Issuer: keys.Issuer, Limits: l}); !errors.Is(err, authcallout.ErrConfigValidation) {
+		if _, err := authcallout.Start(context.Background(), authcallout.Config{Conn: &nats.Conn{}, Store: natstest.MemoryCalloutStore{}, Issuer: keys.Issuer, Limits: l}); !errors.Is(err, authcallout.ErrConfigValidation) {
 			t.Errorf("Start with limits %+v = %v, want ErrConfigValidation", l, err)
 		}
 	}
@@ -590,7 +598,7 @@ func TestStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	second, err := authcallout.Start(authcallout.Config{Conn: nc, Store: n.Store, Issuer: n.Keys.Issuer, XKey: n.Keys.XKey})
+	second, err := authcallout.Start(context.Background(), authcallout.Config{Conn: nc, Store: n.Store, Issuer: n.Keys.Issuer, XKey: n.Keys.XKey})
 	if err != nil {
 		t.Fatal(err)
 	}

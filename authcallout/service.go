@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/unibus/unibus/internal/workpool"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
 )
@@ -76,10 +76,10 @@ type Config struct {
 	// Workers bounds concurrent authorizations (DefaultWorkers).
 	Workers int
 	// QueueLength bounds the requests waiting for a worker
-	// (DefaultQueueLength). A request that finds the queue full, or that
-	// waited in it past RequestTimeout, is denied at once, so a connect
-	// storm is answered within RequestTimeout rather than at the server's
-	// auth timeout.
+	// (DefaultQueueLength). A request that finds the queue full is denied
+	// at once, one still waiting at RequestTimeout then (even when every
+	// worker is stuck), so a connect storm is answered within
+	// RequestTimeout rather than at the server's auth timeout.
 	QueueLength int
 	// Limits go into every user JWT issued (jwt Limits.Payload and
 	// Limits.Subs); zero fields take their defaults. nats-server 2.15
@@ -143,30 +143,24 @@ type Stats struct {
 
 // Service answers auth callout requests until Stop.
 type Service struct {
-	cfg    Config
-	sub    *nats.Subscription
-	queue  chan pending
+	cfg  Config
+	sub  *nats.Subscription
+	pool *workpool.Pool
+	now  func() time.Time
+	sign jwt.SignFn
+	// life is canceled by Stop, which ends the authorizations in progress
+	// (denied).
+	life   context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	now    func() time.Time
-	sign   jwt.SignFn
-
-	// mu orders receive against Stop: no request is queued once stopped.
-	mu      sync.RWMutex
-	stopped bool
 
 	admitted, denied, busy, undecodable atomic.Int64
 }
 
-// pending is a request waiting for a worker.
-type pending struct {
-	msg      *nats.Msg
-	deadline time.Time // RequestTimeout after its arrival
-}
-
 // Start subscribes to the callout subject (in a queue group, so several
-// instances share the load) and starts the workers.
-func Start(cfg Config) (*Service, error) {
+// instances share the load) and starts the workers. ctx bounds starting
+// (the subscription's round trip to the server), not the service, which
+// runs until Stop.
+func Start(ctx context.Context, cfg Config) (*Service, error) {
 	cfg.setDefaults()
 	if err := cfg.valid(); err != nil {
 		return nil, err
@@ -175,36 +169,30 @@ func Start(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfigValidation, err)
 	}
-	s := &Service{cfg: cfg, queue: make(chan pending, cfg.QueueLength), now: time.Now, sign: sign}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	for range cfg.Workers {
-		s.wg.Go(func() { s.work(ctx) })
+	// FlushWithContext needs a deadline: ctx's, or nats.go's Flush timeout.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s := &Service{cfg: cfg, now: time.Now, sign: sign}
+	s.life, s.cancel = context.WithCancel(context.Background())
+	s.pool = workpool.New(workpool.Config{Workers: cfg.Workers, QueueLength: cfg.QueueLength})
+	if s.sub, err = cfg.Conn.QueueSubscribe(requestSubject, queueGroup, s.receive); err == nil {
+		err = cfg.Conn.FlushWithContext(ctx)
 	}
-	sub, err := cfg.Conn.QueueSubscribe(requestSubject, queueGroup, s.receive)
 	if err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("subscribe %s: %w", requestSubject, err)
-	}
-	s.sub = sub
-	if err := cfg.Conn.Flush(); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("subscribe %s: %w", requestSubject, err)
 	}
 	return s, nil
 }
 
-// Stop unsubscribes, denies the requests still waiting for a worker and
-// waits for the workers to finish.
+// Stop unsubscribes, denies the requests still waiting for a worker, ends
+// the authorizations in progress (denied) and waits for them.
 func (s *Service) Stop() {
-	s.mu.Lock()
-	s.stopped = true
-	s.mu.Unlock()
 	if s.sub != nil {
 		_ = s.sub.Unsubscribe()
 	}
 	s.cancel()
-	s.wg.Wait()
+	s.pool.Stop()
 }
 
 // Stats returns the counts of the callout's answers.
@@ -229,46 +217,30 @@ func (s *Service) receive(msg *nats.Msg) {
 		s.cfg.Logger.Debug("authorization request dropped: its reply subject is not the server's inbox", "reply", msg.Reply)
 		return
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.stopped {
-		return
-	}
-	select {
-	case s.queue <- pending{msg: msg, deadline: s.now().Add(s.cfg.RequestTimeout)}:
-	default:
+	deadline := time.Now().Add(s.cfg.RequestTimeout)
+	err := s.pool.Submit(workpool.Job{
+		Run:      func() { s.handle(msg, deadline) },
+		Refuse:   func(reason error) { s.refuse(msg, refusal(reason)) },
+		Deadline: deadline,
+	})
+	if errors.Is(err, workpool.ErrFull) {
 		s.refuse(msg, "queue full")
 	}
 }
 
-func (s *Service) work(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			for {
-				select {
-				case p := <-s.queue:
-					s.refuse(p.msg, "stopping")
-				default:
-					return
-				}
-			}
-		case p := <-s.queue:
-			s.handle(ctx, p)
-		}
+// refusal says why the pool refused a request.
+func refusal(reason error) string {
+	if errors.Is(reason, workpool.ErrExpired) {
+		return "waited past the request timeout"
 	}
+	return "stopping"
 }
 
-// handle is the three steps: decode, authorize, respond. A request whose
-// deadline passed while it waited is denied without authorizing it.
-func (s *Service) handle(ctx context.Context, p pending) {
-	if !s.now().Before(p.deadline) {
-		s.refuse(p.msg, "waited past the request timeout")
-		return
-	}
-	ctx, cancel := context.WithDeadline(ctx, p.deadline)
+// handle is the three steps: decode, authorize, respond.
+func (s *Service) handle(msg *nats.Msg, deadline time.Time) {
+	ctx, cancel := context.WithDeadline(s.life, deadline)
 	defer cancel()
-	req, serverXKey, err := s.decode(p.msg)
+	req, serverXKey, err := s.decode(msg)
 	if err != nil {
 		// Without a decodable request there is no one to answer: the server
 		// denies at its timeout.
@@ -284,7 +256,7 @@ func (s *Service) handle(ctx context.Context, p pending) {
 		s.admitted.Add(1)
 		s.cfg.Logger.Debug("auth callout: admit", "pub", pub, "client", req.ClientInformation.ID)
 	}
-	if err := s.respond(p.msg, req, serverXKey, userJWT, err); err != nil {
+	if err := s.respond(msg, req, serverXKey, userJWT, err); err != nil {
 		s.cfg.Logger.Warn("auth callout: respond", "err", err)
 	}
 }

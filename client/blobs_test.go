@@ -16,14 +16,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/client/e2e"
-	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
+	"github.com/unibus/unibus/tests/nodetest"
 )
 
 // blobRoom is an encrypted room of alice's with bob as a member.
@@ -71,43 +70,11 @@ func (p *progressLog) finished(t *testing.T) int64 {
 	return last[1]
 }
 
-// blobStore is the node's object store of blobs, opened over the services'
-// connection as an operator could.
-func blobStore(t *testing.T, b *bus) jetstream.ObjectStore {
-	t.Helper()
-	js, err := jetstream.New(b.n.StoreConn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := js.ObjectStore(context.Background(), kvstore.BucketBlobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store
-}
-
-// chunkObject is the object of a blob's chunk (see kvstore.BucketBlobs).
-func chunkObject(roomID, blob string, i int) string {
-	return roomID + "/" + blob + "/" + strconv.Itoa(i)
-}
-
-// storedNames lists the live objects of a blob.
+// storedNames lists the live objects of a blob in the node's store (of
+// every blob of the room when blob is ""): what an upload left behind.
 func storedNames(t *testing.T, b *bus, roomID, blob string) []string {
 	t.Helper()
-	list, err := blobStore(t, b).List(context.Background())
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, o := range list {
-		if strings.HasPrefix(o.Name, roomID+"/"+blob) {
-			names = append(names, o.Name)
-		}
-	}
-	return names
+	return nodetest.Blobs(t, b.Node).Objects(roomID, blob)
 }
 
 func TestBlobsEncryptedRoundTrip(t *testing.T) {
@@ -160,11 +127,9 @@ func TestBlobsEncryptedRoundTrip(t *testing.T) {
 
 			// The store holds ciphertext whose hash is the blob's ID.
 			sum := sha256.New()
+			blobs := nodetest.Blobs(t, b.Node)
 			for i := range subjects.BlobChunks(stored) {
-				data, err := blobStore(t, b).GetBytes(ctx, chunkObject(room.RoomID, ref.Blob, i))
-				if err != nil {
-					t.Fatal(err)
-				}
+				data := blobs.Chunk(room.RoomID, ref.Blob, i)
 				if size > 0 && bytes.Contains(data, []byte("secret blob")) {
 					t.Fatalf("chunk %d holds plaintext", i)
 				}
@@ -370,16 +335,10 @@ func TestBlobsCorruptionDetected(t *testing.T) {
 			}
 			// Someone with access to the store (not to the room key)
 			// changes one byte of a chunk.
-			store := blobStore(t, b)
-			name := chunkObject(tc.room, ref.Blob, tc.chunk)
-			data, err := store.GetBytes(ctx, name)
-			if err != nil {
-				t.Fatal(err)
-			}
+			blobs := nodetest.Blobs(t, b.Node)
+			data := blobs.Chunk(tc.room, ref.Blob, tc.chunk)
 			data[len(data)/2] ^= 0x01
-			if _, err := store.PutBytes(ctx, name, data); err != nil {
-				t.Fatal(err)
-			}
+			blobs.SetChunk(tc.room, ref.Blob, tc.chunk, data)
 			var out bytes.Buffer
 			err = alice.GetBlob(ctx, tc.room, ref.Blob, &out, nil)
 			if !errors.Is(err, client.ErrBlobCorrupt) || errors.Is(err, e2e.ErrDecrypt) != tc.decrypt {

@@ -14,35 +14,31 @@ import (
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/client/e2e"
 	"github.com/unibus/unibus/identity"
-	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/nodetest"
 )
 
-// bus is a TLS node with the callout on and signed requests enforced.
-type bus struct {
-	n  *node.Node
-	ca string
-}
+// bus is a TLS node with the callout on and signed requests enforced
+// (nodetest.Bus), with the client tests' ways to connect to it.
+type bus struct{ *nodetest.Bus }
 
 func newBus(t *testing.T) *bus {
 	t.Helper()
-	n, ca := nodetest.RunTLS(t)
-	return &bus{n: n, ca: ca}
+	return &bus{nodetest.NewBus(t)}
 }
 
 // peer registers an identity, connects it over TLS pinned to the bus's CA
 // and registers its encryption key.
 func (b *bus) peer(t *testing.T, name string) *client.Conn {
 	t.Helper()
-	id := nodetest.AddUser(t, b.n, name, false)
+	id := nodetest.AddUser(t, b.Node, name, false)
 	return b.connect(t, id)
 }
 
 func (b *bus) connect(t *testing.T, id *identity.Identity) *client.Conn {
 	t.Helper()
 	ctx := context.Background()
-	c, err := client.Connect(ctx, b.n.ClientURL(), id, client.WithCA(b.ca), client.WithName(id.PublicKey()[:8]))
+	c, err := client.Connect(ctx, b.Node.ClientURL(), id, client.WithCA(b.CA), client.WithName(id.PublicKey()[:8]))
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -370,7 +366,7 @@ func TestRemovalRekeysTheRoom(t *testing.T) {
 func TestConcurrentRekeysOneWinsRetrySucceeds(t *testing.T) {
 	ctx := context.Background()
 	b := newBus(t)
-	owner := nodetest.AddUser(t, b.n, "owner", false)
+	owner := nodetest.AddUser(t, b.Node, "owner", false)
 	first, second := b.connect(t, owner), b.connect(t, owner)
 	bob := b.peer(t, "bob")
 	room, err := first.CreateRoom(ctx, "race", subjects.ModeE2E)

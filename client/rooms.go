@@ -139,7 +139,7 @@ func (c *Conn) Invite(ctx context.Context, roomID, pub string) (subjects.MemberI
 		}
 		req.Epoch, req.SealedKey = rc.info.Epoch, sealed[r.Pub]
 	}
-	if err := req.SignOwner(signer{c.id}); err != nil {
+	if err := subjects.SignOwner(signer{c.id}, &req); err != nil {
 		return subjects.MemberInfo{}, fmt.Errorf("invite: %w", err)
 	}
 	var m subjects.MemberInfo
@@ -197,7 +197,7 @@ func (c *Conn) Rekey(ctx context.Context, roomID string) (subjects.RoomInfo, err
 		return subjects.RoomInfo{}, fmt.Errorf("rekey room %s: %w: a cleartext room has no key", roomID, ErrBadRequest)
 	}
 	req := subjects.RekeyRequest{RoomID: roomID, FromEpoch: bundle.FromEpoch, ToEpoch: bundle.ToEpoch, Keys: bundle.Keys}
-	if err := req.SignOwner(signer{c.id}); err != nil {
+	if err := subjects.SignOwner(signer{c.id}, &req); err != nil {
 		return subjects.RoomInfo{}, fmt.Errorf("rekey: %w", err)
 	}
 	var info subjects.RoomInfo
@@ -221,7 +221,7 @@ func (c *Conn) Remove(ctx context.Context, roomID, pub string) (subjects.RoomInf
 	if info.Mode == subjects.ModeE2E {
 		req.Rekey = &bundle
 	}
-	if err := req.SignOwner(signer{c.id}); err != nil {
+	if err := subjects.SignOwner(signer{c.id}, &req); err != nil {
 		return subjects.RoomInfo{}, fmt.Errorf("remove: %w", err)
 	}
 	var out subjects.RoomInfo

@@ -19,7 +19,7 @@ import (
 
 // BenchmarkStore measures the store's hot calls beside the raw JetStream KV
 // operation each is built on, on the same server in the same run:
-// IsAuthorized vs RawGet, ClaimNonce vs RawCreate.
+// GetUser vs RawGet, ClaimNonce vs RawCreate.
 func BenchmarkStore(b *testing.B) {
 	ctx := context.Background()
 	srv := natstest.RunServer(b)
@@ -55,10 +55,10 @@ func BenchmarkStore(b *testing.B) {
 			}
 		}
 	})
-	b.Run("IsAuthorized", func(b *testing.B) {
+	b.Run("GetUser", func(b *testing.B) {
 		for b.Loop() {
-			if ok, err := st.IsAuthorized(ctx, pub); !ok || err != nil {
-				b.Fatal(ok, err)
+			if u, err := st.GetUser(ctx, pub); u.Revoked() || err != nil {
+				b.Fatal(u, err)
 			}
 		}
 	})

@@ -11,6 +11,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// JetStream and KV subjects of a bucket, as nats.go and nats-server spell
+// them: the stream behind bucket, the subject of one of its keys, and the
+// two JetStream API requests spoken here.
+func kvStream(bucket string) string          { return "KV_" + bucket }
+func kvKeyPrefix(bucket string) string       { return "$KV." + bucket + "." }
+func kvKeySubject(bucket, key string) string { return kvKeyPrefix(bucket) + key }
+func directGetSubject(bucket string) string  { return "$JS.API.DIRECT.GET." + kvStream(bucket) }
+func leaderGetSubject(bucket string) string  { return "$JS.API.STREAM.MSG.GET." + kvStream(bucket) }
+
 // maxMultiLast is the most results one multi-last direct get returns (a
 // nats-server limit); longer key lists are split.
 const maxMultiLast = 1024
@@ -41,7 +50,7 @@ func getLast(ctx context.Context, js jetstream.JetStream, bucket string, keys []
 }
 
 func getLastBatch(ctx context.Context, nc *nats.Conn, bucket string, keys []string) ([]entry, error) {
-	prefix := "$KV." + bucket + "."
+	prefix := kvKeyPrefix(bucket)
 	filters := make([]string, len(keys))
 	for i, k := range keys {
 		filters[i] = prefix + k
@@ -62,7 +71,7 @@ func getLastBatch(ctx context.Context, nc *nats.Conn, bucket string, keys []stri
 		return nil, fmt.Errorf("direct get %s: %w", bucket, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+bucket, inbox, req); err != nil {
+	if err := nc.PublishRequest(directGetSubject(bucket), inbox, req); err != nil {
 		return nil, fmt.Errorf("direct get %s: %w", bucket, err)
 	}
 	var out []entry
@@ -105,7 +114,7 @@ func getLastBatch(ctx context.Context, nc *nats.Conn, bucket string, keys []stri
 func putAll(ctx context.Context, js jetstream.JetStream, bucket string, values map[string][]byte) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(values))
 	for key, v := range values {
-		f, err := js.PublishAsync("$KV."+bucket+"."+key, v)
+		f, err := js.PublishAsync(kvKeySubject(bucket, key), v)
 		if err != nil {
 			return fmt.Errorf("put %s/%s: %w", bucket, key, err)
 		}
@@ -151,11 +160,11 @@ const jsErrCodeMessageNotFound = 10037
 func getFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, uint64, error) {
 	req, err := json.Marshal(struct {
 		LastBySubject string `json:"last_by_subj"`
-	}{"$KV." + bucket + "." + key})
+	}{kvKeySubject(bucket, key)})
 	if err != nil {
 		return nil, 0, fmt.Errorf("encode leader get: %w", err)
 	}
-	msg, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	msg, err := nc.RequestWithContext(ctx, leaderGetSubject(bucket), req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("leader get %s/%s: %w", bucket, key, err)
 	}

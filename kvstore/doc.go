@@ -14,9 +14,9 @@
 // # Guarantees
 //
 // Every call is bounded by Config.OpTimeout (or the caller's earlier
-// deadline). IsAuthorized, HasAdmin and ClaimNonce fail closed: on any
-// backend error they deny and return the error. ErrNotFound reports every
-// miss.
+// deadline). GetUserFromLeader and ClaimNonce, which admission relies
+// on, fail closed: any backend error is returned, never a stale answer.
+// ErrNotFound reports every miss.
 //
 // # Changes that touch several buckets
 //

@@ -42,46 +42,15 @@ func (s *Store) getRoomKey(ctx context.Context, roomID string, epoch uint64, pub
 	return e.Value(), nil
 }
 
-// LatestRoomKey resolves the room's current epoch and returns it with the
-// room key of that epoch sealed to pub.
-func (s *Store) LatestRoomKey(ctx context.Context, roomID, pub string) (uint64, []byte, error) {
-	if err := validRoomID(roomID); err != nil {
-		return 0, nil, err
-	}
-	pub, err := normalizeUser(pub)
-	if err != nil {
-		return 0, nil, err
-	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	room, _, err := s.getRoom(ctx, roomID)
-	if err != nil {
-		return 0, nil, err
-	}
-	if !room.Encrypted() {
-		return 0, nil, fmt.Errorf("cleartext room %s has no key: %w", roomID, ErrNotFound)
-	}
-	key, err := s.getRoomKey(ctx, roomID, room.Epoch, pub)
-	if err != nil {
-		return 0, nil, err
-	}
-	return room.Epoch, key, nil
-}
-
-// Rekey moves an encrypted room from fromEpoch to a new epoch whose room key
-// is sealed to every current member: keys maps each member's public key to
-// its sealed key and must cover the members exactly. It returns the new
-// epoch. A room no longer at fromEpoch, a concurrent rekey that committed
-// first, or a membership change during the rekey is ErrConflict; the caller
-// re-reads the room and members and tries again. See the package
-// documentation for the order of writes.
-func (s *Store) Rekey(ctx context.Context, roomID string, fromEpoch uint64, keys map[string][]byte) (uint64, error) {
-	return s.RekeyTo(ctx, roomID, fromEpoch, 0, keys)
-}
-
-// RekeyTo is Rekey for keys sealed to a known epoch: toEpoch must be the
-// room's NextEpoch (sealed room keys bind their epoch), else ErrConflict.
-// Zero means whatever NextEpoch is.
+// RekeyTo moves an encrypted room from fromEpoch to toEpoch, whose room
+// key is sealed to every current member: keys maps each member's public
+// key to its sealed key and must cover the members exactly. toEpoch must
+// be the room's NextEpoch (sealed room keys bind their epoch); zero means
+// whatever NextEpoch is. It returns the new epoch. A room no longer at
+// fromEpoch, a wrong toEpoch, a concurrent rekey that committed first, or
+// a membership change during the rekey is ErrConflict; the caller re-reads
+// the room and members and tries again. See the package documentation for
+// the order of writes.
 func (s *Store) RekeyTo(ctx context.Context, roomID string, fromEpoch, toEpoch uint64, keys map[string][]byte) (uint64, error) {
 	if err := validRoomID(roomID); err != nil {
 		return 0, err

@@ -61,7 +61,7 @@ func (s *Store) checkUsersQuorum(ctx context.Context) error {
 }
 
 func (s *Store) usersQuorum(ctx context.Context) error {
-	stream, err := s.js.Stream(ctx, "KV_"+BucketUsers)
+	stream, err := s.js.Stream(ctx, kvStream(BucketUsers))
 	if err != nil {
 		return fmt.Errorf("quorum check %s: %w", BucketUsers, err)
 	}

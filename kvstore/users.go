@@ -209,32 +209,6 @@ func (s *Store) GetUserFromLeader(ctx context.Context, pub string) (User, error)
 	return u, nil
 }
 
-// IsAuthorized reports whether pub is registered and not revoked. It fails
-// closed: any backend error returns false with the error.
-func (s *Store) IsAuthorized(ctx context.Context, pub string) (bool, error) {
-	u, err := s.GetUser(ctx, pub)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return !u.Revoked(), nil
-}
-
-// HasAdmin reports whether pub is a registered, unrevoked admin. It fails
-// closed like IsAuthorized.
-func (s *Store) HasAdmin(ctx context.Context, pub string) (bool, error) {
-	u, err := s.GetUser(ctx, pub)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return u.Admin && !u.Revoked(), nil
-}
-
 // EnsureAdmin bootstraps an admin: it adds pub as an admin, or makes an
 // existing unrevoked user an admin. A revoked user stays revoked (ErrInvalid).
 func (s *Store) EnsureAdmin(ctx context.Context, pub, name string) (User, error) {

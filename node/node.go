@@ -46,15 +46,12 @@ type Config struct {
 	Keys *authcallout.Keys
 	// XKey encrypts the callout exchange when Keys is nil.
 	XKey bool
-	// Callout tunes the callout service (Conn, Store, Issuer, XKey and
-	// Logger are filled in by the node).
+	// Callout tunes the callout service (Conn, Issuer and XKey are filled
+	// in by the node; Store and Logger default to the node's).
 	Callout authcallout.Config
 	// Services tunes the control-plane services (Store, Conn and Logger
 	// are filled in by the node).
 	Services svc.Config
-	// WrapCalloutStore, when set, wraps the store the callout reads (fault
-	// injection in tests).
-	WrapCalloutStore func(authcallout.Store) authcallout.Store
 	// Admin, when set, is made an admin at start (bootstrap).
 	Admin string
 	// Logger receives the node's logs; nil discards them.
@@ -154,14 +151,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	co := cfg.Callout
-	co.Conn, co.Store, co.Issuer, co.XKey = n.calloutConn, n.Store, keys.Issuer, keys.XKey
-	if cfg.WrapCalloutStore != nil {
-		co.Store = cfg.WrapCalloutStore(n.Store)
+	co.Conn, co.Issuer, co.XKey = n.calloutConn, keys.Issuer, keys.XKey
+	if co.Store == nil {
+		co.Store = n.Store
 	}
 	if co.Logger == nil {
 		co.Logger = logger
 	}
-	if n.callout, err = authcallout.Start(co); err != nil {
+	if n.callout, err = authcallout.Start(ctx, co); err != nil {
 		return nil, fmt.Errorf("start auth callout: %w", err)
 	}
 	kicker := &authcallout.Kicker{Conn: n.SystemConn}
@@ -256,14 +253,7 @@ func checkPayloadLimits(cfg Config) error {
 	if publish == 0 {
 		publish = authcallout.DefaultMaxPublishBytes
 	}
-	bundle := cfg.Services.MaxBundleBytes
-	if bundle == 0 { // svc's default
-		bundle = max(svc.DefaultMaxBundleBytes, cfg.Services.MaxRequestBytes)
-	}
-	largest := max(bundle, cfg.Services.MaxRequestBytes)
-	for _, n := range cfg.Services.EndpointMaxBytes {
-		largest = max(largest, n)
-	}
+	largest := cfg.Services.LargestBodyBytes()
 	if need := int64(largest) + publishHeaderBytes; publish < need {
 		return fmt.Errorf("%w: the publish limit (%d bytes) is below the services' largest request body (%d) plus %d bytes of headers: raise the publish limit or lower the body limits", ErrConfigValidation, publish, largest, publishHeaderBytes)
 	}

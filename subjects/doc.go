@@ -18,27 +18,28 @@
 //
 // Each service is a nats.go micro service whose group is UsersGroup,
 // RoomsGroup or BlobsGroup and whose endpoint names are the Endpoint…
-// constants, so that group + "." + endpoint is the subject constant listed
-// here. Requests are signed (see SignRequest); replies are the types below or,
-// on failure, an ErrorBody.
+// constants, so that group + "." + endpoint is a subject constant
+// (UsersAdd…). Requests are signed (see SignRequest); replies are the types
+// below or, on failure, an ErrorBody. This table is Endpoints (a test keeps
+// it so), which the services register:
 //
-//	subject                  request              reply
-//	UsersAdd                 AddUserRequest       UserInfo
-//	UsersGet                 GetUserRequest       UserInfo
-//	UsersList                ListUsersRequest     ListUsersResponse (a page)
-//	UsersRevoke              RevokeUserRequest    UserInfo
-//	UsersSetKey              SetKeyRequest        UserInfo
-//	RoomsCreate              CreateRoomRequest    RoomInfo
-//	RoomsGet                 RoomRequest          RoomInfo
-//	RoomsInvite              InviteRequest        MemberInfo
-//	RoomsRemove              RemoveRequest        RoomInfo
-//	RoomsLeave               RoomRequest          RoomInfo
-//	RoomsMembers             RoomRequest          MembersResponse
-//	RoomsMine                (empty body)         MineResponse
-//	RoomsRekey               RekeyRequest         RoomInfo
-//	RoomsKey                 KeyRequest           KeyResponse
-//	BlobsPut                 BlobPutRequest       BlobInfo (one chunk)
-//	BlobsGet                 BlobGetRequest       BlobChunk
+//	subject                  request            reply              who may call
+//	unibus.v1.users.add      AddUserRequest     UserInfo           administrators
+//	unibus.v1.users.get      GetUserRequest     UserInfo           any registered user
+//	unibus.v1.users.list     ListUsersRequest   ListUsersResponse  administrators
+//	unibus.v1.users.revoke   RevokeUserRequest  UserInfo           administrators
+//	unibus.v1.users.setkey   SetKeyRequest      UserInfo           any registered user, for itself
+//	unibus.v1.rooms.create   CreateRoomRequest  RoomInfo           any registered user
+//	unibus.v1.rooms.get      RoomRequest        RoomInfo           members of the room
+//	unibus.v1.rooms.invite   InviteRequest      MemberInfo         the room owner, with owner_sig over the request (subjects.SignOwner)
+//	unibus.v1.rooms.remove   RemoveRequest      RoomInfo           the room owner, with owner_sig over the request (subjects.SignOwner)
+//	unibus.v1.rooms.leave    RoomRequest        RoomInfo           members of the room
+//	unibus.v1.rooms.members  RoomRequest        MembersResponse    members of the room
+//	unibus.v1.rooms.mine     (empty)            MineResponse       any registered user
+//	unibus.v1.rooms.rekey    RekeyRequest       RoomInfo           the room owner, with owner_sig over the request (subjects.SignOwner)
+//	unibus.v1.rooms.key      KeyRequest         KeyResponse        members of the room
+//	unibus.v1.blobs.put      BlobPutRequest     BlobInfo           members of the room
+//	unibus.v1.blobs.get      BlobGetRequest     BlobChunk          members of the room
 //
 // # Signed requests
 //
@@ -52,12 +53,14 @@
 // Bodies are JSON with snake_case keys; optional fields are omitted when
 // empty; []byte fields are standard padded base64 (encoding/json's default);
 // times are RFC 3339. Lists in replies encode as [] when empty, never null.
-// Errors are an ErrorBody with one of the Code… constants.
+// Errors are an ErrorBody with one of the Code… constants; Go callers match
+// them with errors.Is against the Err… sentinels of Error.
 //
 // # Owner signatures
 //
-// Owner-only requests (InviteRequest, RemoveRequest, RekeyRequest) carry, in
-// OwnerSig, the room owner's Ed25519 signature (identity key) over
+// Owner-only requests (OwnerSigned: InviteRequest, RemoveRequest,
+// RekeyRequest) carry, in OwnerSig, the room owner's Ed25519 signature
+// (identity key, SignOwner) over
 //
 //	"unibus-owner-v1\n" + op + "\n" + hex(sha256(J))
 //

@@ -54,6 +54,83 @@ var (
 	ErrBadSignature = errors.New("bad signature")
 )
 
+// Error codes of ErrorBody.Code and of the Nats-Service-Error-Code header.
+const (
+	// CodeBadRequest (400): malformed request or invalid value.
+	CodeBadRequest = 400
+	// CodeUnauthenticated (401): missing or invalid signature, unregistered
+	// or revoked signer, replayed nonce, clock skew.
+	CodeUnauthenticated = 401
+	// CodeForbidden (403): not owner or admin, refused by policy, or no
+	// sealed key for the caller.
+	CodeForbidden = 403
+	// CodeNotFound (404): no such user, room, member or key.
+	CodeNotFound = 404
+	// CodeConflict (409): duplicate, or stale epoch.
+	CodeConflict = 409
+	// CodeTooLarge (413): request or blob too large.
+	CodeTooLarge = 413
+	// CodeTooManyRequests (429): rate limited; retry after the delay that
+	// HeaderRetryAfter and ErrorBody.RetryAfterMs give. The request was not
+	// processed.
+	CodeTooManyRequests = 429
+	// CodeUnavailable (503): backend unavailable; the service failed closed.
+	CodeUnavailable = 503
+)
+
+// HeaderRetryAfter is set on a CodeTooManyRequests reply: how long to wait
+// before the request can succeed, in whole milliseconds (decimal, at least
+// 1), like HTTP's Retry-After. ErrorBody.RetryAfterMs carries the same
+// value.
+const HeaderRetryAfter = "Unibus-Retry-After-Ms"
+
+// ErrorBody is the JSON body of every control-plane error reply, sent along
+// with micro's Nats-Service-Error and Nats-Service-Error-Code headers. Error
+// is for humans and never carries internal details.
+type ErrorBody struct {
+	// Error is a human-readable message.
+	Error string `json:"error"`
+	// Code is one of the Code… constants.
+	Code int `json:"code"`
+	// RetryAfterMs, on a CodeTooManyRequests reply, is how long to wait
+	// before retrying, in milliseconds (the HeaderRetryAfter header).
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
+}
+
+// Error is a control-plane error: a wire code (one of the Code…
+// constants) and a message for humans. The Err… sentinels below are
+// Errors: errors.Is matches them by code, whatever the message.
+type Error struct {
+	Code    int
+	Message string
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.Message }
+
+// Is reports whether target is an *Error with e's code.
+func (e *Error) Is(target error) bool { return HasCode(target, e.Code) }
+
+// HasCode reports whether err itself is an *Error with code: the Is of
+// the services' and the client's own error types.
+func HasCode(err error, code int) bool {
+	t, ok := err.(*Error)
+	return ok && t.Code == code
+}
+
+// Sentinels of the wire codes: ErrBadRequest matches every *Error with
+// CodeBadRequest, and so on (see the codes for what they mean).
+var (
+	ErrBadRequest      = &Error{CodeBadRequest, "bad request"}
+	ErrUnauthenticated = &Error{CodeUnauthenticated, "unauthenticated"}
+	ErrForbidden       = &Error{CodeForbidden, "forbidden"}
+	ErrNotFound        = &Error{CodeNotFound, "not found"}
+	ErrConflict        = &Error{CodeConflict, "conflict"}
+	ErrTooLarge        = &Error{CodeTooLarge, "too large"}
+	ErrTooManyRequests = &Error{CodeTooManyRequests, "too many requests"}
+	ErrUnavailable     = &Error{CodeUnavailable, "service unavailable"}
+)
+
 // maxQuotedLen bounds how much of a rejected value an error message repeats.
 const maxQuotedLen = 64
 

@@ -31,104 +31,61 @@ const (
 	MaxRoomIDLen = 64
 )
 
-// Micro service names of the control plane (nats.go micro Config.Name).
+// The control-plane services: their micro names (Config.Name) and groups,
+// the subject prefixes "unibus.v1.users", "unibus.v1.rooms" and
+// "unibus.v1.blobs". A service adds its group with AddGroup(UsersGroup) and
+// its endpoints with the Endpoint… names, which yields exactly the subject
+// constants below.
 const (
-	// UsersService is the name of the users service, "unibus-users".
 	UsersService = "unibus-users"
-	// RoomsService is the name of the rooms service, "unibus-rooms".
 	RoomsService = "unibus-rooms"
-	// BlobsService is the name of the blobs service, "unibus-blobs".
 	BlobsService = "unibus-blobs"
-)
 
-// Micro group prefixes of the control-plane services: a service adds its
-// group with AddGroup(UsersGroup) and its endpoints with the Endpoint…
-// names, which yields exactly the subject constants below.
-const (
-	// UsersGroup is the subject prefix of the users service, "unibus.v1.users".
 	UsersGroup = apiRoot + ".users"
-	// RoomsGroup is the subject prefix of the rooms service, "unibus.v1.rooms".
 	RoomsGroup = apiRoot + ".rooms"
-	// BlobsGroup is the subject prefix of the blobs service, "unibus.v1.blobs".
 	BlobsGroup = apiRoot + ".blobs"
 )
 
 // Micro endpoint names: the last token of a control-plane subject. A name is
-// unique within a service, not across services ("get" exists in all three).
+// unique within a service, not across services ("get" exists in all three);
+// Endpoints says which service has which.
 const (
-	// EndpointAdd is the "add" endpoint (users).
-	EndpointAdd = "add"
-	// EndpointGet is the "get" endpoint (users, rooms, blobs).
-	EndpointGet = "get"
-	// EndpointList is the "list" endpoint (users).
-	EndpointList = "list"
-	// EndpointRevoke is the "revoke" endpoint (users).
-	EndpointRevoke = "revoke"
-	// EndpointSetKey is the "setkey" endpoint (users).
-	EndpointSetKey = "setkey"
-	// EndpointCreate is the "create" endpoint (rooms).
-	EndpointCreate = "create"
-	// EndpointInvite is the "invite" endpoint (rooms).
-	EndpointInvite = "invite"
-	// EndpointRemove is the "remove" endpoint (rooms).
-	EndpointRemove = "remove"
-	// EndpointLeave is the "leave" endpoint (rooms).
-	EndpointLeave = "leave"
-	// EndpointMembers is the "members" endpoint (rooms).
+	EndpointAdd     = "add"
+	EndpointGet     = "get"
+	EndpointList    = "list"
+	EndpointRevoke  = "revoke"
+	EndpointSetKey  = "setkey"
+	EndpointCreate  = "create"
+	EndpointInvite  = "invite"
+	EndpointRemove  = "remove"
+	EndpointLeave   = "leave"
 	EndpointMembers = "members"
-	// EndpointMine is the "mine" endpoint (rooms).
-	EndpointMine = "mine"
-	// EndpointRekey is the "rekey" endpoint (rooms).
-	EndpointRekey = "rekey"
-	// EndpointKey is the "key" endpoint (rooms).
-	EndpointKey = "key"
-	// EndpointPut is the "put" endpoint (blobs).
-	EndpointPut = "put"
+	EndpointMine    = "mine"
+	EndpointRekey   = "rekey"
+	EndpointKey     = "key"
+	EndpointPut     = "put"
 )
 
-// Users service subjects.
+// Control-plane subjects, group + "." + endpoint name: Endpoints (and the
+// table in the package documentation) says what each one does.
 const (
-	// UsersAdd is "unibus.v1.users.add": register a user.
-	UsersAdd = UsersGroup + sep + EndpointAdd
-	// UsersGet is "unibus.v1.users.get": read one user.
-	UsersGet = UsersGroup + sep + EndpointGet
-	// UsersList is "unibus.v1.users.list": list all users.
-	UsersList = UsersGroup + sep + EndpointList
-	// UsersRevoke is "unibus.v1.users.revoke": revoke a user.
+	UsersAdd    = UsersGroup + sep + EndpointAdd
+	UsersGet    = UsersGroup + sep + EndpointGet
+	UsersList   = UsersGroup + sep + EndpointList
 	UsersRevoke = UsersGroup + sep + EndpointRevoke
-	// UsersSetKey is "unibus.v1.users.setkey": publish the caller's
-	// encryption key.
 	UsersSetKey = UsersGroup + sep + EndpointSetKey
-)
 
-// Rooms service subjects.
-const (
-	// RoomsCreate is "unibus.v1.rooms.create": create a room.
-	RoomsCreate = RoomsGroup + sep + EndpointCreate
-	// RoomsGet is "unibus.v1.rooms.get": read one room.
-	RoomsGet = RoomsGroup + sep + EndpointGet
-	// RoomsInvite is "unibus.v1.rooms.invite": add a member (owner only).
-	RoomsInvite = RoomsGroup + sep + EndpointInvite
-	// RoomsRemove is "unibus.v1.rooms.remove": remove a member (owner only).
-	RoomsRemove = RoomsGroup + sep + EndpointRemove
-	// RoomsLeave is "unibus.v1.rooms.leave": leave a room.
-	RoomsLeave = RoomsGroup + sep + EndpointLeave
-	// RoomsMembers is "unibus.v1.rooms.members": list a room's members.
+	RoomsCreate  = RoomsGroup + sep + EndpointCreate
+	RoomsGet     = RoomsGroup + sep + EndpointGet
+	RoomsInvite  = RoomsGroup + sep + EndpointInvite
+	RoomsRemove  = RoomsGroup + sep + EndpointRemove
+	RoomsLeave   = RoomsGroup + sep + EndpointLeave
 	RoomsMembers = RoomsGroup + sep + EndpointMembers
-	// RoomsMine is "unibus.v1.rooms.mine": list the caller's rooms.
-	RoomsMine = RoomsGroup + sep + EndpointMine
-	// RoomsRekey is "unibus.v1.rooms.rekey": start a new key epoch (owner
-	// only).
-	RoomsRekey = RoomsGroup + sep + EndpointRekey
-	// RoomsKey is "unibus.v1.rooms.key": fetch the caller's sealed room key.
-	RoomsKey = RoomsGroup + sep + EndpointKey
-)
+	RoomsMine    = RoomsGroup + sep + EndpointMine
+	RoomsRekey   = RoomsGroup + sep + EndpointRekey
+	RoomsKey     = RoomsGroup + sep + EndpointKey
 
-// Blobs service subjects.
-const (
-	// BlobsPut is "unibus.v1.blobs.put": store a blob.
 	BlobsPut = BlobsGroup + sep + EndpointPut
-	// BlobsGet is "unibus.v1.blobs.get": fetch a blob.
 	BlobsGet = BlobsGroup + sep + EndpointGet
 )
 
@@ -140,9 +97,6 @@ const (
 	RoomsAll = RoomsGroup + sep + fwc
 	// BlobsAll is "unibus.v1.blobs.>", every blobs-service subject.
 	BlobsAll = BlobsGroup + sep + fwc
-	// RoomFramesAll is "unibus.v1.room.*", the frames of every room (one
-	// token after the prefix, never deeper).
-	RoomFramesAll = roomPrefix + pwc
 )
 
 // System subjects that peer permissions refer to (to deny them, or to allow

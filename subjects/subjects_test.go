@@ -55,7 +55,6 @@ func TestConstantsAreSpelledAsDesigned(t *testing.T) {
 		{subjects.UsersAll, "unibus.v1.users.>"},
 		{subjects.RoomsAll, "unibus.v1.rooms.>"},
 		{subjects.BlobsAll, "unibus.v1.blobs.>"},
-		{subjects.RoomFramesAll, "unibus.v1.room.*"},
 		{subjects.ServiceAPIAll, "$SRV.>"},
 		{subjects.JetStreamAll, "$JS.>"},
 		{subjects.KVAll, "$KV.>"},
@@ -115,9 +114,6 @@ func TestEndpointSubjects(t *testing.T) {
 			if got := matches(all, tt.subject); got != want {
 				t.Errorf("matches(%q, %q) = %v, want %v", all, tt.subject, got, want)
 			}
-		}
-		if matches(subjects.RoomFramesAll, tt.subject) {
-			t.Errorf("%q matches control-plane subject %q", subjects.RoomFramesAll, tt.subject)
 		}
 	}
 }
@@ -261,9 +257,6 @@ func TestRoom(t *testing.T) {
 	}
 	if want := "unibus.v1.room." + id; subj != want {
 		t.Errorf("Room(%q) = %q, want %q", id, subj, want)
-	}
-	if !matches(subjects.RoomFramesAll, subj) {
-		t.Errorf("%q does not match %q", subjects.RoomFramesAll, subj)
 	}
 	back, err := subjects.RoomIDFromSubject(subj)
 	if err != nil || back != id {
@@ -458,10 +451,6 @@ func TestPermissionWildcards(t *testing.T) {
 		pattern, subject string
 		want             bool
 	}{
-		{subjects.RoomFramesAll, room, true},
-		{subjects.RoomFramesAll, "unibus.v1.room.abc.def", false},
-		{subjects.RoomFramesAll, "unibus.v1.room", false},
-		{subjects.RoomFramesAll, subjects.RoomsCreate, false},
 		{subjects.UsersAll, subjects.UsersAdd, true},
 		{subjects.UsersAll, subjects.UsersGroup, false},
 		{subjects.UsersAll, subjects.RoomsCreate, false},

@@ -186,17 +186,7 @@ func TestEmptyListsEncodeAsArrays(t *testing.T) {
 }
 
 // ownerSigned is implemented by the owner-signed request types.
-type ownerSigned interface {
-	SigningBytes() ([]byte, error)
-	SignOwner(subjects.Signer) error
-	VerifyOwner(owner string) error
-}
-
-var (
-	_ ownerSigned = (*subjects.InviteRequest)(nil)
-	_ ownerSigned = (*subjects.RemoveRequest)(nil)
-	_ ownerSigned = (*subjects.RekeyRequest)(nil)
-)
+type ownerSigned = subjects.OwnerSigned
 
 // ownerCase is an owner-signed request type with a fresh value, the op it
 // is signed for, and one mutation per field.
@@ -363,22 +353,22 @@ func TestOwnerSignVerify(t *testing.T) {
 	for _, tc := range ownerCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := tc.new()
-			if err := r.VerifyOwner(ownerPub); !errors.Is(err, subjects.ErrMissingSignature) {
+			if err := subjects.VerifyOwner(ownerPub, r); !errors.Is(err, subjects.ErrMissingSignature) {
 				t.Errorf("unsigned: VerifyOwner = %v, want ErrMissingSignature", err)
 			}
-			if err := r.SignOwner(owner); err != nil {
+			if err := subjects.SignOwner(owner, r); err != nil {
 				t.Fatalf("SignOwner: %v", err)
 			}
-			if err := r.VerifyOwner(ownerPub); err != nil {
+			if err := subjects.VerifyOwner(ownerPub, r); err != nil {
 				t.Fatalf("VerifyOwner: %v", err)
 			}
-			if err := r.VerifyOwner(" " + strings.ToLower(ownerPub)); err != nil {
+			if err := subjects.VerifyOwner(" "+strings.ToLower(ownerPub), r); err != nil {
 				t.Errorf("VerifyOwner(lower-case owner): %v", err)
 			}
-			if err := r.VerifyOwner(otherPub); !errors.Is(err, subjects.ErrBadSignature) {
+			if err := subjects.VerifyOwner(otherPub, r); !errors.Is(err, subjects.ErrBadSignature) {
 				t.Errorf("VerifyOwner(another user) = %v, want ErrBadSignature", err)
 			}
-			if err := r.VerifyOwner(testPub(t, nkeys.PrefixByteAccount, 1)); !errors.Is(err, subjects.ErrInvalidUserKey) {
+			if err := subjects.VerifyOwner(testPub(t, nkeys.PrefixByteAccount, 1), r); !errors.Is(err, subjects.ErrInvalidUserKey) {
 				t.Errorf("VerifyOwner(account key) = %v, want ErrInvalidUserKey", err)
 			}
 
@@ -392,32 +382,32 @@ func TestOwnerSignVerify(t *testing.T) {
 			if err := json.Unmarshal(data, decoded); err != nil {
 				t.Fatal(err)
 			}
-			if err := decoded.VerifyOwner(ownerPub); err != nil {
+			if err := subjects.VerifyOwner(ownerPub, decoded); err != nil {
 				t.Errorf("after a JSON round trip: VerifyOwner = %v", err)
 			}
 
 			// A change after signing breaks the signature.
 			for name, mutate := range tc.mutations {
 				r := tc.new()
-				if err := r.SignOwner(owner); err != nil {
+				if err := subjects.SignOwner(owner, r); err != nil {
 					t.Fatal(err)
 				}
 				mutate(r)
-				if err := r.VerifyOwner(ownerPub); !errors.Is(err, subjects.ErrBadSignature) {
+				if err := subjects.VerifyOwner(ownerPub, r); !errors.Is(err, subjects.ErrBadSignature) {
 					t.Errorf("%s changed after signing: VerifyOwner = %v, want ErrBadSignature", name, err)
 				}
 			}
 
 			// A signature by someone else does not pass for the owner's.
 			r = tc.new()
-			if err := r.SignOwner(other); err != nil {
+			if err := subjects.SignOwner(other, r); err != nil {
 				t.Fatal(err)
 			}
-			if err := r.VerifyOwner(ownerPub); !errors.Is(err, subjects.ErrBadSignature) {
+			if err := subjects.VerifyOwner(ownerPub, r); !errors.Is(err, subjects.ErrBadSignature) {
 				t.Errorf("signed by another user: VerifyOwner = %v, want ErrBadSignature", err)
 			}
 
-			if err := tc.new().SignOwner(testKey(t, nkeys.PrefixByteAccount, 1)); !errors.Is(err, subjects.ErrInvalidUserKey) {
+			if err := subjects.SignOwner(testKey(t, nkeys.PrefixByteAccount, 1), tc.new()); !errors.Is(err, subjects.ErrInvalidUserKey) {
 				t.Errorf("SignOwner(account key) = %v, want ErrInvalidUserKey", err)
 			}
 		})
@@ -426,11 +416,11 @@ func TestOwnerSignVerify(t *testing.T) {
 	// A signature for one operation does not pass for another: an invite's
 	// signature over the same fields is not a valid removal.
 	invite := &subjects.InviteRequest{RoomID: "room", Pub: otherPub}
-	if err := invite.SignOwner(owner); err != nil {
+	if err := subjects.SignOwner(owner, invite); err != nil {
 		t.Fatal(err)
 	}
 	remove := &subjects.RemoveRequest{RoomID: "room", Pub: otherPub, OwnerSig: invite.OwnerSig}
-	if err := remove.VerifyOwner(ownerPub); !errors.Is(err, subjects.ErrBadSignature) {
+	if err := subjects.VerifyOwner(ownerPub, remove); !errors.Is(err, subjects.ErrBadSignature) {
 		t.Errorf("invite signature on a removal: VerifyOwner = %v, want ErrBadSignature", err)
 	}
 }

@@ -44,15 +44,6 @@ func newBlobHandlers(h *handlers) *blobHandlers {
 	return &blobHandlers{handlers: h, objects: h.store.Blobs()}
 }
 
-func (h *blobHandlers) endpoints() []endpoint {
-	return []endpoint{
-		// The bundle limit is the large-body limit: a chunk is about 700 KB
-		// of JSON. The handler bounds the chunk itself.
-		op(subjects.EndpointPut, "store one chunk of a blob; the last chunk completes the blob once the chunks, in order, match its SHA-256", accessMember, h.put).withBundle(),
-		op(subjects.EndpointGet, "read one chunk of a complete blob", accessMember, h.get),
-	}
-}
-
 func (h *blobHandlers) put(ctx context.Context, c caller, req *subjects.BlobPutRequest) (subjects.BlobInfo, error) {
 	roomID, err := parseRoomID(req.RoomID)
 	if err != nil {

@@ -235,7 +235,7 @@ func (c Config) valid() error {
 		return fmt.Errorf("%w: max bundle bytes must be at most %d, got %d", ErrConfigValidation, maxBodyBytes, c.MaxBundleBytes)
 	}
 	for subject, n := range c.EndpointMaxBytes {
-		if !slices.Contains(endpointSubjects(), subject) {
+		if !slices.ContainsFunc(subjects.Endpoints(), func(ep subjects.Endpoint) bool { return ep.Subject == subject }) {
 			return fmt.Errorf("%w: endpoint max bytes: %q is not a control-plane subject (e.g. %s)", ErrConfigValidation, subject, subjects.RoomsInvite)
 		}
 		if n < 1 || n > maxBodyBytes {
@@ -286,15 +286,14 @@ func (c Config) bodyLimit(subject string, bundle bool) int {
 	return c.MaxRequestBytes
 }
 
-// endpointSubjects lists the subjects of every endpoint of the services,
-// the keys Config.EndpointMaxBytes may use: each endpoint's name in its
-// service's group, as micro subscribes them.
-func endpointSubjects() []string {
-	var out []string
-	for _, spec := range serviceSpecs(&handlers{}, &blobHandlers{handlers: &handlers{}}) {
-		for _, ep := range spec.endpoints {
-			out = append(out, spec.group+"."+ep.name)
-		}
+// LargestBodyBytes is the largest request body the services accept under
+// c, its defaults applied: what the NATS payload limit of every peer must
+// hold, with the signature headers on top.
+func (c Config) LargestBodyBytes() int {
+	c = c.withDefaults()
+	n := max(c.MaxBundleBytes, c.MaxRequestBytes)
+	for _, limit := range c.EndpointMaxBytes {
+		n = max(n, limit)
 	}
-	return out
+	return n
 }

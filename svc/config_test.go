@@ -119,3 +119,22 @@ func TestStopOnCancel(t *testing.T) {
 		t.Errorf("Start with a canceled context = %v", err)
 	}
 }
+
+// TestLargestBodyBytes: the largest body any endpoint accepts, defaults
+// applied.
+func TestLargestBodyBytes(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  svc.Config
+		want int
+	}{
+		{svc.Config{}, svc.DefaultMaxBundleBytes},
+		{svc.Config{MaxRequestBytes: 8 << 20}, 8 << 20},
+		{svc.Config{MaxBundleBytes: 2 << 20}, 2 << 20},
+		{svc.Config{EndpointMaxBytes: map[string]int{subjects.RoomsRekey: 9 << 20}}, 9 << 20},
+		{svc.Config{EndpointMaxBytes: map[string]int{subjects.UsersAdd: 1 << 10}}, svc.DefaultMaxBundleBytes},
+	} {
+		if got := tc.cfg.LargestBodyBytes(); got != tc.want {
+			t.Errorf("%+v: %d, want %d", tc.cfg, got, tc.want)
+		}
+	}
+}

@@ -37,15 +37,20 @@ func TestDiscovery(t *testing.T) {
 		t.Fatalf("services %v, want %v", names, want)
 	}
 
-	for _, tc := range []struct {
-		service  string
-		subjects []string
-	}{
-		{subjects.UsersService, []string{subjects.UsersAdd, subjects.UsersGet, subjects.UsersList, subjects.UsersRevoke, subjects.UsersSetKey}},
-		{subjects.RoomsService, []string{subjects.RoomsCreate, subjects.RoomsGet, subjects.RoomsInvite, subjects.RoomsRemove, subjects.RoomsLeave,
-			subjects.RoomsMembers, subjects.RoomsMine, subjects.RoomsRekey, subjects.RoomsKey}},
-		{subjects.BlobsService, []string{subjects.BlobsPut, subjects.BlobsGet}},
-	} {
+	table := map[string]subjects.Endpoint{}
+	bySvc := map[string][]string{}
+	for _, ep := range subjects.Endpoints() {
+		table[ep.Subject] = ep
+		bySvc[ep.Service] = append(bySvc[ep.Service], ep.Subject)
+	}
+	if len(bySvc) != len(want) {
+		t.Fatalf("the endpoint table has services %v, want %v", slices.Collect(maps.Keys(bySvc)), want)
+	}
+	for service, subjs := range bySvc {
+		tc := struct {
+			service  string
+			subjects []string
+		}{service, subjs}
 		t.Run(tc.service, func(t *testing.T) {
 			subj, err := micro.ControlSubject(micro.InfoVerb, tc.service, "")
 			if err != nil {
@@ -65,6 +70,9 @@ func TestDiscovery(t *testing.T) {
 					if ep.Metadata[k] == "" {
 						t.Errorf("%s: no %s in metadata %v", ep.Subject, k, ep.Metadata)
 					}
+				}
+				if te := table[ep.Subject]; ep.Metadata["summary"] != te.Summary || ep.Metadata["access"] != string(te.Access) || ep.Name != te.Name {
+					t.Errorf("%s: name %q, metadata %v, want the table's %+v", ep.Subject, ep.Name, ep.Metadata, te)
 				}
 				for _, k := range []string{"request", "response"} {
 					if !json.Valid([]byte(ep.Metadata[k])) {

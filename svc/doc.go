@@ -8,8 +8,9 @@
 //
 // The services are stateless: any number of instances, on any nodes, share
 // the store, and micro's default queue group spreads requests among them.
-// Each service registers a version, a description and, per endpoint,
-// metadata (summary, access, the JSON of request and reply derived from the
+// The services register exactly the endpoints of subjects.Endpoints, and
+// refuse to start if one has no handler. Each service registers a version,
+// a description and, per endpoint, metadata (summary, access, the JSON of request and reply derived from the
 // wire types, the size limit), so "nats micro ls", "nats micro info
 // unibus-rooms" and "nats micro stats" document and measure them. micro
 // measures only the hand-off to a worker; each endpoint's stats "data"
@@ -74,7 +75,7 @@
 // may invite") and never carry store or Go error text; the cause is logged
 // (503 at error level, 401 at warning, the rest at debug). Inside the
 // package every failure is an *Error, which matches its code's sentinel
-// (ErrForbidden, …) with errors.Is.
+// (subjects.ErrForbidden, …) with errors.Is.
 //
 // # Operations
 //

@@ -2,36 +2,22 @@ package svc_test
 
 import (
 	"bytes"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
 )
 
-// allEndpoints lists every control-plane subject with a string field of
-// its request ("" for none) and whether its body may carry sealed keys
-// (the larger limit).
-var allEndpoints = []struct {
-	subject string
-	field   string
-	bundle  bool
-}{
-	{subjects.UsersAdd, "pub", false},
-	{subjects.UsersGet, "pub", false},
-	{subjects.UsersList, "", false},
-	{subjects.UsersRevoke, "pub", false},
-	{subjects.UsersSetKey, "enc_key", false},
-	{subjects.RoomsCreate, "mode", true},
-	{subjects.RoomsGet, "room_id", false},
-	{subjects.RoomsInvite, "room_id", true},
-	{subjects.RoomsRemove, "room_id", true},
-	{subjects.RoomsLeave, "room_id", false},
-	{subjects.RoomsMembers, "room_id", false},
-	{subjects.RoomsMine, "", false},
-	{subjects.RoomsRekey, "room_id", true},
-	{subjects.RoomsKey, "room_id", false},
-	{subjects.BlobsPut, "blob", true},
-	{subjects.BlobsGet, "blob", false},
+// firstField is the JSON name of the first field of a request type ("" for
+// an empty body): a string, or base64 bytes, in every request.
+func firstField(t reflect.Type) string {
+	if t.NumField() == 0 {
+		return ""
+	}
+	name, _, _ := strings.Cut(t.Field(0).Tag.Get("json"), ",")
+	return name
 }
 
 // TestBadBodies sends malformed, over-strict and over-size bodies to every
@@ -43,8 +29,9 @@ func TestBadBodies(t *testing.T) {
 	valid := `{"room_id":"` + room.RoomID + `"`
 
 	before := e.snapshot(t)
-	for _, ep := range allEndpoints {
-		t.Run(ep.subject, func(t *testing.T) {
+	for _, ep := range subjects.Endpoints() {
+		field := firstField(ep.Request)
+		t.Run(ep.Subject, func(t *testing.T) {
 			for _, tc := range []struct {
 				name, body, want string
 			}{
@@ -53,25 +40,25 @@ func TestBadBodies(t *testing.T) {
 				{"not an object", `["a"]`, "must be a JSON object"},
 				{"unknown field", `{"surprise":1}`, `unknown field "surprise"`},
 				{"trailing data", `{} {}`, "after the JSON object"},
-				{"wrong type", `{"` + ep.field + `":true}`, `field "` + ep.field + `" must be a`},
+				{"wrong type", `{"` + field + `":true}`, `field "` + field + `" must be a`},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
-					if ep.field == "" && tc.name == "wrong type" {
+					if field == "" && tc.name == "wrong type" {
 						tc.want = `unknown field ""` // no field to get wrong
 					}
-					wantError(t, e.admin.request(t, ep.subject, []byte(tc.body)), subjects.CodeBadRequest, tc.want)
+					wantError(t, e.admin.request(t, ep.Subject, []byte(tc.body)), subjects.CodeBadRequest, tc.want)
 				})
 			}
 			t.Run("over size", func(t *testing.T) {
 				limit := svc.DefaultMaxRequestBytes
-				if ep.bundle {
+				if ep.Bundle {
 					limit = svc.DefaultMaxBundleBytes
 				}
 				// A valid start, padded to one byte over the limit.
 				body := append([]byte(valid+`,"pad":"`), bytes.Repeat([]byte("x"), limit)...)
 				body = append(body[:limit-2], `"}`...)
 				body = append(body, ' ')
-				wantError(t, e.admin.request(t, ep.subject, body), subjects.CodeTooLarge, "over the limit")
+				wantError(t, e.admin.request(t, ep.Subject, body), subjects.CodeTooLarge, "over the limit")
 			})
 		})
 	}
@@ -88,7 +75,7 @@ func TestBundleLimit(t *testing.T) {
 		req.Keys[e.newIdentity(t, "member").pub] = sealedKey(t)
 	}
 	req.Keys[e.alice.pub] = sealedKey(t)
-	if err := req.SignOwner(e.alice.kp); err != nil {
+	if err := subjects.SignOwner(e.alice.kp, &req); err != nil {
 		t.Fatal(err)
 	}
 	// The members are not in the room, so the rekey is refused, but only

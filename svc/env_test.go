@@ -466,7 +466,7 @@ func (e *env) invite(t testing.TB, owner *user, room subjects.RoomInfo, member *
 	if room.Mode == subjects.ModeE2E {
 		req.Epoch, req.SealedKey = room.Epoch, sealedKey(t)
 	}
-	if err := req.SignOwner(owner.kp); err != nil {
+	if err := subjects.SignOwner(owner.kp, &req); err != nil {
 		t.Fatal(err)
 	}
 	return call[subjects.MemberInfo](t, owner, subjects.RoomsInvite, req)

@@ -13,36 +13,6 @@ import (
 // ErrConfigValidation wraps every error that Config validation reports.
 var ErrConfigValidation = errors.New("invalid control-plane configuration")
 
-// Wire-code sentinels: every *Error matches, with errors.Is, the sentinel of
-// its code (and no other), whatever its message. They are what the services
-// reply with; a caller of the package uses them to classify an *Error.
-var (
-	// ErrBadRequest (400): a malformed request or an invalid value.
-	ErrBadRequest = &Error{Code: subjects.CodeBadRequest, Message: "bad request"}
-	// ErrUnauthenticated (401): a missing or invalid request signature, an
-	// unregistered or revoked signer, a replayed nonce, clock skew, or a
-	// missing or invalid owner signature.
-	ErrUnauthenticated = &Error{Code: subjects.CodeUnauthenticated, Message: "unauthenticated"}
-	// ErrForbidden (403): not the owner, not an admin, not a member, refused
-	// by policy, or no sealed key for the caller.
-	ErrForbidden = &Error{Code: subjects.CodeForbidden, Message: "forbidden"}
-	// ErrNotFound (404): no such user or room.
-	ErrNotFound = &Error{Code: subjects.CodeNotFound, Message: "not found"}
-	// ErrConflict (409): a duplicate, a stale epoch, a lost race, or a
-	// room or user at its limit (Config.MaxMembersPerRoom,
-	// Config.MaxRoomsPerUser).
-	ErrConflict = &Error{Code: subjects.CodeConflict, Message: "conflict"}
-	// ErrTooLarge (413): the request body is over the endpoint's limit.
-	ErrTooLarge = &Error{Code: subjects.CodeTooLarge, Message: "request too large"}
-	// ErrTooManyRequests (429): the caller is over its rate limit
-	// (Config.RateLimit); the request was not processed, and Error.RetryAfter
-	// says when to retry.
-	ErrTooManyRequests = &Error{Code: subjects.CodeTooManyRequests, Message: "too many requests"}
-	// ErrUnavailable (503): the backend failed or the service is saturated or
-	// stopping; the request was refused (fail closed) and may be retried.
-	ErrUnavailable = &Error{Code: subjects.CodeUnavailable, Message: "service unavailable"}
-)
-
 // Error is a control-plane error as it goes on the wire: a code (one of the
 // subjects.Code… constants) and a message written for humans, which never
 // carries store or Go error text. Cause, when set, is the internal reason;
@@ -68,12 +38,9 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Cause }
 
-// Is reports whether target is an *Error with the same code, so that
-// errors.Is(err, ErrForbidden) holds for every 403.
-func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
-}
+// Is reports whether target is the sentinel of e's code, so that
+// errors.Is(err, subjects.ErrForbidden) holds for every 403.
+func (e *Error) Is(target error) bool { return subjects.HasCode(target, e.Code) }
 
 // Body returns the JSON error body sent with the reply.
 func (e *Error) Body() subjects.ErrorBody {

@@ -22,13 +22,6 @@ import (
 // bounded part of what it names, whatever the size of the request.
 const maxFuzzMessageLen = 1024
 
-// fuzzEndpoints returns every control-plane endpoint, in a fixed order, for
-// their request types (their handlers are not called).
-func fuzzEndpoints() []endpoint {
-	h := &handlers{cfg: Config{MaxBlobBytes: DefaultMaxBlobBytes}}
-	return slices.Concat(h.usersEndpoints(), h.roomsEndpoints(), (&blobHandlers{handlers: h}).endpoints())
-}
-
 // fuzzKey returns the user key pair whose raw seed is 32 bytes of b.
 func fuzzKey(t testing.TB, b byte) (nkeys.KeyPair, string) {
 	t.Helper()
@@ -79,11 +72,8 @@ func newDecodeFixture(t testing.TB) *decodeFixture {
 		FromEpoch: 3, ToEpoch: 4, Keys: map[string][]byte{owner: sealed, caller: sealed},
 	}}
 	rekey := &subjects.RekeyRequest{RoomID: room, FromEpoch: 3, ToEpoch: 4, Keys: map[string][]byte{owner: sealed, member: sealed}}
-	for _, r := range []interface {
-		SignOwner(subjects.Signer) error
-		SigningBytes() ([]byte, error)
-	}{invite, remove, rekey} {
-		if err := r.SignOwner(ownerKP); err != nil {
+	for _, r := range []subjects.OwnerSigned{invite, remove, rekey} {
+		if err := subjects.SignOwner(ownerKP, r); err != nil {
 			t.Fatal(err)
 		}
 		b, err := r.SigningBytes()
@@ -122,12 +112,12 @@ func newDecodeFixture(t testing.TB) *decodeFixture {
 // its documented domain, and an owner or encryption-key signature may
 // verify only over the content that was genuinely signed.
 func FuzzDecodeRequest(f *testing.F) {
-	eps := fuzzEndpoints()
+	eps := subjects.Endpoints()
 	fx := newDecodeFixture(f)
 	for i, ep := range eps {
-		sample, ok := fx.samples[ep.reqType]
+		sample, ok := fx.samples[ep.Request]
 		if !ok {
-			f.Fatalf("endpoint %s: no sample %s request: add one to newDecodeFixture", ep.name, ep.reqType)
+			f.Fatalf("endpoint %s: no sample %s request: add one to newDecodeFixture", ep.Subject, ep.Request)
 		}
 		body, err := json.Marshal(sample)
 		if err != nil {
@@ -146,21 +136,21 @@ func FuzzDecodeRequest(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		ep := eps[int(which)%len(eps)]
-		v := reflect.New(ep.reqType)
+		v := reflect.New(ep.Request)
 		if err := decodeStrict(body, v.Interface()); err != nil {
 			checkRefusal(t, "decodeStrict", err, subjects.CodeBadRequest)
 			return
 		}
 		j, err := json.Marshal(v.Interface())
 		if err != nil {
-			t.Fatalf("re-encode a decoded %s: %v", ep.reqType, err)
+			t.Fatalf("re-encode a decoded %s: %v", ep.Request, err)
 		}
-		v2 := reflect.New(ep.reqType)
+		v2 := reflect.New(ep.Request)
 		if err := decodeStrict(j, v2.Interface()); err != nil {
-			t.Fatalf("decodeStrict refuses its own re-encoding %s of a %s: %v", j, ep.reqType, err)
+			t.Fatalf("decodeStrict refuses its own re-encoding %s of a %s: %v", j, ep.Request, err)
 		}
 		if !equalJSONValue(v.Elem(), v2.Elem()) {
-			t.Fatalf("%s changed through JSON:\n%#v\n%#v", ep.reqType, v.Elem().Interface(), v2.Elem().Interface())
+			t.Fatalf("%s changed through JSON:\n%#v\n%#v", ep.Request, v.Elem().Interface(), v2.Elem().Interface())
 		}
 		if j2, err := json.Marshal(v2.Interface()); err != nil || !bytes.Equal(j, j2) {
 			t.Fatalf("re-encoding is not a fixed point: %s, then %s (%v)", j, j2, err)
@@ -259,16 +249,13 @@ func (fx *decodeFixture) validate(t *testing.T, req any) {
 
 // checkOwnerSig fails if r's owner signature verifies over anything else
 // than the genuinely signed samples.
-func (fx *decodeFixture) checkOwnerSig(t *testing.T, r interface {
-	VerifyOwner(string) error
-	SigningBytes() ([]byte, error)
-}) {
+func (fx *decodeFixture) checkOwnerSig(t *testing.T, r subjects.OwnerSigned) {
 	t.Helper()
 	msg, err := r.SigningBytes()
 	if err != nil {
 		t.Fatalf("SigningBytes of a decoded request: %v", err)
 	}
-	if err := r.VerifyOwner(fx.owner); err == nil && !slices.ContainsFunc(fx.ownerSigned, func(b []byte) bool { return bytes.Equal(b, msg) }) {
+	if err := subjects.VerifyOwner(fx.owner, r); err == nil && !slices.ContainsFunc(fx.ownerSigned, func(b []byte) bool { return bytes.Equal(b, msg) }) {
 		t.Fatalf("a forged owner signature verifies: %#v", r)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
+	"github.com/unibus/unibus/tests/natstest"
 )
 
 // The hostile-client suite of the control plane, against a real node:
@@ -72,9 +73,9 @@ func invalidUTF8(t *testing.T, v any) []byte {
 }
 
 // ownerSigned signs an owner request as u.
-func ownerSigned[R interface{ SignOwner(subjects.Signer) error }](t *testing.T, u *user, req R) R {
+func ownerSigned[R subjects.OwnerSigned](t *testing.T, u *user, req R) R {
 	t.Helper()
-	if err := req.SignOwner(u.kp); err != nil {
+	if err := subjects.SignOwner(u.kp, req); err != nil {
 		t.Fatal(err)
 	}
 	return req
@@ -105,21 +106,6 @@ func signedByAnyKey(kp nkeys.KeyPair, pub string) reqOption {
 		m.Header.Set(subjects.HeaderPub, pub)
 		m.Header.Set(subjects.HeaderSig, base64.RawURLEncoding.EncodeToString(sig))
 	})
-}
-
-// newKey returns a fresh key pair of a kind made by create, and its public
-// key.
-func newKey(t *testing.T, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, string) {
-	t.Helper()
-	kp, err := create()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kp, pub
 }
 
 // hostileEnv is an environment for the hostile suite: rate limiting on,
@@ -239,9 +225,9 @@ func TestHostileRequests(t *testing.T) {
 	}
 
 	// Every field that takes a user key, with every kind of wrong key.
-	_, accountPub := newKey(t, nkeys.CreateAccount)
-	_, serverPub := newKey(t, nkeys.CreateServer)
-	_, operatorPub := newKey(t, nkeys.CreateOperator)
+	_, accountPub := natstest.NewKey(t, nkeys.CreateAccount)
+	_, serverPub := natstest.NewKey(t, nkeys.CreateServer)
+	_, operatorPub := natstest.NewKey(t, nkeys.CreateOperator)
 	seed, err := e.bob.kp.Seed()
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +282,7 @@ func TestHostileRequests(t *testing.T) {
 		name   string
 		create func() (nkeys.KeyPair, error)
 	}{{"account", nkeys.CreateAccount}, {"server", nkeys.CreateServer}, {"operator", nkeys.CreateOperator}} {
-		kp, pub := newKey(t, kind.create)
+		kp, pub := natstest.NewKey(t, kind.create)
 		cases = append(cases, hostileCase{name: "signed by a key of kind " + kind.name, from: e.alice, subject: subjects.RoomsMine,
 			opts: []reqOption{signedByAnyKey(kp, pub)}, code: subjects.CodeUnauthenticated, want: []string{"malformed signature headers"}})
 	}
@@ -363,7 +349,15 @@ func TestUnsignedFlood(t *testing.T) {
 			wg.Wait()
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// The good requests go once the flood is under way: every flooding
+	// goroutine has had answers.
+	floodStart := time.Now()
+	for refused.Load()+other.Load() < 8*4 {
+		if time.Since(floodStart) > 30*time.Second {
+			t.Fatalf("flood not under way after 30s: %d requests answered", refused.Load()+other.Load())
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval; the bound above ends the wait
+	}
 	for i := range 50 {
 		start := time.Now()
 		decode[subjects.MineResponse](t, e.alice.request(t, subjects.RoomsMine, nil))
@@ -392,7 +386,8 @@ func TestRateLimit(t *testing.T) {
 	e := newEnv(t, withConfig(func(c *svc.Config) { c.RateLimit, c.RateBurst = rate, burst }))
 	noisy, quiet := e.bob, e.alice
 	// Both have made requests at setup (setkey), so they have buckets;
-	// let them refill.
+	// let them refill. Not synchronization: a token bucket refills with
+	// time alone, burst/rate seconds for a full one, and no event says so.
 	time.Sleep(burst / rate * time.Second)
 	before := e.snapshot(t)
 
@@ -428,6 +423,8 @@ func TestRateLimit(t *testing.T) {
 	if hint == "" || hint != strconv.FormatInt(body.RetryAfterMs, 10) || body.RetryAfterMs <= 0 || body.RetryAfterMs > 1000/rate {
 		t.Fatalf("retry hint %q header, %d ms body: want the same, 1..%d ms", hint, body.RetryAfterMs, 1000/rate)
 	}
+	// Not synchronization: the test waits the retry-after the refusal
+	// named, as a client must, and checks that it is enough.
 	time.Sleep(time.Duration(body.RetryAfterMs) * time.Millisecond)
 	decode[subjects.MineResponse](t, noisy.request(t, subjects.RoomsMine, nil))
 	e.unchanged(t, before)

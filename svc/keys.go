@@ -15,7 +15,7 @@ import (
 // writes, as remove explains).
 
 func (h *handlers) invite(ctx context.Context, c caller, req *subjects.InviteRequest) (subjects.MemberInfo, error) {
-	room, err := h.ownedRoom(ctx, c, req.RoomID, "invite", req.VerifyOwner)
+	room, err := h.ownedRoom(ctx, c, req.RoomID, "invite", req)
 	if err != nil {
 		return subjects.MemberInfo{}, err
 	}
@@ -66,7 +66,7 @@ func (h *handlers) invite(ctx context.Context, c caller, req *subjects.InviteReq
 // rekey or membership change in between), the member stays removed and the
 // reply (409) tells the owner to rekey.
 func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveRequest) (subjects.RoomInfo, error) {
-	room, err := h.ownedRoom(ctx, c, req.RoomID, "remove members", req.VerifyOwner)
+	room, err := h.ownedRoom(ctx, c, req.RoomID, "remove members", req)
 	if err != nil {
 		return subjects.RoomInfo{}, err
 	}
@@ -128,7 +128,7 @@ func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveReq
 }
 
 func (h *handlers) rekey(ctx context.Context, c caller, req *subjects.RekeyRequest) (subjects.RoomInfo, error) {
-	room, err := h.ownedRoom(ctx, c, req.RoomID, "rekey", req.VerifyOwner)
+	room, err := h.ownedRoom(ctx, c, req.RoomID, "rekey", req)
 	if err != nil {
 		return subjects.RoomInfo{}, err
 	}

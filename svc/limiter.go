@@ -3,6 +3,8 @@ package svc
 import (
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Bounds of the rate limiter's memory.
@@ -44,18 +46,19 @@ const (
 //
 // A nil *limiter (Config.RateLimit < 0) allows everything.
 type limiter struct {
-	rate, burst float64
+	rate  rate.Limit
+	burst int
 
 	mu        sync.Mutex
 	buckets   map[string]*bucket
-	newcomers bucket
+	newcomers *rate.Limiter
 	lastSweep time.Time
 }
 
-// bucket is a token bucket: tokens as of last.
+// bucket is an identity's token bucket and the time of its last request.
 type bucket struct {
-	tokens float64
-	last   time.Time
+	*rate.Limiter
+	last time.Time
 }
 
 // newLimiter returns the limiter of cfg (with its defaults applied), nil
@@ -64,14 +67,13 @@ func newLimiter(cfg Config, now time.Time) *limiter {
 	if cfg.RateLimit < 0 {
 		return nil
 	}
-	l := &limiter{
-		rate:      cfg.RateLimit,
-		burst:     float64(cfg.RateBurst),
+	return &limiter{
+		rate:      rate.Limit(cfg.RateLimit),
+		burst:     cfg.RateBurst,
 		buckets:   make(map[string]*bucket),
+		newcomers: rate.NewLimiter(rate.Limit(cfg.RateLimit)*newcomerShare, cfg.RateBurst*newcomerShare),
 		lastSweep: now,
 	}
-	l.newcomers = bucket{tokens: l.burst * newcomerShare, last: now}
-	return l
 }
 
 // take charges one request of pub at now: to pub's bucket, or (newcomer)
@@ -88,10 +90,11 @@ func (l *limiter) take(pub string, now time.Time) (wait time.Duration, newcomer,
 		l.sweep(now)
 	}
 	if b, found := l.buckets[pub]; found {
-		wait, ok = b.take(now, l.rate, l.burst)
+		b.last = now
+		wait, ok = takeToken(b.Limiter, now)
 		return wait, false, ok
 	}
-	wait, ok = l.newcomers.take(now, l.rate*newcomerShare, l.burst*newcomerShare)
+	wait, ok = takeToken(l.newcomers, now)
 	return wait, true, ok
 }
 
@@ -117,13 +120,15 @@ func (l *limiter) remember(pub string, now time.Time) {
 			return
 		}
 	}
-	l.buckets[pub] = &bucket{tokens: l.burst - 1, last: now}
+	b := &bucket{Limiter: rate.NewLimiter(l.rate, l.burst), last: now}
+	b.AllowN(now, 1)
+	l.buckets[pub] = b
 }
 
 // sweep drops the buckets idle for rateIdle and since they filled up.
 // The lock is held.
 func (l *limiter) sweep(now time.Time) {
-	idle := max(rateIdle, time.Duration(l.burst/l.rate*float64(time.Second)))
+	idle := max(rateIdle, time.Duration(float64(l.burst)/float64(l.rate)*float64(time.Second)))
 	for pub, b := range l.buckets {
 		if now.Sub(b.last) >= idle {
 			delete(l.buckets, pub)
@@ -139,17 +144,13 @@ func (l *limiter) size() int {
 	return len(l.buckets)
 }
 
-// take refills b for the time since its last request and takes a token.
-func (b *bucket) take(now time.Time, rate, burst float64) (time.Duration, bool) {
-	if elapsed := now.Sub(b.last); elapsed > 0 {
-		b.tokens = min(burst, b.tokens+elapsed.Seconds()*rate)
-		b.last = now
-	}
-	if b.tokens >= 1 {
-		b.tokens--
+// takeToken takes a token of lim at now or, if it has none, returns how
+// long until it has one.
+func takeToken(lim *rate.Limiter, now time.Time) (time.Duration, bool) {
+	if lim.AllowN(now, 1) {
 		return 0, true
 	}
-	return time.Duration((1 - b.tokens) / rate * float64(time.Second)), false
+	return time.Duration((1 - lim.TokensAt(now)) / float64(lim.Limit()) * float64(time.Second)), false
 }
 
 // Budget of the refusals a service logs above debug level, so that a flood
@@ -162,19 +163,11 @@ const (
 )
 
 // logBudget is a token bucket for log lines.
-type logBudget struct {
-	mu sync.Mutex
-	b  bucket
-}
+type logBudget struct{ *rate.Limiter }
 
-func newLogBudget(now time.Time) *logBudget {
-	return &logBudget{b: bucket{tokens: logBudgetBurst, last: now}}
+func newLogBudget(time.Time) *logBudget {
+	return &logBudget{rate.NewLimiter(logBudgetRate, logBudgetBurst)}
 }
 
 // allow takes a token at now, if there is one.
-func (l *logBudget) allow(now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, ok := l.b.take(now, logBudgetRate, logBudgetBurst)
-	return ok
-}
+func (l *logBudget) allow(now time.Time) bool { return l.AllowN(now, 1) }

@@ -30,9 +30,10 @@ import (
 
 const (
 	// kickWait bounds the wait for a kick that is due. A kick normally
-	// lands within a few hundred milliseconds; one may also not come at all
-	// (the connection happened to reconnect after the change), so the wait
-	// ends quietly.
+	// lands within a few hundred milliseconds. A disconnection for any
+	// other reason after the change counts as the kick (the reconnect
+	// brings the new permissions), so a kick that does not come within the
+	// bound is a failure: the access watcher missed a change.
 	kickWait = 5 * time.Second
 	// lostReplyGrace is how long a request in flight when its connection
 	// came back may still get its reply (the request may have waited in
@@ -86,7 +87,8 @@ func (p *peer) kickDue(downs int) {
 	p.kickAfter = max(p.kickAfter, downs)
 }
 
-// settle waits until a kick due has landed and the connection is back.
+// settle waits until a kick due has landed and the connection is back,
+// and fails the test when that does not happen within kickWait.
 func (p *peer) settle(t testing.TB) {
 	t.Helper()
 	p.mu.Lock()
@@ -103,8 +105,10 @@ func (p *peer) settle(t testing.TB) {
 		select {
 		case <-changed:
 		case <-timeout.C:
-			t.Logf("%s: no kick and reconnection within %s (%d disconnections, %d reconnections); going on", p.pub, kickWait, downs, ups)
-			return
+			if downs > after {
+				t.Fatalf("%s: kicked, but not reconnected within %s (%d disconnections, %d reconnections)", p.pub, kickWait, downs, ups)
+			}
+			t.Fatalf("%s: the kick due after disconnection %d did not come within %s (%d disconnections, %d reconnections)", p.pub, after, kickWait, downs, ups)
 		}
 	}
 }

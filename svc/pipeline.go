@@ -12,7 +12,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -56,12 +55,6 @@ func op[Req, Resp any](name, summary, access string, fn func(context.Context, ca
 	}
 }
 
-// withBundle marks an endpoint whose body may carry sealed room keys.
-func (e endpoint) withBundle() endpoint {
-	e.bundle = true
-	return e
-}
-
 // caller is the identity a request acts for.
 type caller struct {
 	// pub is the caller's normalized user public key, never empty.
@@ -96,13 +89,9 @@ type call struct {
 	// that the signature checked out.
 	nonce    string
 	verified bool
-	// deadline is RequestTimeout after start; timer refuses the request
-	// then if it is still queued.
+	// deadline is RequestTimeout after start; the request is refused then
+	// if it is still queued.
 	deadline time.Time
-	timer    *time.Timer
-	// claimed is set by whoever answers the request once queued: a worker
-	// or the timer.
-	claimed atomic.Bool
 }
 
 // mayReply reports whether the reply subject is the caller's own inbox:
@@ -121,10 +110,6 @@ func (c *call) mayReply() bool {
 	}
 	return who == "" || who == c.replyOwner
 }
-
-// claim reports whether the caller is the one to answer the request: true
-// exactly once.
-func (c *call) claim() bool { return c.claimed.CompareAndSwap(false, true) }
 
 // logCaller is who the request is from, for logs: the caller admit found
 // or else the one the request claims (unverified); nil if neither.
@@ -232,7 +217,7 @@ func (s *service) handler(ep *endpoint, st *endpointStats, limit int) micro.Hand
 			s.misdirected(ep, st, c)
 			return
 		}
-		if e := s.enqueue(job{ep: ep, st: st, c: c}); e != nil {
+		if e := s.enqueue(ep, st, c); e != nil {
 			s.finish(c.w, ep, st, c.logCaller(), c.start, e)
 		}
 	})

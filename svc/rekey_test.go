@@ -17,7 +17,7 @@ func rekeyRequest(t testing.TB, owner *user, room subjects.RoomInfo, members ...
 	for _, m := range members {
 		req.Keys[m.pub] = sealedKey(t)
 	}
-	if err := req.SignOwner(owner.kp); err != nil {
+	if err := subjects.SignOwner(owner.kp, &req); err != nil {
 		t.Fatal(err)
 	}
 	return req
@@ -36,7 +36,7 @@ func TestRoomsRekey(t *testing.T) {
 	clear := e.createRoom(t, e.alice, subjects.ModeCleartext)
 	resign := func(req subjects.RekeyRequest, f func(*subjects.RekeyRequest)) subjects.RekeyRequest {
 		f(&req)
-		if err := req.SignOwner(e.alice.kp); err != nil {
+		if err := subjects.SignOwner(e.alice.kp, &req); err != nil {
 			t.Fatal(err)
 		}
 		return req
@@ -118,7 +118,7 @@ func TestRoomsRemove(t *testing.T) {
 	e.invite(t, e.alice, room, e.carol)
 	remove := func(owner *user, pub string, rekey *subjects.RekeyBundle) subjects.RemoveRequest {
 		req := subjects.RemoveRequest{RoomID: room.RoomID, Pub: pub, Rekey: rekey}
-		if err := req.SignOwner(owner.kp); err != nil {
+		if err := subjects.SignOwner(owner.kp, &req); err != nil {
 			t.Fatal(err)
 		}
 		return req
@@ -181,12 +181,12 @@ func TestRoomsRemove(t *testing.T) {
 		clear := e.createRoom(t, e.alice, subjects.ModeCleartext)
 		e.invite(t, e.alice, clear, e.bob)
 		req := subjects.RemoveRequest{RoomID: clear.RoomID, Pub: e.bob.pub, Rekey: bundle(0, e.alice)}
-		if err := req.SignOwner(e.alice.kp); err != nil {
+		if err := subjects.SignOwner(e.alice.kp, &req); err != nil {
 			t.Fatal(err)
 		}
 		wantError(t, e.alice.request(t, subjects.RoomsRemove, req), subjects.CodeBadRequest, "omit rekey")
 		req = subjects.RemoveRequest{RoomID: clear.RoomID, Pub: e.bob.pub}
-		if err := req.SignOwner(e.alice.kp); err != nil {
+		if err := subjects.SignOwner(e.alice.kp, &req); err != nil {
 			t.Fatal(err)
 		}
 		if got := call[subjects.RoomInfo](t, e.alice, subjects.RoomsRemove, req); got.Epoch != 0 {

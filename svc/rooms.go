@@ -10,20 +10,6 @@ import (
 	"github.com/unibus/unibus/subjects"
 )
 
-func (h *handlers) roomsEndpoints() []endpoint {
-	return []endpoint{
-		op(subjects.EndpointCreate, "create a room owned by the caller (e2e: with its room_id and the epoch-1 key sealed to the caller)", accessUser, h.createRoom).withBundle(),
-		op(subjects.EndpointGet, "read a room", accessMember, h.getRoom),
-		op(subjects.EndpointInvite, "add a member, with the current epoch's key sealed to it (e2e)", accessOwner, h.invite).withBundle(),
-		op(subjects.EndpointRemove, "remove a member; in an e2e room with the rekey for the remaining members", accessOwner, h.remove).withBundle(),
-		op(subjects.EndpointLeave, "leave a room (not its owner); an e2e room is not rekeyed, its owner should rekey", accessMember, h.leave),
-		op(subjects.EndpointMembers, "list a room's members", accessMember, h.members),
-		op(subjects.EndpointMine, "list the caller's rooms", accessUser, h.mine),
-		op(subjects.EndpointRekey, "start epoch to_epoch (the room's next_epoch), compare-and-set on from_epoch", accessOwner, h.rekey).withBundle(),
-		op(subjects.EndpointKey, "fetch the caller's sealed room key for an epoch (0: the current one)", accessMember, h.key),
-	}
-}
-
 func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.CreateRoomRequest) (subjects.RoomInfo, error) {
 	mode := cmp.Or(req.Mode, subjects.ModeE2E)
 	history := cmp.Or(req.History, subjects.HistoryNone)
@@ -243,7 +229,7 @@ func (h *handlers) memberRoom(ctx context.Context, c caller, roomID string) (kvs
 // ownedRoom reads a room the caller owns (403 otherwise, with "only the
 // room owner may " + what) and checks the owner's signature over the
 // request (401).
-func (h *handlers) ownedRoom(ctx context.Context, c caller, roomID, what string, verify func(owner string) error) (kvstore.Room, error) {
+func (h *handlers) ownedRoom(ctx context.Context, c caller, roomID, what string, req subjects.OwnerSigned) (kvstore.Room, error) {
 	room, err := h.room(ctx, roomID)
 	if err != nil {
 		return kvstore.Room{}, err
@@ -251,7 +237,7 @@ func (h *handlers) ownedRoom(ctx context.Context, c caller, roomID, what string,
 	if room.Owner != c.pub {
 		return kvstore.Room{}, forbidden("only the room owner may %s", what)
 	}
-	if err := verify(room.Owner); err != nil {
+	if err := subjects.VerifyOwner(room.Owner, req); err != nil {
 		return kvstore.Room{}, unauthenticated(err, "owner_sig is missing or does not verify: the room owner signs the request with its identity key (subjects.SignOwner)")
 	}
 	return room, nil

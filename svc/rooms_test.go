@@ -198,7 +198,7 @@ func TestRoomsInvite(t *testing.T) {
 	room := e.createRoom(t, e.alice, subjects.ModeE2E)
 	key := sealedKey(t)
 	signed := func(owner *user, req subjects.InviteRequest) subjects.InviteRequest {
-		if err := req.SignOwner(owner.kp); err != nil {
+		if err := subjects.SignOwner(owner.kp, &req); err != nil {
 			t.Fatal(err)
 		}
 		return req

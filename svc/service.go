@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/unibus/unibus/internal/workpool"
 	"github.com/unibus/unibus/subjects"
 )
 
@@ -57,7 +58,10 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	}
 	base := context.WithoutCancel(ctx)
 	h := &handlers{cfg: cfg, store: cfg.Store}
-	specs := serviceSpecs(h, newBlobHandlers(h))
+	specs, err := newServiceSpecs(h)
+	if err != nil {
+		return nil, err
+	}
 	limits := newLimiter(cfg, time.Now())
 	users, err := startService(base, cfg, limits, specs[0])
 	if err != nil {
@@ -141,26 +145,6 @@ type serviceSpec struct {
 	endpoints   []endpoint
 }
 
-// serviceSpecs describes the three services: users, rooms and blobs.
-func serviceSpecs(h *handlers, bh *blobHandlers) [3]serviceSpec {
-	return [3]serviceSpec{{
-		name:        subjects.UsersService,
-		group:       subjects.UsersGroup,
-		description: "unibus users: the allowlist of identities, their admin flag and encryption keys",
-		endpoints:   h.usersEndpoints(),
-	}, {
-		name:        subjects.RoomsService,
-		group:       subjects.RoomsGroup,
-		description: "unibus rooms: rooms, members and sealed room keys",
-		endpoints:   h.roomsEndpoints(),
-	}, {
-		name:        subjects.BlobsService,
-		group:       subjects.BlobsGroup,
-		description: "unibus blobs: room content addressed by SHA-256, in chunks, sealed by the clients in encrypted rooms",
-		endpoints:   bh.endpoints(),
-	}}
-}
-
 // service is one running micro service with its worker pool: micro's
 // handler (one goroutine per endpoint) checks what needs no store (size,
 // signature, rate) and queues the request; Config.Workers workers take
@@ -171,23 +155,10 @@ type service struct {
 	log    *slog.Logger
 	base   context.Context
 	ms     micro.Service
-	limits *limiter       // shared by the services of one Start; nil when off
-	logs   *logBudget     // of the refusals logged above debug level
-	queue  chan job       // requests waiting for a worker
-	queued atomic.Int64   // bytes of the bodies in queue
-	quit   chan struct{}  // closed by stop
-	wg     sync.WaitGroup // the workers
-
-	mu      sync.RWMutex
-	stopped bool
-	stats   map[string]*endpointStats // by endpoint name; fixed after start
-}
-
-// job is a request in the queue, with its endpoint.
-type job struct {
-	ep *endpoint
-	st *endpointStats
-	c  *call
+	limits *limiter                  // shared by the services of one Start; nil when off
+	logs   *logBudget                // of the refusals logged above debug level
+	pool   *workpool.Pool            // the queue and the workers
+	stats  map[string]*endpointStats // by endpoint name; fixed after start
 }
 
 func startService(base context.Context, cfg Config, limits *limiter, spec serviceSpec) (*service, error) {
@@ -198,8 +169,6 @@ func startService(base context.Context, cfg Config, limits *limiter, spec servic
 		base:   base,
 		limits: limits,
 		logs:   newLogBudget(time.Now()),
-		queue:  make(chan job, cfg.QueueLength),
-		quit:   make(chan struct{}),
 		stats:  make(map[string]*endpointStats, len(spec.endpoints)),
 	}
 	for _, ep := range spec.endpoints {
@@ -224,9 +193,7 @@ func startService(base context.Context, cfg Config, limits *limiter, spec servic
 		return nil, fmt.Errorf("add service %s: %w", spec.name, err)
 	}
 	s.ms = ms
-	for range cfg.Workers {
-		s.wg.Go(s.work)
-	}
+	s.pool = workpool.New(workpool.Config{Workers: cfg.Workers, QueueLength: cfg.QueueLength, MaxQueuedBytes: maxQueuedBytes})
 	g := ms.AddGroup(spec.group)
 	for i := range spec.endpoints {
 		ep := &spec.endpoints[i]
@@ -241,91 +208,35 @@ func startService(base context.Context, cfg Config, limits *limiter, spec servic
 
 // enqueue hands a request to the workers, unless the service is stopping
 // or the queue is full (by count or by bytes): then it returns the 503 to
-// answer at once. A queued request has a timer that refuses it (503) at
-// its deadline, should no worker take it by then, so that a saturated
-// service answers every request in time even when its workers are stuck.
-func (s *service) enqueue(j job) *Error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.stopped {
-		return errStopping()
-	}
-	n := int64(len(j.c.body))
-	if s.queued.Add(n) > maxQueuedBytes {
-		s.queued.Add(-n)
-		j.st.busy.Add(1)
-		return errBusy(nil)
-	}
-	s.wg.Add(1) // the timer's callback, until it is stopped or has run
-	j.c.timer = time.AfterFunc(time.Until(j.c.deadline), func() {
-		defer s.wg.Done()
-		s.expire(j)
-	})
-	select {
-	case s.queue <- j:
-		return nil
-	default:
-		s.queued.Add(-n)
-		if !j.c.claim() {
-			return nil // the deadline had passed: the timer answered
-		}
-		s.stopTimer(j.c)
-		j.st.busy.Add(1)
-		return errBusy(nil)
-	}
-}
-
-// stopTimer stops the deadline timer of a claimed request.
-func (s *service) stopTimer(c *call) {
-	if c.timer.Stop() {
-		s.wg.Done() // its callback will not run
-	}
-}
-
-// expire refuses a queued request at its deadline, unless a worker took it.
-func (s *service) expire(j job) {
-	if !j.c.claim() {
-		return
-	}
-	j.st.busy.Add(1)
-	s.finish(j.c.w, j.ep, j.st, j.c.logCaller(), j.c.start, errBusy(context.DeadlineExceeded))
-}
-
-// work is one worker: it serves queued requests until stop, then refuses
-// what is left in the queue.
-func (s *service) work() {
-	for {
-		select {
-		case j := <-s.queue:
-			s.serve(j)
-		case <-s.quit:
-			for {
-				select {
-				case j := <-s.queue:
-					s.queued.Add(-int64(len(j.c.body)))
-					if j.c.claim() {
-						s.stopTimer(j.c)
-						s.finish(j.c.w, j.ep, j.st, j.c.logCaller(), j.c.start, errStopping())
-					}
-				default:
-					return
-				}
+// answer at once. A queued request is refused (503) at its deadline should
+// no worker take it by then, so that a saturated service answers every
+// request in time even when its workers are stuck.
+func (s *service) enqueue(ep *endpoint, st *endpointStats, c *call) *Error {
+	err := s.pool.Submit(workpool.Job{
+		Run: func() {
+			ctx, cancel := context.WithDeadline(s.base, c.deadline)
+			defer cancel()
+			s.run(ctx, ep, st, c)
+		},
+		Refuse: func(reason error) {
+			e := errStopping()
+			if errors.Is(reason, workpool.ErrExpired) {
+				st.busy.Add(1)
+				e = errBusy(context.DeadlineExceeded)
 			}
-		}
+			s.finish(c.w, ep, st, c.logCaller(), c.start, e)
+		},
+		Deadline: c.deadline,
+		Size:     int64(len(c.body)),
+	})
+	switch {
+	case errors.Is(err, workpool.ErrStopped):
+		return errStopping()
+	case err != nil:
+		st.busy.Add(1)
+		return errBusy(nil)
 	}
-}
-
-// serve runs one queued request within its deadline, unless its timer
-// refused it already.
-func (s *service) serve(j job) {
-	s.queued.Add(-int64(len(j.c.body)))
-	if !j.c.claim() {
-		return
-	}
-	s.stopTimer(j.c)
-	ctx, cancel := context.WithDeadline(s.base, j.c.deadline)
-	defer cancel()
-	s.run(ctx, j.ep, j.st, j.c)
+	return nil
 }
 
 // errBusy is the 503 of a request that found no worker in time.
@@ -352,13 +263,7 @@ func (s *service) stop() error {
 			s.log.Warn("unsubscribe not confirmed by the server", "err", ferr)
 		}
 	}
-	s.mu.Lock()
-	if !s.stopped {
-		s.stopped = true
-		close(s.quit)
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.pool.Stop()
 	return err
 }
 

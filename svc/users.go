@@ -10,29 +10,10 @@ import (
 	"github.com/unibus/unibus/subjects"
 )
 
-// Who may call an endpoint, as "nats micro info" shows it.
-const (
-	accessAdmin  = "administrators"
-	accessUser   = "any registered user"
-	accessSelf   = "any registered user, for itself"
-	accessMember = "members of the room"
-	accessOwner  = "the room owner, with owner_sig over the request (subjects.SignOwner)"
-)
-
 // handlers holds what the operations need.
 type handlers struct {
 	cfg   Config
 	store *kvstore.Store
-}
-
-func (h *handlers) usersEndpoints() []endpoint {
-	return []endpoint{
-		op(subjects.EndpointAdd, "register a user, optionally as an administrator", accessAdmin, h.addUser),
-		op(subjects.EndpointGet, "read a user, with the encryption key to seal room keys to", accessUser, h.getUser),
-		op(subjects.EndpointList, "list users a page at a time (after, limit; the reply's next), revoked ones included", accessAdmin, h.listUsers),
-		op(subjects.EndpointRevoke, "revoke a user (not the last administrator)", accessAdmin, h.revokeUser),
-		op(subjects.EndpointSetKey, "publish the caller's encryption key, bound to its identity by enc_key_sig", accessSelf, h.setKey),
-	}
 }
 
 func (h *handlers) addUser(ctx context.Context, c caller, req *subjects.AddUserRequest) (subjects.UserInfo, error) {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/charmbracelet/x/term"
 )
 
 // progressBar draws `[=====>    ] 42% 2.1/5.0 MiB` on a terminal, redrawn
@@ -27,14 +29,10 @@ func (a *app) progressBar(quiet bool) *progressBar {
 	return &progressBar{w: a.Stderr}
 }
 
-// isTerminal reports whether w is a character device such as a terminal.
+// isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(f.Fd())
 }
 
 // update redraws the bar when its text changed; it has the signature of

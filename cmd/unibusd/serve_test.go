@@ -45,8 +45,8 @@ func TestServeBootstrapsAdminFromEnv(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve not ready after 30s")
 	}
-	if ok, err := n.Store.HasAdmin(ctx, admin.PublicKey()); !ok || err != nil {
-		t.Fatalf("UNIBUS_ADMIN not bootstrapped: %v, %v", ok, err)
+	if u, err := n.Store.GetUser(ctx, admin.PublicKey()); err != nil || !u.Admin || u.Revoked() {
+		t.Fatalf("UNIBUS_ADMIN not bootstrapped: %+v, %v", u, err)
 	}
 	// The admin connects with its nkey and may use micro discovery.
 	nc, err := nats.Connect(n.ClientURL(), nodetest.ConnectOptions(admin)...)

@@ -25,7 +25,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // poll interval; the deadline bounds the wait
 	}
 }
 
@@ -128,8 +128,29 @@ func TestWorkerAnswersInThreadAndReacts(t *testing.T) {
 		t.Fatalf("reaction %+v does not target one of alice's messages", react)
 	}
 	// The bot ignores its own messages and reactions: nothing answers the
-	// reply or the reaction.
-	time.Sleep(300 * time.Millisecond)
+	// reply or the reaction. The bot handles the room's messages in order,
+	// so once it has answered a message alice sends now, after its reply
+	// and reaction, it has seen those too: any answer to them came first.
+	last, err := alice.Publish(ctx, room.RoomID, []byte("last"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent[last] = true
+	lastDeadline := time.After(30 * time.Second)
+	for answered := false; !answered; {
+		select {
+		case m := <-msgs:
+			if m.Sender != botID.PublicKey() {
+				continue
+			}
+			if !sent[m.ReplyTo] {
+				t.Fatalf("the bot answered something other than alice's messages: %+v", m)
+			}
+			answered = m.Type == e2e.TypeMsg && m.ReplyTo == last
+		case <-lastDeadline:
+			t.Fatal("the bot did not answer alice's last message within 30s")
+		}
+	}
 	for len(msgs) > 0 {
 		if m := <-msgs; m.Sender == botID.PublicKey() && !sent[m.ReplyTo] {
 			t.Fatalf("the bot answered something other than alice's messages: %+v", m)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,7 +81,8 @@ func TestKillOneNodeUnderLoad(t *testing.T) {
 	var w userWrites
 	stop := make(chan struct{})
 	wg := w.run(t, admin, 4, stop)
-	time.Sleep(time.Second)
+	// Kill once the load is flowing: writes are being acknowledged.
+	w.waitAcked(t, time.Time{}, 20, 30*time.Second, "writes before the kill")
 	killedAt := time.Now()
 	cl.Kill(victim)
 	// Writes resume once the client has reconnected elsewhere and
@@ -89,7 +91,7 @@ func TestKillOneNodeUnderLoad(t *testing.T) {
 	// 50 writes sent after the kill are acknowledged.
 	deadline := killedAt.Add(30 * time.Second)
 	for w.ackedSince(killedAt) < 50 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // poll interval; the deadline bounds the wait
 	}
 	close(stop)
 	wg.Wait()
@@ -144,7 +146,7 @@ func TestQuorumLoss(t *testing.T) {
 		if time.Since(lostAt) > 6*time.Second {
 			t.Fatal("bob still admitted 6s after quorum was lost")
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // poll interval; the 6 s bound above ends the wait
 	}
 	t.Logf("admission refused %s after quorum was lost", time.Since(lostAt).Round(time.Millisecond))
 	for _, id := range []*identity.Identity{bobID, adminID, nodetest.NewIdentity(t)} {
@@ -187,9 +189,20 @@ func TestQuorumLoss(t *testing.T) {
 		return err
 	})
 	t.Logf("service resumed %s after the restart began", time.Since(restartedAt).Round(time.Millisecond))
+	// A read refused while the cluster settles (a 503) is retried; only a
+	// 404 or a wrong record is a lost user.
+	deadline := time.Now().Add(readBackTimeout)
 	for _, pub := range []string{before.PublicKey(), bobID.PublicKey(), adminID.PublicKey()} {
-		if _, err := admin.GetUser(ctx, pub); err != nil {
+		u, tries, err := readBack(deadline, func(ctx context.Context) (subjects.UserInfo, error) {
+			return admin.GetUser(ctx, pub)
+		})
+		switch {
+		case isNotFound(err):
 			t.Fatalf("user %s lost: %v", pub, err)
+		case err != nil:
+			t.Fatalf("user %s unreadable after %d tries within %s: %v", pub, tries, readBackTimeout, err)
+		case u.Pub != pub:
+			t.Fatalf("user %s lost: read back as %+v", pub, u)
 		}
 	}
 }
@@ -284,7 +297,7 @@ func TestRollingRestart(t *testing.T) {
 	stop := make(chan struct{})
 	wg := w.run(t, admin, 3, stop)
 	// Readers check that known users read back right.
-	var reads, readErrs, wrongReads int
+	var reads, readErrs, wrongReads atomic.Int64
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -302,47 +315,62 @@ func TestRollingRestart(t *testing.T) {
 			}
 			w.mu.Unlock()
 			if pub == "" {
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond) // no user to read yet: pace the poll
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			u, err := reader.GetUser(ctx, pub)
 			cancel()
-			reads++
+			reads.Add(1)
 			switch {
 			case err != nil:
-				readErrs++
-				time.Sleep(20 * time.Millisecond)
+				readErrs.Add(1)
+				time.Sleep(20 * time.Millisecond) // pace the load: no hot loop on errors
 			case u.Pub != pub:
-				wrongReads++
+				wrongReads.Add(1)
 			}
 		}
 	}()
-	time.Sleep(time.Second)
+	// Restart once the load is flowing: writes acknowledged and reads made.
+	w.waitAcked(t, time.Time{}, 20, 30*time.Second, "writes before the first restart")
+	eventually(t, 30*time.Second, "reads before the first restart", func() error {
+		if n := reads.Load(); n < 5 {
+			return fmt.Errorf("%d reads", n)
+		}
+		return nil
+	})
 	for i := range cl.Size() {
 		cl.Kill(i)
+		// The fault's shape: the node stays down for half a second
+		// under load (not a wait for an event).
 		time.Sleep(500 * time.Millisecond)
+		restartedAt := time.Now()
 		cl.Restart(i)
-		time.Sleep(time.Second)
+		// The next node goes down only once this one is back in full:
+		// every replica of the users stream current (else the next kill
+		// could take quorum with it), and writes acknowledged again.
+		waitReplicasCurrent(t, cl, i)
+		w.waitAcked(t, restartedAt, 10, 30*time.Second, fmt.Sprintf("writes after the restart of n%d", i+1))
 	}
 	close(stop)
 	wg.Wait()
 	<-readDone
-	writes := len(w.acked) + int(w.failures.Load())
-	t.Logf("rolling restart: %d writes acknowledged, %d failed; %d reads, %d failed", len(w.acked), w.failures.Load(), reads, readErrs)
+	nReads, nReadErrs, nWrongReads := reads.Load(), readErrs.Load(), wrongReads.Load()
+	writes := int64(len(w.acked)) + w.failures.Load()
+	t.Logf("rolling restart: %d writes acknowledged, %d failed; %d reads, %d failed", len(w.acked), w.failures.Load(), nReads, nReadErrs)
 	t.Logf("write failures by kind: %v", w.failureKinds())
-	if w.wrong.Load() != 0 || wrongReads != 0 {
-		t.Fatalf("wrong answers: %d writes, %d reads", w.wrong.Load(), wrongReads)
+	if w.wrong.Load() != 0 || nWrongReads != 0 {
+		t.Fatalf("wrong answers: %d writes, %d reads", w.wrong.Load(), nWrongReads)
 	}
-	if len(w.acked) == 0 || reads == 0 {
+	if len(w.acked) == 0 || nReads == 0 {
 		t.Fatal("no load went through")
 	}
 	// Errors are bounded: the load kept going through most of it.
-	if f := w.failures.Load(); int(f)*2 > writes {
+	if f := w.failures.Load(); f*2 > writes {
 		t.Fatalf("%d of %d writes failed", f, writes)
 	}
-	if readErrs*2 > reads {
-		t.Fatalf("%d of %d reads failed", readErrs, reads)
+	if nReadErrs*2 > nReads {
+		t.Fatalf("%d of %d reads failed", nReadErrs, nReads)
 	}
 	for i := range cl.Size() {
 		w.checkAllPresent(t, cl, i)

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"strconv"
@@ -12,9 +13,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
 	"github.com/unibus/unibus/tests/clustertest"
 	"github.com/unibus/unibus/tests/nodetest"
@@ -117,7 +121,7 @@ func (w *userWrites) run(t testing.TB, admin *client.Conn, workers int, stop <-c
 					}
 					w.kinds[errorKind(err)]++
 					w.mu.Unlock()
-					time.Sleep(20 * time.Millisecond)
+					time.Sleep(20 * time.Millisecond) // pace the load: no hot loop on errors
 				case u.Pub != id.PublicKey():
 					w.wrong.Add(1)
 				default:
@@ -169,29 +173,74 @@ func (w *userWrites) firstAckAfter(at time.Time) (time.Time, bool) {
 }
 
 // checkAllPresent reads every acknowledged user back through the store of
-// node i, from the stream leader (never a stale replica).
+// node i, from the stream leader (never a stale replica). A read that
+// fails (a 503 while JetStream settles, a timeout) says nothing about the
+// record: it is retried until a shared deadline. Only a record the leader
+// says is missing, or that reads back wrong, is a lost write; a record
+// still unreadable at the deadline fails the test too, reported apart.
 func (w *userWrites) checkAllPresent(t *testing.T, cl *clustertest.Cluster, i int) {
 	t.Helper()
 	w.mu.Lock()
 	acked := append([]string(nil), w.acked...)
 	w.mu.Unlock()
 	st := cl.Node(i).Store
-	missing := 0
+	deadline := time.Now().Add(readBackTimeout)
+	var lost, unreadable []string
+	retried := 0
 	for _, pub := range acked {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		u, err := st.GetUserFromLeader(ctx, pub)
-		cancel()
-		if err != nil || u.Pub != pub {
-			missing++
-			if missing <= 5 {
-				t.Errorf("acknowledged user %s: %+v, %v", pub, u, err)
-			}
+		u, tries, err := readBack(deadline, func(ctx context.Context) (kvstore.User, error) {
+			return st.GetUserFromLeader(ctx, pub)
+		})
+		retried += tries - 1
+		switch {
+		case errors.Is(err, kvstore.ErrNotFound):
+			lost = append(lost, fmt.Sprintf("%s: missing (%v)", pub, err))
+		case err != nil:
+			unreadable = append(unreadable, fmt.Sprintf("%s: %v", pub, err))
+		case u.Pub != pub:
+			lost = append(lost, fmt.Sprintf("%s: read back as %+v", pub, u))
 		}
 	}
-	if missing > 0 {
-		t.Fatalf("%d of %d acknowledged writes lost", missing, len(acked))
+	if retried > 0 {
+		t.Logf("read-back through n%d: %d reads failed and were retried", i+1, retried)
+	}
+	if len(lost) > 0 || len(unreadable) > 0 {
+		t.Fatalf("of %d acknowledged writes, %d lost (missing or wrong) and %d still unreadable after %s:\nlost: %s\nunreadable: %s",
+			len(acked), len(lost), len(unreadable), readBackTimeout, head(lost, 5), head(unreadable, 5))
 	}
 	t.Logf("all %d acknowledged writes present (read through n%d)", len(acked), i+1)
+}
+
+// readBackTimeout bounds a whole read-back pass, retries included.
+const readBackTimeout = 60 * time.Second
+
+// readBack calls read until it returns a record, a not-found (an answer
+// about the record, not a failure to read it), or deadline passes; it
+// returns the last result and how many calls it took.
+func readBack[T any](deadline time.Time, read func(context.Context) (T, error)) (T, int, error) {
+	for tries := 1; ; tries++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		v, err := read(ctx)
+		cancel()
+		if err == nil || errors.Is(err, kvstore.ErrNotFound) || isNotFound(err) || !time.Now().Before(deadline) {
+			return v, tries, err
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval of the retry
+	}
+}
+
+// isNotFound reports whether err is the control plane's 404.
+func isNotFound(err error) bool {
+	var apiErr *client.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == subjects.CodeNotFound
+}
+
+// head formats at most n of items, saying how many more there are.
+func head(items []string, n int) string {
+	if len(items) <= n {
+		return fmt.Sprint(items)
+	}
+	return fmt.Sprintf("%v and %d more", items[:n], len(items)-n)
 }
 
 // eventually polls cond until it holds or d passes.
@@ -208,4 +257,52 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// waitAcked waits until at least n writes sent after since (any, for the
+// zero time) are acknowledged: the load is flowing.
+func (w *userWrites) waitAcked(t *testing.T, since time.Time, n int, d time.Duration, what string) {
+	t.Helper()
+	eventually(t, d, what, func() error {
+		if got := w.ackedSince(since); got < n {
+			return fmt.Errorf("%d of %d acknowledged (%d failed: %v)", got, n, w.failures.Load(), w.failureKinds())
+		}
+		return nil
+	})
+}
+
+// waitReplicasCurrent waits until the users stream, seen from node i, has
+// a leader and every other replica online and current: a restarted node
+// has caught up with the writes it missed.
+func waitReplicasCurrent(t *testing.T, cl *clustertest.Cluster, i int) {
+	t.Helper()
+	js, err := jetstream.New(cl.Node(i).StoreConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, fmt.Sprintf("users stream current on every replica after the restart of n%d", i+1), func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, "KV_"+kvstore.BucketUsers)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		ci := info.Cluster
+		if ci == nil || ci.Leader == "" {
+			return errors.New("no leader")
+		}
+		if len(ci.Replicas) != cl.Size()-1 {
+			return fmt.Errorf("leader %s sees %d other replicas, want %d", ci.Leader, len(ci.Replicas), cl.Size()-1)
+		}
+		for _, r := range ci.Replicas {
+			if r.Offline || !r.Current {
+				return fmt.Errorf("replica %s: offline %v, current %v, lag %d", r.Name, r.Offline, r.Current, r.Lag)
+			}
+		}
+		return nil
+	})
 }

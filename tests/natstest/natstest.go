@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -244,4 +245,64 @@ func ClosedNonLoopbackAddr(t testing.TB) string {
 	}
 	missing("no local IPv4 address beyond loopback accepts a listener")
 	return ""
+}
+
+// WaitStreamsInSync waits until every running node's replica of every
+// stream holds the same messages (first and last sequence, count): what
+// any stream leader acknowledged is then stored on every node, and a read
+// any replica may answer (a direct get) sees it. It gives up when ctx
+// ends. It returns an error rather than failing the test, so that it may
+// be called from any goroutine.
+func (c *Cluster) WaitStreamsInSync(ctx context.Context) error {
+	for {
+		err := c.streamsInSync()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("streams not in sync: %w (%w)", err, ctx.Err())
+		case <-time.After(5 * time.Millisecond): // poll interval; ctx bounds the wait
+		}
+	}
+}
+
+// streamsInSync compares the state of every stream across the running
+// nodes, as each node's own replica reports it.
+func (c *Cluster) streamsInSync() error {
+	type state struct{ first, last, msgs uint64 }
+	seen := map[string]state{} // account/stream → state on the first node
+	where := map[string]int{}  // account/stream → how many nodes hold it
+	replicas := map[string]int{}
+	running := 0
+	for _, s := range c.Servers {
+		if s == nil {
+			continue
+		}
+		running++
+		info, err := s.NATS().Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
+		if err != nil {
+			return err
+		}
+		for _, acc := range info.AccountDetails {
+			for _, st := range acc.Streams {
+				key := acc.Name + "/" + st.Name
+				now := state{st.State.FirstSeq, st.State.LastSeq, st.State.Msgs}
+				if prev, ok := seen[key]; ok && prev != now {
+					return fmt.Errorf("stream %s: %+v on one node, %+v on %s", key, prev, now, s.NATS().Name())
+				}
+				seen[key] = now
+				where[key]++
+				if st.Config != nil {
+					replicas[key] = max(replicas[key], st.Config.Replicas)
+				}
+			}
+		}
+	}
+	for key, n := range where {
+		if want := min(running, max(replicas[key], 1)); n < want {
+			return fmt.Errorf("stream %s on %d of %d nodes", key, n, want)
+		}
+	}
+	return nil
 }

@@ -1,0 +1,239 @@
+package subjects
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Room modes (CreateRoomRequest.Mode, RoomInfo.Mode, RoomRef.Mode).
+const (
+	// ModeE2E is an end-to-end encrypted room: frames are sealed with a
+	// per-epoch room key that the services never see. It is the default.
+	ModeE2E = "e2e"
+	// ModeCleartext is a room whose frames are signed but not sealed; a
+	// deployment may refuse such rooms by policy.
+	ModeCleartext = "cleartext"
+)
+
+// HistoryNone is the history policy of every room (CreateRoomRequest.History,
+// RoomInfo.History, RoomRef.Policy): the bus keeps no frames, so members see
+// what is published while they are subscribed. The field exists so that a
+// policy that keeps frames can come without a change of wire format; until
+// then the service refuses any other value (400).
+const HistoryNone = "none"
+
+// Member roles (MemberInfo.Role, RoomRef.Role).
+const (
+	// RoleOwner is the room's creator, who alone may invite, remove and
+	// rekey.
+	RoleOwner = "owner"
+	// RoleMember is any other member.
+	RoleMember = "member"
+)
+
+// CreateRoomRequest is the body of RoomsCreate; the caller becomes the owner.
+// Reply: RoomInfo.
+type CreateRoomRequest struct {
+	// RoomID is the new room's ID, chosen by the client with NewRoomID:
+	// required in an encrypted room, because SealedKey binds it; optional
+	// in a cleartext room (the service picks one). An ID in use is 409.
+	RoomID string `json:"room_id,omitempty"`
+	// Name is an optional display name.
+	Name string `json:"name,omitempty"`
+	// Mode is ModeE2E (the default when empty) or ModeCleartext.
+	Mode string `json:"mode,omitempty"`
+	// History is HistoryNone, also when empty.
+	History string `json:"history,omitempty"`
+	// SealedKey is, in an encrypted room, the room key of epoch 1 sealed to
+	// the owner's own encryption key. Empty in cleartext rooms.
+	SealedKey []byte `json:"sealed_key,omitempty"`
+}
+
+// RoomInfo describes a room: the reply of RoomsCreate, RoomsGet, RoomsRemove,
+// RoomsLeave and RoomsRekey (the latter three after the change).
+type RoomInfo struct {
+	// RoomID is the room's ID (see NewRoomID).
+	RoomID string `json:"room_id"`
+	// Subject is the subject of the room's frames, Room(RoomID).
+	Subject string `json:"subject"`
+	// Name is the display name, if any.
+	Name string `json:"name,omitempty"`
+	// Mode is ModeE2E or ModeCleartext.
+	Mode string `json:"mode"`
+	// History is HistoryNone.
+	History string `json:"history"`
+	// Owner is the owner's public key.
+	Owner string `json:"owner"`
+	// Epoch is the current key epoch: 1 when an encrypted room is created,
+	// raised by every rekey. Cleartext rooms have no keys and epoch 0.
+	Epoch uint64 `json:"epoch"`
+	// NextEpoch is the epoch the next rekey must seal its keys for (the
+	// sealed keys bind it). It is usually Epoch+1; a rekey that lost a race
+	// or crashed leaves its number unused, so it can be more. Zero in
+	// cleartext rooms.
+	NextEpoch uint64 `json:"next_epoch,omitempty"`
+	// CreatedAt is when the room was created.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// RoomRequest is the body of RoomsGet, RoomsLeave and RoomsMembers: a request
+// about one room.
+type RoomRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+}
+
+// InviteRequest is the body of RoomsInvite: the owner adds Pub to the room.
+// In an encrypted room it carries the current epoch's room key sealed to the
+// invitee. OwnerSig is the owner's signature (see SignOwner). Reply:
+// MemberInfo.
+type InviteRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Pub is the invitee's public key.
+	Pub string `json:"pub"`
+	// Epoch is the epoch of SealedKey, the room's current epoch.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// SealedKey is the room key of Epoch sealed to the invitee's
+	// encryption key. Empty in cleartext rooms.
+	SealedKey []byte `json:"sealed_key,omitempty"`
+	// OwnerSig is the owner's Ed25519 signature over SigningBytes.
+	OwnerSig []byte `json:"owner_sig,omitempty"`
+}
+
+// RekeyBundle is a new epoch's room key, sealed to every member who keeps
+// access.
+type RekeyBundle struct {
+	// FromEpoch is the room's current epoch. A stale FromEpoch is refused
+	// (409).
+	FromEpoch uint64 `json:"from_epoch"`
+	// ToEpoch is the epoch the keys are sealed for: RoomInfo.NextEpoch.
+	// Any other value is refused (409); re-read the room and retry.
+	ToEpoch uint64 `json:"to_epoch"`
+	// Keys maps each remaining member's public key, the owner's included,
+	// to the new room key sealed to that member.
+	Keys map[string][]byte `json:"keys"`
+}
+
+// RemoveRequest is the body of RoomsRemove: the owner removes Pub. In an
+// encrypted room Rekey is required, so that the removed member cannot read
+// the next epoch. OwnerSig is the owner's signature (see SignOwner). Reply:
+// RoomInfo.
+type RemoveRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Pub is the public key of the member to remove.
+	Pub string `json:"pub"`
+	// Rekey is the next epoch's key for the remaining members; nil in
+	// cleartext rooms.
+	Rekey *RekeyBundle `json:"rekey,omitempty"`
+	// OwnerSig is the owner's Ed25519 signature over SigningBytes.
+	OwnerSig []byte `json:"owner_sig,omitempty"`
+}
+
+// RekeyRequest is the body of RoomsRekey: the owner starts epoch ToEpoch. OwnerSig is the owner's signature (see SignOwner). Reply:
+// RoomInfo.
+type RekeyRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// FromEpoch is the room's current epoch. A stale one is refused (409).
+	FromEpoch uint64 `json:"from_epoch"`
+	// ToEpoch is the epoch the keys are sealed for: RoomInfo.NextEpoch.
+	// Any other value is refused (409); re-read the room and retry.
+	ToEpoch uint64 `json:"to_epoch"`
+	// Keys maps each member's public key, the owner's included, to the new
+	// room key sealed to that member.
+	Keys map[string][]byte `json:"keys"`
+	// OwnerSig is the owner's Ed25519 signature over SigningBytes.
+	OwnerSig []byte `json:"owner_sig,omitempty"`
+}
+
+// MemberInfo describes a room member: the reply of RoomsInvite and an element
+// of MembersResponse.
+type MemberInfo struct {
+	// Pub is the member's public key.
+	Pub string `json:"pub"`
+	// Role is RoleOwner or RoleMember.
+	Role string `json:"role"`
+	// JoinedEpoch is the room's epoch when the member joined; the member
+	// holds keys from this epoch on.
+	JoinedEpoch uint64 `json:"joined_epoch"`
+	// EncKey and EncKeySig are the member's encryption key and the
+	// identity's binding signature over it (see VerifyEncKeyBinding), in
+	// the RoomsMembers reply, so that an owner seals a rekey from one
+	// request. Empty when the member has not set a key.
+	EncKey    []byte `json:"enc_key,omitempty"`
+	EncKeySig []byte `json:"enc_key_sig,omitempty"`
+}
+
+// MembersResponse is the reply of RoomsMembers.
+type MembersResponse struct {
+	// Members lists the room's members.
+	Members []MemberInfo `json:"members"`
+}
+
+// MarshalJSON encodes an empty list as [] rather than null.
+func (r MembersResponse) MarshalJSON() ([]byte, error) {
+	type plain MembersResponse
+	if r.Members == nil {
+		r.Members = []MemberInfo{}
+	}
+	return json.Marshal(plain(r))
+}
+
+// RoomRef is one of the caller's rooms in MineResponse: what a peer needs to
+// subscribe and fetch keys.
+type RoomRef struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Subject is the subject of the room's frames.
+	Subject string `json:"subject"`
+	// Epoch is the room's current key epoch.
+	Epoch uint64 `json:"epoch"`
+	// Policy is the room's history policy, the same value as
+	// RoomInfo.History: HistoryNone.
+	Policy string `json:"policy"`
+	// Role is the caller's role, RoleOwner or RoleMember.
+	Role string `json:"role"`
+	// Mode is ModeE2E or ModeCleartext. A peer must refuse cleartext
+	// frames in a ModeE2E room.
+	Mode string `json:"mode"`
+	// Name is the room's display name, if any, and Owner its owner's key,
+	// so that a list of rooms needs no request per room.
+	Name  string `json:"name,omitempty"`
+	Owner string `json:"owner,omitempty"`
+}
+
+// MineResponse is the reply of RoomsMine (the request body is empty).
+type MineResponse struct {
+	// Rooms lists the rooms the caller is a member of.
+	Rooms []RoomRef `json:"rooms"`
+}
+
+// MarshalJSON encodes an empty list as [] rather than null.
+func (r MineResponse) MarshalJSON() ([]byte, error) {
+	type plain MineResponse
+	if r.Rooms == nil {
+		r.Rooms = []RoomRef{}
+	}
+	return json.Marshal(plain(r))
+}
+
+// KeyRequest is the body of RoomsKey: the caller's sealed room key for an
+// epoch. Reply: KeyResponse.
+type KeyRequest struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Epoch is the epoch wanted; 0 means the current one.
+	Epoch uint64 `json:"epoch,omitempty"`
+}
+
+// KeyResponse is the reply of RoomsKey.
+type KeyResponse struct {
+	// RoomID is the room's ID.
+	RoomID string `json:"room_id"`
+	// Epoch is the epoch of SealedKey (the current one if 0 was asked).
+	Epoch uint64 `json:"epoch"`
+	// SealedKey is the room key of Epoch sealed to the caller.
+	SealedKey []byte `json:"sealed_key"`
+}
