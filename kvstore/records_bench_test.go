@@ -26,7 +26,7 @@ func BenchmarkRecordValidation(b *testing.B) {
 	for range 5 {
 		id := subjects.NewRoomID()
 		subject, _ := subjects.Room(id)
-		r, _ := json.Marshal(Room{ID: id, Subject: subject, Mode: subjects.ModeE2E, Policy: "none", Owner: pub, Epoch: 3, CreatedAt: time.Now()})
+		r, _ := json.Marshal(Room{ID: id, Subject: subject, Mode: subjects.ModeE2E, History: "none", Owner: pub, Epoch: 3, CreatedAt: time.Now()})
 		x, _ := json.Marshal(indexEntry{Pub: pub, RoomID: id, Role: subjects.RoleMember})
 		rooms = append(rooms, entry{key: id, value: r})
 		index = append(index, entry{key: indexKey(pub, id), value: x})

@@ -32,7 +32,7 @@ func TestForgedRecordsAreAbsent(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := subjects.NewRoomID()
-	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Mode: subjects.ModeE2E, Policy: "none", Owner: admin}, []byte("k1"))
+	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Mode: subjects.ModeE2E, History: "none", Owner: admin}, []byte("k1"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,9 @@ type Room struct {
 	Name    string `json:"name,omitempty"`
 	// Mode is subjects.ModeE2E or subjects.ModeCleartext.
 	Mode string `json:"mode"`
-	// Policy is the room's history policy.
-	Policy string `json:"policy,omitempty"`
-	Owner  string `json:"owner"`
+	// History is the room's history policy.
+	History string `json:"policy,omitempty"`
+	Owner   string `json:"owner"`
 	// Epoch is the current key epoch: 1 at creation in an encrypted room,
 	// 0 in a cleartext room.
 	Epoch uint64 `json:"epoch"`
@@ -60,7 +60,7 @@ type RoomRef struct {
 	RoomID  string `json:"room_id"`
 	Subject string `json:"subject"`
 	Epoch   uint64 `json:"epoch"`
-	Policy  string `json:"policy"`
+	History string `json:"policy"`
 	Role    string `json:"role"`
 	Mode    string `json:"mode"`
 	Name    string `json:"name,omitempty"`
@@ -441,7 +441,7 @@ func (s *Store) ListRoomsForEndpoint(ctx context.Context, pub string) ([]RoomRef
 	for _, room := range decodeRecords[Room](s, BucketRooms, rooms) {
 		out = append(out, RoomRef{
 			RoomID: room.ID, Subject: room.Subject, Epoch: room.Epoch,
-			Policy: room.Policy, Role: roles[room.ID], Mode: room.Mode,
+			History: room.History, Role: roles[room.ID], Mode: room.Mode,
 			Name: room.Name, Owner: room.Owner,
 		})
 	}

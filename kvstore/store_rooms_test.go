@@ -28,7 +28,7 @@ func testRoomsLifecycle(t *testing.T, e *storeEnv) {
 	owner, bob, carol := natstest.NewUserKey(t), natstest.NewUserKey(t), natstest.NewUserKey(t)
 	id := subjects.NewRoomID()
 
-	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Name: "ops", Mode: subjects.ModeE2E, Policy: "none", Owner: owner}, []byte("k1-owner"))
+	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Name: "ops", Mode: subjects.ModeE2E, History: "none", Owner: owner}, []byte("k1-owner"))
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -77,7 +77,7 @@ func testRoomsLifecycle(t *testing.T, e *storeEnv) {
 	if err != nil || len(mine) != 1 {
 		t.Fatalf("owner's rooms = %+v, %v", mine, err)
 	}
-	want := kvstore.RoomRef{RoomID: id, Subject: wantSubject, Epoch: 1, Policy: "none", Role: subjects.RoleOwner, Mode: subjects.ModeE2E, Name: "ops", Owner: owner}
+	want := kvstore.RoomRef{RoomID: id, Subject: wantSubject, Epoch: 1, History: "none", Role: subjects.RoleOwner, Mode: subjects.ModeE2E, Name: "ops", Owner: owner}
 	if mine[0] != want {
 		t.Fatalf("owner's room ref = %+v, want %+v", mine[0], want)
 	}

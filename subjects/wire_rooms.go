@@ -16,7 +16,7 @@ const (
 )
 
 // HistoryNone is the history policy of every room (CreateRoomRequest.History,
-// RoomInfo.History, RoomRef.Policy): the bus keeps no frames, so members see
+// RoomInfo.History, RoomRef.History): the bus keeps no frames, so members see
 // what is published while they are subscribed. The field exists so that a
 // policy that keeps frames can come without a change of wire format; until
 // then the service refuses any other value (400).
@@ -190,9 +190,10 @@ type RoomRef struct {
 	Subject string `json:"subject"`
 	// Epoch is the room's current key epoch.
 	Epoch uint64 `json:"epoch"`
-	// Policy is the room's history policy, the same value as
-	// RoomInfo.History: HistoryNone.
-	Policy string `json:"policy"`
+	// History is the room's history policy, the same value as
+	// RoomInfo.History: HistoryNone. On the wire it is "policy", as it
+	// always was.
+	History string `json:"policy"`
 	// Role is the caller's role, RoleOwner or RoleMember.
 	Role string `json:"role"`
 	// Mode is ModeE2E or ModeCleartext. A peer must refuse cleartext

@@ -43,7 +43,7 @@ func TestJSONRoundTrip(t *testing.T) {
 		&subjects.MemberInfo{Pub: pub, Role: subjects.RoleOwner, JoinedEpoch: 1},
 		&subjects.MembersResponse{Members: []subjects.MemberInfo{{Pub: pub, Role: subjects.RoleMember, JoinedEpoch: 2}}},
 		&subjects.MembersResponse{Members: []subjects.MemberInfo{}},
-		&subjects.RoomRef{RoomID: "abc", Subject: "unibus.v1.room.abc", Epoch: 2, Policy: subjects.HistoryNone, Role: subjects.RoleMember, Mode: subjects.ModeE2E},
+		&subjects.RoomRef{RoomID: "abc", Subject: "unibus.v1.room.abc", Epoch: 2, History: subjects.HistoryNone, Role: subjects.RoleMember, Mode: subjects.ModeE2E},
 		&subjects.MineResponse{Rooms: []subjects.RoomRef{{RoomID: "abc"}}},
 		&subjects.MineResponse{Rooms: []subjects.RoomRef{}},
 		&subjects.KeyRequest{RoomID: "abc", Epoch: 4},
@@ -110,7 +110,7 @@ func TestJSONKeys(t *testing.T) {
 	}{
 		{"error body", subjects.ErrorBody{Error: "not found", Code: 404}, `{"error":"not found","code":404}`},
 		{"error body with a retry hint", subjects.ErrorBody{Error: "slow down", Code: 429, RetryAfterMs: 20}, `{"error":"slow down","code":429,"retry_after_ms":20}`},
-		{"room ref", subjects.RoomRef{RoomID: "r", Subject: "s", Epoch: 1, Policy: "none", Role: "owner", Mode: "e2e"},
+		{"room ref", subjects.RoomRef{RoomID: "r", Subject: "s", Epoch: 1, History: "none", Role: "owner", Mode: "e2e"},
 			`{"room_id":"r","subject":"s","epoch":1,"policy":"none","role":"owner","mode":"e2e"}`},
 		{"user info, optional fields omitted", subjects.UserInfo{Pub: "U", AddedAt: added},
 			`{"pub":"U","added_at":"2025-01-02T03:04:05Z"}`},
@@ -168,7 +168,7 @@ func TestEmptyListsEncodeAsArrays(t *testing.T) {
 		{&subjects.ListUsersResponse{}, `{"users":[]}`},
 		{subjects.MembersResponse{}, `{"members":[]}`},
 		{&subjects.MembersResponse{}, `{"members":[]}`},
-		{subjects.MineResponse{Rooms: []subjects.RoomRef{{RoomID: "r", Subject: "s", Epoch: 1, Policy: "none", Role: "owner", Mode: "cleartext"}}},
+		{subjects.MineResponse{Rooms: []subjects.RoomRef{{RoomID: "r", Subject: "s", Epoch: 1, History: "none", Role: "owner", Mode: "cleartext"}}},
 			`{"rooms":[{"room_id":"r","subject":"s","epoch":1,"policy":"none","role":"owner","mode":"cleartext"}]}`},
 		{struct {
 			M subjects.MineResponse `json:"m"`

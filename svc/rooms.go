@@ -60,11 +60,11 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 		return subjects.RoomInfo{}, err
 	}
 	room, err := h.store.CreateRoom(ctx, kvstore.Room{
-		ID:     id,
-		Name:   req.Name,
-		Mode:   mode,
-		Policy: history,
-		Owner:  c.pub,
+		ID:      id,
+		Name:    req.Name,
+		Mode:    mode,
+		History: history,
+		Owner:   c.pub,
 	}, req.SealedKey)
 	if err != nil {
 		return subjects.RoomInfo{}, storeError(err, storeMessages{exists: "room " + id + " already exists: choose another room_id"})
@@ -147,7 +147,7 @@ func (h *handlers) mine(ctx context.Context, c caller, _ *struct{}) (subjects.Mi
 			RoomID:  r.RoomID,
 			Subject: r.Subject,
 			Epoch:   r.Epoch,
-			Policy:  cmp.Or(r.Policy, subjects.HistoryNone),
+			History: cmp.Or(r.History, subjects.HistoryNone),
 			Role:    r.Role,
 			Mode:    r.Mode,
 			Name:    r.Name,
@@ -250,7 +250,7 @@ func roomInfo(r kvstore.Room) subjects.RoomInfo {
 		Subject:   r.Subject,
 		Name:      r.Name,
 		Mode:      r.Mode,
-		History:   cmp.Or(r.Policy, subjects.HistoryNone),
+		History:   cmp.Or(r.History, subjects.HistoryNone),
 		Owner:     r.Owner,
 		Epoch:     r.Epoch,
 		NextEpoch: r.NextEpoch(),

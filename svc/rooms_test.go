@@ -127,8 +127,8 @@ func TestRoomsMine(t *testing.T) {
 	e.invite(t, e.bob, b, e.alice)
 	got := call[subjects.MineResponse](t, e.alice, subjects.RoomsMine, nil)
 	want := map[string]subjects.RoomRef{
-		a.RoomID: {RoomID: a.RoomID, Subject: a.Subject, Epoch: 1, Policy: subjects.HistoryNone, Role: subjects.RoleOwner, Mode: subjects.ModeE2E, Name: a.Name, Owner: e.alice.pub},
-		b.RoomID: {RoomID: b.RoomID, Subject: b.Subject, Epoch: 0, Policy: subjects.HistoryNone, Role: subjects.RoleMember, Mode: subjects.ModeCleartext, Name: b.Name, Owner: e.bob.pub},
+		a.RoomID: {RoomID: a.RoomID, Subject: a.Subject, Epoch: 1, History: subjects.HistoryNone, Role: subjects.RoleOwner, Mode: subjects.ModeE2E, Name: a.Name, Owner: e.alice.pub},
+		b.RoomID: {RoomID: b.RoomID, Subject: b.Subject, Epoch: 0, History: subjects.HistoryNone, Role: subjects.RoleMember, Mode: subjects.ModeCleartext, Name: b.Name, Owner: e.bob.pub},
 	}
 	if len(got.Rooms) != 2 || got.Rooms[0].RoomID > got.Rooms[1].RoomID {
 		t.Fatalf("mine = %+v, want 2 rooms sorted by ID", got)

@@ -125,7 +125,7 @@ func (c *roomsListCommand) Run(ctx context.Context, args []string) error {
 		for _, r := range refs {
 			rooms = append(rooms, roomJSON{
 				RoomID: r.RoomID, Name: r.Name, Owner: r.Owner, Mode: r.Mode,
-				Role: r.Role, Epoch: r.Epoch, History: r.Policy,
+				Role: r.Role, Epoch: r.Epoch, History: r.History,
 			})
 		}
 		if c.JSON {
