@@ -37,7 +37,7 @@ func BenchmarkConnect(b *testing.B) {
 		b.Fatal(err)
 	}
 	mem := nodetest.Run(b, func(c *node.Config) {
-		c.Callout.Store = memoryStore{id.PublicKey(): {Pub: id.PublicKey()}}
+		c.Callout.Store = natstest.MemoryCalloutStore{Users: map[string]kvstore.User{id.PublicKey(): {Pub: id.PublicKey()}}}
 	})
 	for _, env := range []struct{ name, url string }{
 		{"StaticNkey", static.ClientURL()},
@@ -88,21 +88,6 @@ func BenchmarkRevokeToDisconnect(b *testing.B) {
 		nc.Close()
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/revoke")
-}
-
-// memoryStore is an in-memory allowlist for the callout (benchmark only).
-type memoryStore map[string]kvstore.User
-
-func (m memoryStore) GetUserFromLeader(_ context.Context, pub string) (kvstore.User, error) {
-	u, ok := m[pub]
-	if !ok {
-		return kvstore.User{}, kvstore.ErrNotFound
-	}
-	return u, nil
-}
-
-func (m memoryStore) ListRoomsForEndpoint(context.Context, string) ([]kvstore.RoomRef, error) {
-	return []kvstore.RoomRef{}, nil
 }
 
 // BenchmarkConnectUnderFlood measures a registered peer's connects

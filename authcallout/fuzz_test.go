@@ -16,25 +16,8 @@ import (
 
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
+	"github.com/unibus/unibus/tests/natstest"
 )
-
-// fuzzStore is the allowlist of FuzzDecodeAuthorize: users by key, each a
-// member of one room.
-type fuzzStore map[string]kvstore.User
-
-var _ Store = fuzzStore(nil)
-
-func (m fuzzStore) GetUserFromLeader(_ context.Context, pub string) (kvstore.User, error) {
-	u, ok := m[pub]
-	if !ok {
-		return kvstore.User{}, kvstore.ErrNotFound
-	}
-	return u, nil
-}
-
-func (m fuzzStore) ListRoomsForEndpoint(context.Context, string) ([]kvstore.RoomRef, error) {
-	return []kvstore.RoomRef{{RoomID: "fuzzroom", Subject: "unibus.v1.room.fuzzroom"}}, nil
-}
 
 // fuzzKey returns the key pair of kind prefix whose raw seed is 32 bytes of
 // b. Curve keys need their own constructor.
@@ -67,7 +50,7 @@ type calloutFixture struct {
 	user, revoked, stranger          nkeys.KeyPair
 	// assigned is the server-assigned user key of every request.
 	assigned string
-	store    fuzzStore
+	store    natstest.MemoryCalloutStore
 }
 
 func newCalloutFixture(t testing.TB) *calloutFixture {
@@ -83,9 +66,13 @@ func newCalloutFixture(t testing.TB) *calloutFixture {
 		assigned:   mustPub(fuzzKey(t, nkeys.PrefixByteUser, 0x18)),
 	}
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	fx.store = fuzzStore{
-		mustPub(fx.user):    {Pub: mustPub(fx.user), AddedAt: at},
-		mustPub(fx.revoked): {Pub: mustPub(fx.revoked), AddedAt: at, RevokedAt: &at},
+	// The allowlist: users by key, each a member of one room.
+	fx.store = natstest.MemoryCalloutStore{
+		Users: map[string]kvstore.User{
+			mustPub(fx.user):    {Pub: mustPub(fx.user), AddedAt: at},
+			mustPub(fx.revoked): {Pub: mustPub(fx.revoked), AddedAt: at, RevokedAt: &at},
+		},
+		Rooms: []kvstore.RoomRef{{RoomID: "fuzzroom", Subject: "unibus.v1.room.fuzzroom"}},
 	}
 	return fx
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
 	"github.com/unibus/unibus/tests/natstest"
+	"github.com/unibus/unibus/tests/nodetest"
 )
 
 // blobStore is the blobs service's object store, for inspection.
@@ -40,11 +41,6 @@ func (e *env) blobSeq(t testing.TB) uint64 {
 		t.Fatal(err)
 	}
 	return st.(*jetstream.ObjectBucketStatus).StreamInfo().State.LastSeq
-}
-
-// chunkObject is the object of a blob's chunk (see kvstore.BucketBlobs).
-func chunkObject(roomID, blob string, i int) string {
-	return roomID + "/" + blob + "/" + strconv.Itoa(i)
 }
 
 // objectExists reports whether the blob store holds a live object name.
@@ -170,12 +166,12 @@ func TestBlobsCompletion(t *testing.T) {
 		other[len(other)-1] ^= 1
 		blob := subjects.BlobID(other)
 		call[subjects.BlobInfo](t, e.alice, subjects.BlobsPut, putChunk(blob, content, room, 0))
-		if !e.objectExists(t, chunkObject(room.RoomID, blob, 0)) {
+		if !e.objectExists(t, nodetest.ChunkObject(room.RoomID, blob, 0)) {
 			t.Fatal("chunk 0 not stored")
 		}
 		wantError(t, e.alice.request(t, subjects.BlobsPut, putChunk(blob, content, room, 1)), subjects.CodeBadRequest, "does not match its hash", blob)
 		for i := range 2 {
-			if e.objectExists(t, chunkObject(room.RoomID, blob, i)) {
+			if e.objectExists(t, nodetest.ChunkObject(room.RoomID, blob, i)) {
 				t.Errorf("chunk %d of a mismatched blob is still stored", i)
 			}
 		}

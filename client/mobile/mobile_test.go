@@ -13,27 +13,19 @@ import (
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/client/mobile"
 	"github.com/unibus/unibus/identity"
-	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/tests/nodetest"
 )
 
 // bus is a TLS node with the callout on.
-type bus struct {
-	n  *node.Node
-	ca string
-}
+type bus struct{ *nodetest.Bus }
 
-func newBus(t *testing.T) *bus {
-	t.Helper()
-	n, ca := nodetest.RunTLS(t)
-	return &bus{n: n, ca: ca}
-}
+func newBus(t *testing.T) *bus { return &bus{nodetest.NewBus(t)} }
 
 // user registers a user and writes its seed file (0600); it returns the
 // seed's path.
 func (b *bus) user(t *testing.T, name string) string {
 	t.Helper()
-	id := nodetest.AddUser(t, b.n, name, false)
+	id := nodetest.AddUser(t, b.Node, name, false)
 	path := filepath.Join(t.TempDir(), name+".nk")
 	if err := identity.Save(path, id); err != nil {
 		t.Fatal(err)
@@ -44,7 +36,7 @@ func (b *bus) user(t *testing.T, name string) string {
 func (b *bus) session(t *testing.T, name string) *mobile.Session {
 	t.Helper()
 	seed := b.user(t, name)
-	s, err := mobile.NewSession(b.n.ClientURL(), seed, b.ca)
+	s, err := mobile.NewSession(b.Node.ClientURL(), seed, b.CA)
 	if err != nil {
 		t.Fatalf("new session %s: %v", name, err)
 	}
@@ -290,7 +282,7 @@ func TestSessionConcurrentUse(t *testing.T) {
 func TestNewSessionErrors(t *testing.T) {
 	b := newBus(t)
 	seed := b.user(t, "carol")
-	url := b.n.ClientURL()
+	url := b.Node.ClientURL()
 
 	garbage := filepath.Join(t.TempDir(), "garbage.nk")
 	if err := os.WriteFile(garbage, []byte("not a seed"), 0o600); err != nil {
@@ -305,13 +297,13 @@ func TestNewSessionErrors(t *testing.T) {
 		name, url, seed, ca string
 		want                string
 	}{
-		{"empty URL", "", seed, b.ca, "URL is empty"},
-		{"empty seed path", url, "", b.ca, "seed path is empty"},
-		{"missing seed", url, filepath.Join(t.TempDir(), "none.nk"), b.ca, "load identity"},
-		{"bad seed", url, garbage, b.ca, "load identity"},
+		{"empty URL", "", seed, b.CA, "URL is empty"},
+		{"empty seed path", url, "", b.CA, "seed path is empty"},
+		{"missing seed", url, filepath.Join(t.TempDir(), "none.nk"), b.CA, "load identity"},
+		{"bad seed", url, garbage, b.CA, "load identity"},
 		{"missing CA", url, seed, filepath.Join(t.TempDir(), "none.pem"), "none.pem"},
 		{"non-PEM CA", url, seed, notPEM, "no PEM"},
-		{"plaintext URL with CA", strings.Replace(url, "tls://", "nats://", 1), seed, b.ca, "tls://"},
+		{"plaintext URL with CA", strings.Replace(url, "tls://", "nats://", 1), seed, b.CA, "tls://"},
 		{"plaintext URL beyond loopback", "nats://10.1.2.3:4222", seed, "", "NewInsecureSession"},
 		{"scheme-less URL beyond loopback", "bus.example:4222", seed, "", "NewInsecureSession"},
 	} {
@@ -357,7 +349,7 @@ func TestInsecureSession(t *testing.T) {
 	if !strings.HasPrefix(url, "nats://127.0.0.1:") {
 		t.Fatalf("node URL %q is not plaintext on loopback", url)
 	}
-	b := &bus{n: n}
+	b := &bus{&nodetest.Bus{Node: n}}
 	for name, open := range map[string]func(seed string) (*mobile.Session, error){
 		"NewSession":         func(seed string) (*mobile.Session, error) { return mobile.NewSession(url, seed, "") },
 		"NewInsecureSession": func(seed string) (*mobile.Session, error) { return mobile.NewInsecureSession(url, seed) },
