@@ -27,7 +27,7 @@
 //
 // PeerLimits bound every connection of account UNIBUS: the largest message
 // (frames and control-plane requests alike) and the number of
-// subscriptions. NATSConfigWithLimits writes them into the account, where
+// subscriptions. NATSConfig writes them into the account, where
 // nats-server enforces them; the callout also writes them into every user
 // JWT, which nats-server 2.15 ignores for callout users.
 //

@@ -568,14 +568,14 @@ func TestLimitsConfig(t *testing.T) {
 		{MaxPublishBytes: -1},
 		{MaxSubscriptions: -2},
 	} {
-		if _, err := authcallout.NATSConfigWithLimits(keys, l); !errors.Is(err, authcallout.ErrConfigValidation) {
-			t.Errorf("NATSConfigWithLimits(%+v) = %v, want ErrConfigValidation", l, err)
+		if _, err := authcallout.NATSConfig(keys, l); !errors.Is(err, authcallout.ErrConfigValidation) {
+			t.Errorf("NATSConfig(%+v) = %v, want ErrConfigValidation", l, err)
 		}
 		if _, err := authcallout.Start(context.Background(), authcallout.Config{Conn: &nats.Conn{}, Store: natstest.MemoryCalloutStore{}, Issuer: keys.Issuer, Limits: l}); !errors.Is(err, authcallout.ErrConfigValidation) {
 			t.Errorf("Start with limits %+v = %v, want ErrConfigValidation", l, err)
 		}
 	}
-	conf, err := authcallout.NATSConfigWithLimits(keys, authcallout.PeerLimits{MaxPublishBytes: 2 << 20, MaxSubscriptions: -1})
+	conf, err := authcallout.NATSConfig(keys, authcallout.PeerLimits{MaxPublishBytes: 2 << 20, MaxSubscriptions: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,8 @@ func TestKeysFileRoundTrip(t *testing.T) {
 			t.Fatalf("xkey present = %v, want %v", got.XKey != nil, withXKey)
 		}
 		// The same keys make the same nats-server configuration.
-		c1, _ := authcallout.NATSConfig(k)
-		c2, _ := authcallout.NATSConfig(got)
+		c1, _ := authcallout.NATSConfig(k, authcallout.PeerLimits{})
+		c2, _ := authcallout.NATSConfig(got, authcallout.PeerLimits{})
 		if c1 != c2 {
 			t.Fatal("configuration differs after a round trip")
 		}

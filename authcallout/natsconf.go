@@ -15,18 +15,12 @@ import (
 const MaxPayload = 8 << 20
 
 // NATSConfig returns the nats-server configuration unibus needs: the AUTH,
-// UNIBUS (JetStream) and SYS accounts with the service users, the system
-// account, and the auth_callout block, with the default PeerLimits. The
-// embedded server loads exactly this text; `unibusd nats-config` prints it
-// for an operator's cluster.
-func NATSConfig(k Keys) (string, error) {
-	return NATSConfigWithLimits(k, PeerLimits{})
-}
-
-// NATSConfigWithLimits is NATSConfig with the limits of account UNIBUS,
-// whose zero fields take their defaults. Give the callout (Config.Limits)
-// the same limits.
-func NATSConfigWithLimits(k Keys, l PeerLimits) (string, error) {
+// UNIBUS (JetStream) and SYS accounts with the deployment's users and
+// their permissions, the system account, and the auth_callout block, with
+// l the limits of account UNIBUS (zero fields take their defaults; give
+// the callout, Config.Limits, the same). The embedded server loads exactly
+// this text; `unibusd nats-config` prints it for an operator's cluster.
+func NATSConfig(k Keys, l PeerLimits) (string, error) {
 	if err := k.valid(); err != nil {
 		return "", err
 	}

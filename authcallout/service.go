@@ -83,7 +83,7 @@ type Config struct {
 	QueueLength int
 	// Limits go into every user JWT issued (jwt Limits.Payload and
 	// Limits.Subs); zero fields take their defaults. nats-server 2.15
-	// ignores them in callout responses: give NATSConfigWithLimits the same
+	// ignores them in callout responses: give NATSConfig the same
 	// limits, which enforces them on account UNIBUS (see PeerLimits).
 	Limits PeerLimits
 	// Logger receives decisions at debug level and failures at warn.

@@ -31,7 +31,7 @@ type Config struct {
 	// NATSURL, when set, attaches the node to an operator's nats-server
 	// (or cluster: a comma-separated list of URLs) instead of starting an
 	// embedded one. The servers must run the configuration that
-	// authcallout.NATSConfig(Keys) prints, and Keys is then required.
+	// authcallout.NATSConfig prints, and Keys is then required.
 	NATSURL string
 	// NATSTLS, when set, is the TLS configuration of the connections to
 	// NATSURL (a pinned CA, see package certs).
@@ -111,7 +111,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := checkPayloadLimits(cfg); err != nil {
 		return nil, err
 	}
-	conf, err := authcallout.NATSConfigWithLimits(keys, cfg.Callout.Limits)
+	conf, err := authcallout.NATSConfig(keys, cfg.Callout.Limits)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package svc
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -16,12 +15,6 @@ var serviceDescriptions = map[string]string{
 	subjects.BlobsService: "unibus blobs: room content addressed by SHA-256, in chunks, sealed by the clients in encrypted rooms",
 }
 
-// handle makes the handler of an endpoint from a typed operation; the
-// endpoint table (subjects.Endpoints) gives it the rest.
-func handle[Req, Resp any](fn func(context.Context, caller, *Req) (Resp, error)) endpoint {
-	return op("", "", "", fn)
-}
-
 // newServiceSpecs describes the services of subjects.Endpoints with the
 // handlers of h.
 func newServiceSpecs(h *handlers) ([]serviceSpec, error) {
@@ -31,22 +24,22 @@ func newServiceSpecs(h *handlers) ([]serviceSpec, error) {
 // handlersOf maps each endpoint's subject to its handler.
 func handlersOf(h *handlers, bh *blobHandlers) map[string]endpoint {
 	return map[string]endpoint{
-		subjects.UsersAdd:     handle(h.addUser),
-		subjects.UsersGet:     handle(h.getUser),
-		subjects.UsersList:    handle(h.listUsers),
-		subjects.UsersRevoke:  handle(h.revokeUser),
-		subjects.UsersSetKey:  handle(h.setKey),
-		subjects.RoomsCreate:  handle(h.createRoom),
-		subjects.RoomsGet:     handle(h.getRoom),
-		subjects.RoomsInvite:  handle(h.invite),
-		subjects.RoomsRemove:  handle(h.remove),
-		subjects.RoomsLeave:   handle(h.leave),
-		subjects.RoomsMembers: handle(h.members),
-		subjects.RoomsMine:    handle(h.mine),
-		subjects.RoomsRekey:   handle(h.rekey),
-		subjects.RoomsKey:     handle(h.key),
-		subjects.BlobsPut:     handle(bh.put),
-		subjects.BlobsGet:     handle(bh.get),
+		subjects.UsersAdd:     op(h.addUser),
+		subjects.UsersGet:     op(h.getUser),
+		subjects.UsersList:    op(h.listUsers),
+		subjects.UsersRevoke:  op(h.revokeUser),
+		subjects.UsersSetKey:  op(h.setKey),
+		subjects.RoomsCreate:  op(h.createRoom),
+		subjects.RoomsGet:     op(h.getRoom),
+		subjects.RoomsInvite:  op(h.invite),
+		subjects.RoomsRemove:  op(h.remove),
+		subjects.RoomsLeave:   op(h.leave),
+		subjects.RoomsMembers: op(h.members),
+		subjects.RoomsMine:    op(h.mine),
+		subjects.RoomsRekey:   op(h.rekey),
+		subjects.RoomsKey:     op(h.key),
+		subjects.BlobsPut:     op(bh.put),
+		subjects.BlobsGet:     op(bh.get),
 	}
 }
 
@@ -67,7 +60,7 @@ func servicesFor(table []subjects.Endpoint, handlers map[string]endpoint) ([]ser
 			return nil, fmt.Errorf("the handler of %s takes %s and returns %s, the endpoint %s and %s", te.Subject, ep.reqType, ep.respType, te.Request, te.Reply)
 		}
 		delete(rest, te.Subject)
-		ep.name, ep.summary, ep.access, ep.bundle = te.Name, te.Summary, string(te.Access), te.Bundle
+		ep.spec = te
 		if len(specs) == 0 || specs[len(specs)-1].name != te.Service {
 			specs = append(specs, serviceSpec{name: te.Service, group: te.Group, description: serviceDescriptions[te.Service]})
 		}

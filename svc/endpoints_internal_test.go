@@ -26,7 +26,7 @@ func TestServicesFor(t *testing.T) {
 		t.Errorf("a handler without an entry: %v", err)
 	}
 	wrong := maps.Clone(all)
-	wrong[subjects.UsersGet] = handle(func(context.Context, caller, *subjects.RoomRequest) (subjects.UserInfo, error) {
+	wrong[subjects.UsersGet] = op(func(context.Context, caller, *subjects.RoomRequest) (subjects.UserInfo, error) {
 		return subjects.UserInfo{}, nil
 	})
 	if _, err := servicesFor(table, wrong); err == nil || !strings.Contains(err.Error(), "subjects.RoomRequest") {
@@ -44,9 +44,8 @@ func TestServicesFor(t *testing.T) {
 		}
 		for _, ep := range spec.endpoints {
 			te := table[len(got)]
-			if spec.name != te.Service || spec.group != te.Group || ep.name != te.Name || ep.summary != te.Summary ||
-				ep.access != string(te.Access) || ep.bundle != te.Bundle || ep.reqType != te.Request || ep.respType != te.Reply {
-				t.Errorf("%s.%s: %+v, want %+v", spec.group, ep.name, ep, te)
+			if spec.name != te.Service || spec.group != te.Group || ep.spec != te || ep.reqType != te.Request || ep.respType != te.Reply {
+				t.Errorf("%s: %+v, want %+v", te.Subject, ep, te)
 			}
 			got = append(got, te)
 		}

@@ -137,13 +137,6 @@ func (l *limiter) sweep(now time.Time) {
 	l.lastSweep = now
 }
 
-// size returns the number of identities with a bucket (for tests).
-func (l *limiter) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
-}
-
 // takeToken takes a token of lim at now or, if it has none, returns how
 // long until it has one.
 func takeToken(lim *rate.Limiter, now time.Time) (time.Duration, bool) {

@@ -139,3 +139,10 @@ func TestLogBudget(t *testing.T) {
 		t.Fatal("no line allowed once the budget refilled")
 	}
 }
+
+// size returns the number of identities with a bucket.
+func (l *limiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}

@@ -26,10 +26,7 @@ import (
 // the pipeline runs. Handlers never see a request that has not passed the
 // pipeline.
 type endpoint struct {
-	name     string // subjects.Endpoint…, appended to the service's group
-	summary  string // one line for "nats micro info"
-	access   string // who may call, for "nats micro info"
-	bundle   bool   // the body may carry sealed keys or a blob chunk (Config.bodyLimit)
+	spec     subjects.Endpoint // its entry in the endpoint table
 	reqType  reflect.Type
 	respType reflect.Type
 	// handle decodes the body strictly and runs the operation.
@@ -38,11 +35,8 @@ type endpoint struct {
 
 // op builds an endpoint from a typed operation: the request body is decoded
 // strictly into a Req before fn runs, and fn's Resp is the reply body.
-func op[Req, Resp any](name, summary, access string, fn func(context.Context, caller, *Req) (Resp, error)) endpoint {
+func op[Req, Resp any](fn func(context.Context, caller, *Req) (Resp, error)) endpoint {
 	return endpoint{
-		name:     name,
-		summary:  summary,
-		access:   access,
 		reqType:  reflect.TypeFor[Req](),
 		respType: reflect.TypeFor[Resp](),
 		handle: func(ctx context.Context, c caller, body []byte) (any, error) {
@@ -239,7 +233,7 @@ func (s *service) refuse(ep *endpoint, st *endpointStats, c *call, e *Error) {
 func (s *service) misdirected(ep *endpoint, st *endpointStats, c *call) {
 	st.misdirected.Add(1)
 	if s.log.Enabled(s.base, slog.LevelDebug) {
-		attrs := []any{"endpoint", ep.name, "reply", c.reply}
+		attrs := []any{"endpoint", ep.spec.Name, "reply", c.reply}
 		if who := c.logCaller(); who != nil {
 			attrs = append(attrs, "pub", who.pub)
 		}
@@ -328,7 +322,7 @@ func (s *service) finish(w responder, ep *endpoint, st *endpointStats, who *call
 		level = slog.LevelDebug // a flood of refusals must not flood the log
 	}
 	if s.log.Enabled(s.base, level) {
-		attrs := []any{"endpoint", ep.name, "code", e.Code, "error", e.Message}
+		attrs := []any{"endpoint", ep.spec.Name, "code", e.Code, "error", e.Message}
 		if who != nil {
 			attrs = append(attrs, "pub", who.pub)
 		}
@@ -343,7 +337,7 @@ func (s *service) finish(w responder, ep *endpoint, st *endpointStats, who *call
 		opts = append(opts, micro.WithHeaders(micro.Headers{subjects.HeaderRetryAfter: {strconv.FormatInt(ms, 10)}}))
 	}
 	if err := w.Error(strconv.Itoa(e.Code), e.Message, body, opts...); err != nil {
-		s.log.Debug("error reply not sent", "endpoint", ep.name, "err", err)
+		s.log.Debug("error reply not sent", "endpoint", ep.spec.Name, "err", err)
 	}
 }
 

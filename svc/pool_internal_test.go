@@ -32,11 +32,11 @@ func TestWorkerPool(t *testing.T) {
 	}
 
 	started, release := make(chan struct{}, 1), make(chan struct{})
-	block := op("block", "blocks until released", "tests", func(ctx context.Context, _ caller, _ *struct{}) (struct{}, error) {
+	block := named("block", op(func(ctx context.Context, _ caller, _ *struct{}) (struct{}, error) {
 		started <- struct{}{}
 		<-release
 		return struct{}{}, nil
-	})
+	}))
 	s, err := startService(context.Background(), cfg, nil, serviceSpec{name: "pool-test", group: "test", endpoints: []endpoint{block}})
 	if err != nil {
 		t.Fatal(err)
@@ -128,11 +128,11 @@ func TestSaturatingBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	started, release := make(chan struct{}, 1), make(chan struct{})
-	block := op("block", "blocks until released", "tests", func(context.Context, caller, *struct{}) (struct{}, error) {
+	block := named("block", op(func(context.Context, caller, *struct{}) (struct{}, error) {
 		started <- struct{}{}
 		<-release
 		return struct{}{}, nil
-	})
+	}))
 	s, err := startService(context.Background(), cfg, nil, serviceSpec{name: "burst-test", group: "test", endpoints: []endpoint{block}})
 	if err != nil {
 		t.Fatal(err)
@@ -196,4 +196,10 @@ func TestSaturatingBurst(t *testing.T) {
 	if _, err := first.NextMsg(30 * time.Second); err != nil {
 		t.Fatalf("the request in progress was not answered: %v", err)
 	}
+}
+
+// named gives a test endpoint of group "test" its table entry.
+func named(name string, ep endpoint) endpoint {
+	ep.spec = subjects.Endpoint{Name: name, Subject: "test." + name, Summary: "blocks until released", Access: "tests"}
+	return ep
 }

@@ -16,8 +16,8 @@ import (
 // limit.
 func metadata(ep *endpoint, limit int) map[string]string {
 	return map[string]string{
-		"summary":       ep.summary,
-		"access":        ep.access,
+		"summary":       ep.spec.Summary,
+		"access":        string(ep.spec.Access),
 		"request":       schemaOf(ep.reqType),
 		"request_type":  typeName(ep.reqType),
 		"response":      schemaOf(ep.respType),

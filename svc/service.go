@@ -172,7 +172,7 @@ func startService(base context.Context, cfg Config, limits *limiter, spec servic
 		stats:  make(map[string]*endpointStats, len(spec.endpoints)),
 	}
 	for _, ep := range spec.endpoints {
-		s.stats[ep.name] = &endpointStats{}
+		s.stats[ep.spec.Name] = &endpointStats{}
 	}
 	ms, err := micro.AddService(cfg.Conn, micro.Config{
 		Name:        spec.name,
@@ -197,10 +197,10 @@ func startService(base context.Context, cfg Config, limits *limiter, spec servic
 	g := ms.AddGroup(spec.group)
 	for i := range spec.endpoints {
 		ep := &spec.endpoints[i]
-		limit := cfg.bodyLimit(spec.group+"."+ep.name, ep.bundle)
-		err := g.AddEndpoint(ep.name, s.handler(ep, s.stats[ep.name], limit), micro.WithEndpointMetadata(metadata(ep, limit)))
+		limit := cfg.bodyLimit(ep.spec.Subject, ep.spec.Bundle)
+		err := g.AddEndpoint(ep.spec.Name, s.handler(ep, s.stats[ep.spec.Name], limit), micro.WithEndpointMetadata(metadata(ep, limit)))
 		if err != nil {
-			return nil, errors.Join(fmt.Errorf("add endpoint %s.%s: %w", spec.group, ep.name, err), s.stop())
+			return nil, errors.Join(fmt.Errorf("add endpoint %s: %w", ep.spec.Subject, err), s.stop())
 		}
 	}
 	return s, nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/unibus/unibus/client"
+	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/tests/nodetest"
 	"github.com/unibus/unibus/tests/testio"
 )
@@ -22,7 +23,7 @@ func TestBlobPutGet(t *testing.T) {
 
 	r := c.run(t, alice, "rooms", "create", "files")
 	roomID := strings.TrimSpace(r.stdout)
-	if r.code != exitOK || roomID == "" {
+	if r.code != exitcode.OK || roomID == "" {
 		t.Fatalf("rooms create: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
@@ -37,7 +38,7 @@ func TestBlobPutGet(t *testing.T) {
 	}
 	r = c.run(t, alice, "blob", "put", "files", in)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if r.code != exitOK || len(lines) != 2 {
+	if r.code != exitcode.OK || len(lines) != 2 {
 		t.Fatalf("blob put: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	if r.stderr != "" {
@@ -54,7 +55,7 @@ func TestBlobPutGet(t *testing.T) {
 
 	// To a file.
 	out := filepath.Join(dir, "out.bin")
-	if r := c.run(t, alice, "blob", "get", roomID, blobID, "-o", out); r.code != exitOK {
+	if r := c.run(t, alice, "blob", "get", roomID, blobID, "-o", out); r.code != exitcode.OK {
 		t.Fatalf("blob get -o: code %d, stderr %q", r.code, r.stderr)
 	}
 	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, content) {
@@ -66,13 +67,13 @@ func TestBlobPutGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = c.run(t, alice, "blob", "get", roomID, blobID, "-o", out)
-	if r.code == exitOK || !strings.Contains(r.stderr, "--force") {
+	if r.code == exitcode.OK || !strings.Contains(r.stderr, "--force") {
 		t.Fatalf("blob get over an existing file: code %d, stderr %q", r.code, r.stderr)
 	}
 	if got, _ := os.ReadFile(out); string(got) != "keep me" {
 		t.Fatalf("existing file changed to %d bytes", len(got))
 	}
-	if r := c.run(t, alice, "blob", "get", roomID, blobID, "-o", out, "--force"); r.code != exitOK {
+	if r := c.run(t, alice, "blob", "get", roomID, blobID, "-o", out, "--force"); r.code != exitcode.OK {
 		t.Fatalf("blob get --force: code %d, stderr %q", r.code, r.stderr)
 	}
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, content) {
@@ -82,20 +83,20 @@ func TestBlobPutGet(t *testing.T) {
 	// From standard input, to standard output.
 	var stdout, stderr testio.Buffer
 	code := c.runTo(t, &stdout, &stderr, strings.NewReader("small blob\n"), alice, "blob", "put", roomID, "-")
-	if code != exitOK {
+	if code != exitcode.OK {
 		t.Fatalf("blob put -: code %d, stderr %q", code, stderr.String())
 	}
 	small, _, _ := strings.Cut(stdout.String(), "\n")
 	r = c.run(t, alice, "blob", "get", "files", small)
-	if r.code != exitOK || r.stdout != "small blob\n" {
+	if r.code != exitcode.OK || r.stdout != "small blob\n" {
 		t.Fatalf("blob get to stdout: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
 	// A non-member is refused, and no file is left behind.
 	denied := filepath.Join(dir, "denied.bin")
 	r = c.run(t, carol, "blob", "get", roomID, blobID, "-o", denied)
-	if r.code != exitRefused {
-		t.Fatalf("non-member blob get: code %d, want %d; stderr %q", r.code, exitRefused, r.stderr)
+	if r.code != exitcode.Refused {
+		t.Fatalf("non-member blob get: code %d, want %d; stderr %q", r.code, exitcode.Refused, r.stderr)
 	}
 	if _, err := os.Stat(denied); !os.IsNotExist(err) {
 		t.Fatalf("output file after a refused get: %v", err)
@@ -104,7 +105,7 @@ func TestBlobPutGet(t *testing.T) {
 	// A missing file is named in a clear error.
 	missing := filepath.Join(dir, "no-such.bin")
 	r = c.run(t, alice, "blob", "put", roomID, missing)
-	if r.code != exitError || !strings.Contains(r.stderr, missing) || !strings.Contains(r.stderr, "no such file") {
+	if r.code != exitcode.Error || !strings.Contains(r.stderr, missing) || !strings.Contains(r.stderr, "no such file") {
 		t.Fatalf("blob put of a missing file: code %d, stderr %q", r.code, r.stderr)
 	}
 
@@ -114,8 +115,8 @@ func TestBlobPutGet(t *testing.T) {
 		{"blob", "put", roomID},
 		{"blob", "put", roomID, dir},
 	} {
-		if r := c.run(t, alice, args...); r.code != exitUsage {
-			t.Errorf("%q: code %d, want %d; stderr %q", args, r.code, exitUsage, r.stderr)
+		if r := c.run(t, alice, args...); r.code != exitcode.Usage {
+			t.Errorf("%q: code %d, want %d; stderr %q", args, r.code, exitcode.Usage, r.stderr)
 		}
 	}
 }

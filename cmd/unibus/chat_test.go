@@ -12,6 +12,7 @@ import (
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/client/e2e"
 	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/nodetest"
@@ -168,7 +169,7 @@ func TestChatRunSendsAndReceives(t *testing.T) {
 	}
 	select {
 	case code := <-done:
-		if code != exitOK {
+		if code != exitcode.OK {
 			t.Fatalf("chat exited with %d; stderr %q", code, errOut.String())
 		}
 	case <-time.After(15 * time.Second):
@@ -223,38 +224,38 @@ func TestChatRunErrors(t *testing.T) {
 
 	// No room yet.
 	r := c.run(t, bob.seed, "chat")
-	if r.code != exitNotFound || !strings.Contains(r.stderr, "no room") || !strings.Contains(r.stderr, "rooms create") {
+	if r.code != exitcode.NotFound || !strings.Contains(r.stderr, "no room") || !strings.Contains(r.stderr, "rooms create") {
 		t.Fatalf("chat without rooms: code %d, stderr %q", r.code, r.stderr)
 	}
 	// A room of others, by ID: refused, not a member.
 	private := chatRoomFor(t, "private", alice)
 	r = c.run(t, bob.seed, "chat", "--", private.RoomID) // IDs may start with "-"
-	if r.code != exitRefused || !strings.Contains(r.stderr, "not a member") || !strings.Contains(r.stderr, "rooms list") {
-		t.Fatalf("chat in another's room: code %d, want %d; stderr %q", r.code, exitRefused, r.stderr)
+	if r.code != exitcode.Refused || !strings.Contains(r.stderr, "not a member") || !strings.Contains(r.stderr, "rooms list") {
+		t.Fatalf("chat in another's room: code %d, want %d; stderr %q", r.code, exitcode.Refused, r.stderr)
 	}
 	// By name, or a room that does not exist: none of yours.
 	for _, arg := range []string{"private", "no-such-room"} {
 		r = c.run(t, bob.seed, "chat", arg)
-		if r.code != exitNotFound || !strings.Contains(r.stderr, "none of your rooms") || !strings.Contains(r.stderr, "rooms list") {
-			t.Fatalf("chat %s: code %d, want %d; stderr %q", arg, r.code, exitNotFound, r.stderr)
+		if r.code != exitcode.NotFound || !strings.Contains(r.stderr, "none of your rooms") || !strings.Contains(r.stderr, "rooms list") {
+			t.Fatalf("chat %s: code %d, want %d; stderr %q", arg, r.code, exitcode.NotFound, r.stderr)
 		}
 	}
 	// Bad usage.
-	if r = c.run(t, bob.seed, "chat", "a", "b"); r.code != exitUsage || !strings.Contains(r.stderr, "unibus chat --help") {
+	if r = c.run(t, bob.seed, "chat", "a", "b"); r.code != exitcode.Usage || !strings.Contains(r.stderr, "unibus chat --help") {
 		t.Fatalf("chat a b: code %d, stderr %q", r.code, r.stderr)
 	}
 	// Unreachable server.
 	r = cli{server: "nats://" + closedPort(t)}.run(t, bob.seed, "--timeout", "2s", "chat", "ops")
-	if r.code != exitUnavailable || !strings.Contains(r.stderr, "is unibusd running?") {
-		t.Fatalf("unreachable server: code %d, want %d; stderr %q", r.code, exitUnavailable, r.stderr)
+	if r.code != exitcode.Unavailable || !strings.Contains(r.stderr, "is unibusd running?") {
+		t.Fatalf("unreachable server: code %d, want %d; stderr %q", r.code, exitcode.Unavailable, r.stderr)
 	}
 	// Not registered.
 	stranger := saveIdentity(t, dir, "stranger", nodetest.NewIdentity(t))
-	if r = c.run(t, stranger, "chat"); r.code != exitRefused || !strings.Contains(r.stderr, "not registered") {
+	if r = c.run(t, stranger, "chat"); r.code != exitcode.Refused || !strings.Contains(r.stderr, "not registered") {
 		t.Fatalf("unregistered: code %d, stderr %q", r.code, r.stderr)
 	}
 	// No identity file.
-	if r = c.run(t, filepath.Join(dir, "missing.nk"), "chat"); r.code != exitError || !strings.Contains(r.stderr, "unibus keygen") {
+	if r = c.run(t, filepath.Join(dir, "missing.nk"), "chat"); r.code != exitcode.Error || !strings.Contains(r.stderr, "unibus keygen") {
 		t.Fatalf("missing identity: code %d, stderr %q", r.code, r.stderr)
 	}
 }

@@ -1,15 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/unibus/unibus/internal/exitcode"
 )
 
-// errUsage marks errors caused by bad command-line input (exit code 2).
-var errUsage = errors.New("usage")
-
 // usageError is bad command-line input: an unknown command or flag, a
-// missing argument, a malformed value. It matches errUsage.
+// missing argument, a malformed value. It matches exitcode.ErrUsage.
 type usageError struct {
 	// cmd is the command path, "unibus rooms invite", for the pointer to
 	// its --help; empty when unknown.
@@ -19,7 +17,7 @@ type usageError struct {
 
 func (e *usageError) Error() string        { return e.err.Error() }
 func (e *usageError) Unwrap() error        { return e.err }
-func (e *usageError) Is(target error) bool { return target == errUsage }
+func (e *usageError) Is(target error) bool { return target == exitcode.ErrUsage }
 
 // usagef returns a usage error with a formatted message.
 func usagef(format string, args ...any) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/natstest"
 )
@@ -51,8 +52,8 @@ func TestKeygenWritesPrivateSeedAndRefusesOverwrite(t *testing.T) {
 
 	// Again, through the command line: refused, file untouched.
 	r := cli{}.run(t, "", "keygen", "--out", path)
-	if r.code != exitConflict || !strings.Contains(r.stderr, "never overwrites") {
-		t.Fatalf("second keygen: code %d, stderr %q; want %d and a refusal", r.code, r.stderr, exitConflict)
+	if r.code != exitcode.Conflict || !strings.Contains(r.stderr, "never overwrites") {
+		t.Fatalf("second keygen: code %d, stderr %q; want %d and a refusal", r.code, r.stderr, exitcode.Conflict)
 	}
 	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
 		t.Fatalf("seed file changed by a refused keygen (%v)", err)
@@ -61,7 +62,7 @@ func TestKeygenWritesPrivateSeedAndRefusesOverwrite(t *testing.T) {
 	// Without --out, keygen writes the --identity file.
 	def := filepath.Join(dir, "default.nk")
 	r = cli{}.run(t, def, "keygen")
-	if r.code != exitOK {
+	if r.code != exitcode.OK {
 		t.Fatalf("keygen to --identity: code %d, stderr %q", r.code, r.stderr)
 	}
 	if id, err := identity.Load(def); err != nil || id.PublicKey() != strings.TrimSpace(r.stdout) {
@@ -98,8 +99,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := cli{}.run(t, seed, tc.args...)
-			if r.code != exitUsage {
-				t.Fatalf("code %d, want %d; stderr %q", r.code, exitUsage, r.stderr)
+			if r.code != exitcode.Usage {
+				t.Fatalf("code %d, want %d; stderr %q", r.code, exitcode.Usage, r.stderr)
 			}
 			if !strings.Contains(r.stderr, tc.want) {
 				t.Fatalf("stderr %q does not say %q", r.stderr, tc.want)
@@ -127,7 +128,7 @@ func TestMissingIdentityFile(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nobody.nk")
 	for _, args := range [][]string{{"whoami"}, {"whoami", "--offline"}, {"send", "ops", "hi"}} {
 		r := cli{server: "nats://" + closedPort(t)}.run(t, missing, args...)
-		if r.code == exitOK || r.code == exitUnavailable {
+		if r.code == exitcode.OK || r.code == exitcode.Unavailable {
 			t.Fatalf("%v: code %d, want a local error; stderr %q", args, r.code, r.stderr)
 		}
 		for _, want := range []string{missing, "no such file", "unibus keygen", "--identity"} {
@@ -142,8 +143,8 @@ func TestUnreachableServerExitsUnavailable(t *testing.T) {
 	seed := saveIdentity(t, t.TempDir(), "me", nodetestIdentity(t))
 	url := "nats://" + closedPort(t)
 	r := cli{server: url}.run(t, seed, "rooms", "list")
-	if r.code != exitUnavailable {
-		t.Fatalf("code %d, want %d; stderr %q", r.code, exitUnavailable, r.stderr)
+	if r.code != exitcode.Unavailable {
+		t.Fatalf("code %d, want %d; stderr %q", r.code, exitcode.Unavailable, r.stderr)
 	}
 	for _, want := range []string{url, "is unibusd running?", "make run"} {
 		if !strings.Contains(r.stderr, want) {
@@ -173,12 +174,12 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	}
 	for _, p := range paths {
 		r := cli{}.run(t, "", append(p, "--help")...)
-		if r.code != exitOK || !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, "Exit codes:") {
+		if r.code != exitcode.OK || !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, "Exit codes:") {
 			t.Errorf("%v --help: code %d, stdout %q", p, r.code, r.stdout)
 		}
 	}
 	// A group without a subcommand prints its help too.
-	if r := (cli{}).run(t, "", "users"); r.code != exitOK || !strings.Contains(r.stdout, "revoke") {
+	if r := (cli{}).run(t, "", "users"); r.code != exitcode.OK || !strings.Contains(r.stdout, "revoke") {
 		t.Errorf("users: code %d, stdout %q", r.code, r.stdout)
 	}
 }
@@ -186,7 +187,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 func TestCompletion(t *testing.T) {
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		r := cli{}.run(t, "", "completion", shell)
-		if r.code != exitOK || !strings.Contains(r.stdout, "unibus") || len(r.stdout) < 500 {
+		if r.code != exitcode.OK || !strings.Contains(r.stdout, "unibus") || len(r.stdout) < 500 {
 			t.Errorf("completion %s: code %d, %d bytes, stderr %q", shell, r.code, len(r.stdout), r.stderr)
 		}
 	}
@@ -202,27 +203,27 @@ func TestExitCodes(t *testing.T) {
 		err  error
 		want int
 	}{
-		{"nil", nil, exitOK},
-		{"plain", errors.New("boom"), exitError},
-		{"usage", usagef("bad"), exitUsage},
-		{"plaintext URL with CA", fmt.Errorf("%w: %w", client.ErrConnect, certs.ErrPlaintextURL), exitUsage},
-		{"not admitted", &notAdmittedError{pub: "U", err: nats.ErrAuthorization}, exitRefused},
-		{"401", api(subjects.CodeUnauthenticated), exitRefused},
-		{"403", api(subjects.CodeForbidden), exitRefused},
-		{"permissions violation", fmt.Errorf("send: %w", nats.ErrPermissionViolation), exitRefused},
-		{"404", api(subjects.CodeNotFound), exitNotFound},
-		{"409", api(subjects.CodeConflict), exitConflict},
-		{"keygen target exists", identity.ErrExists, exitConflict},
-		{"503", api(subjects.CodeUnavailable), exitUnavailable},
-		{"no servers", fmt.Errorf("%w at u: %w", client.ErrConnect, nats.ErrNoServers), exitUnavailable},
-		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), exitUnavailable},
-		{"interrupted", fmt.Errorf("x: %w", context.Canceled), exitInterrupted},
+		{"nil", nil, exitcode.OK},
+		{"plain", errors.New("boom"), exitcode.Error},
+		{"usage", usagef("bad"), exitcode.Usage},
+		{"plaintext URL with CA", fmt.Errorf("%w: %w", client.ErrConnect, certs.ErrPlaintextURL), exitcode.Usage},
+		{"not admitted", &notAdmittedError{pub: "U", err: nats.ErrAuthorization}, exitcode.Refused},
+		{"401", api(subjects.CodeUnauthenticated), exitcode.Refused},
+		{"403", api(subjects.CodeForbidden), exitcode.Refused},
+		{"permissions violation", fmt.Errorf("send: %w", nats.ErrPermissionViolation), exitcode.Refused},
+		{"404", api(subjects.CodeNotFound), exitcode.NotFound},
+		{"409", api(subjects.CodeConflict), exitcode.Conflict},
+		{"keygen target exists", identity.ErrExists, exitcode.Conflict},
+		{"503", api(subjects.CodeUnavailable), exitcode.Unavailable},
+		{"no servers", fmt.Errorf("%w at u: %w", client.ErrConnect, nats.ErrNoServers), exitcode.Unavailable},
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), exitcode.Unavailable},
+		{"interrupted", fmt.Errorf("x: %w", context.Canceled), exitcode.Interrupted},
 		// A missing file's errno is a net.Error too: still not "unavailable".
-		{"missing identity", missing, exitError},
-		{"400", api(subjects.CodeBadRequest), exitError},
+		{"missing identity", missing, exitcode.Error},
+		{"400", api(subjects.CodeBadRequest), exitcode.Error},
 	} {
-		if got := exitCode(tc.err); got != tc.want {
-			t.Errorf("%s: exitCode(%v) = %d, want %d", tc.name, tc.err, got, tc.want)
+		if got := exitcode.Of(tc.err); got != tc.want {
+			t.Errorf("%s: exitcode.Of(%v) = %d, want %d", tc.name, tc.err, got, tc.want)
 		}
 	}
 }
@@ -279,8 +280,8 @@ func TestInsecureOption(t *testing.T) {
 	t.Run("malformed environment", func(t *testing.T) {
 		var out, errOut bytes.Buffer
 		err := run(context.Background(), []string{"--identity", seed, "whoami", "--offline"}, nil, &out, &errOut, env(map[string]string{envInsecure: "maybe"}))
-		if code := report(&errOut, err); code != exitUsage {
-			t.Fatalf("code %d, want %d; stderr %q", code, exitUsage, errOut.String())
+		if code := report(&errOut, err); code != exitcode.Usage {
+			t.Fatalf("code %d, want %d; stderr %q", code, exitcode.Usage, errOut.String())
 		}
 		if !strings.Contains(errOut.String(), `UNIBUS_INSECURE="maybe"`) {
 			t.Fatalf("stderr %q does not name the variable", errOut.String())
@@ -301,8 +302,8 @@ func TestInsecureOption(t *testing.T) {
 			var out, errOut bytes.Buffer
 			args := append(append([]string{"--identity", seed, "--server", url}, c.args...), "whoami")
 			err := run(context.Background(), args, nil, &out, &errOut, env(c.env))
-			if code := report(&errOut, err); code != exitUnavailable {
-				t.Fatalf("%q %v: code %d, want %d; stderr %q", args, c.env, code, exitUnavailable, errOut.String())
+			if code := report(&errOut, err); code != exitcode.Unavailable {
+				t.Fatalf("%q %v: code %d, want %d; stderr %q", args, c.env, code, exitcode.Unavailable, errOut.String())
 			}
 			if errors.Is(err, client.ErrInsecureURL) {
 				t.Fatalf("refused with the opt-in: %v", err)

@@ -2,38 +2,21 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/client"
-	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/internal/exitcode"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "0.1.0-dev"
-
-// Exit codes (see exitCodesHelp).
-const (
-	exitOK          = 0
-	exitError       = 1
-	exitUsage       = 2
-	exitRefused     = 3
-	exitNotFound    = 4
-	exitConflict    = 5
-	exitUnavailable = 69 // sysexits.h EX_UNAVAILABLE
-	exitInterrupted = 130
-)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -58,11 +41,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // report prints err with a hint, if there is one, and returns the exit
 // code.
 func report(w io.Writer, err error) int {
-	code := exitCode(err)
+	code := exitcode.Of(err)
 	if err == nil {
 		return code
 	}
-	if code == exitInterrupted {
+	if code == exitcode.Interrupted {
 		fmt.Fprintln(w, "unibus: interrupted")
 		return code
 	}
@@ -71,62 +54,6 @@ func report(w io.Writer, err error) int {
 		fmt.Fprintln(w, "hint:", h)
 	}
 	return code
-}
-
-// exitCode maps an error to the exit code documented in exitCodesHelp.
-func exitCode(err error) int {
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, errUsage), errors.Is(err, certs.ErrPlaintextURL), errors.Is(err, client.ErrInsecureURL):
-		return exitUsage
-	case errors.Is(err, context.Canceled):
-		return exitInterrupted
-	case refused(err):
-		return exitRefused
-	case errors.Is(err, client.ErrNotFound):
-		return exitNotFound
-	case errors.Is(err, client.ErrConflict), errors.Is(err, identity.ErrExists):
-		return exitConflict
-	case unavailable(err):
-		return exitUnavailable
-	default:
-		return exitError
-	}
-}
-
-// refused: the bus or a service refused the caller.
-func refused(err error) bool {
-	var na *notAdmittedError
-	return errors.As(err, &na) ||
-		errors.Is(err, client.ErrUnauthenticated) ||
-		errors.Is(err, client.ErrForbidden) ||
-		errors.Is(err, nats.ErrPermissionViolation) ||
-		isAuthRefusal(err)
-}
-
-// unavailable: no server, no service, or no answer in time.
-func unavailable(err error) bool {
-	var (
-		opErr  *net.OpError
-		dnsErr *net.DNSError
-	)
-	return errors.Is(err, client.ErrUnavailable) ||
-		errors.Is(err, client.ErrTooManyRequests) ||
-		errors.Is(err, nats.ErrNoServers) ||
-		errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrConnectionClosed) ||
-		errors.Is(err, context.DeadlineExceeded) ||
-		errors.As(err, &dnsErr) ||
-		(errors.As(err, &opErr) && !badCertificate(err))
-}
-
-// badCertificate: the TLS handshake failed on the server's certificate.
-func badCertificate(err error) bool {
-	var verr *tls.CertificateVerificationError
-	var uerr x509.UnknownAuthorityError
-	var herr x509.HostnameError
-	return errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr)
 }
 
 // hint suggests what to do about err, or returns "".
@@ -156,9 +83,9 @@ func hint(err error) string {
 		return "check the --identity file (or UNIBUS_IDENTITY): it must hold an nkey user seed (SU…)"
 	case errors.Is(err, client.ErrUnauthenticated):
 		return "the services refused your signed request: check this machine's clock, and that you are still registered (`unibus whoami`)"
-	case badCertificate(err):
+	case exitcode.IsBadCertificate(err):
 		return "the server's certificate is not trusted: pass the CA that signed it with --ca (or UNIBUS_CA)"
-	case errors.Is(err, client.ErrConnect) && unavailable(err):
+	case errors.Is(err, client.ErrConnect) && exitcode.Of(err) == exitcode.Unavailable:
 		return "is unibusd running? try `make run` (or check --server / UNIBUS_SERVER)"
 	case errors.Is(err, client.ErrUnavailable):
 		return "the unibus services are not answering: is unibusd running? try `make run`"

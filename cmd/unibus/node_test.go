@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unibus/unibus/certs"
+	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/tests/nodetest"
 	"github.com/unibus/unibus/tests/testio"
 )
@@ -27,7 +28,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	pubs := map[string]string{}
 	for _, f := range []string{alice, bob, carol} {
 		r := c.run(t, f, "keygen")
-		if r.code != exitOK {
+		if r.code != exitcode.OK {
 			t.Fatalf("keygen %s: code %d, stderr %q", f, r.code, r.stderr)
 		}
 		pubs[f] = strings.TrimSpace(r.stdout)
@@ -35,7 +36,7 @@ func TestCLIEndToEnd(t *testing.T) {
 
 	// Not registered yet: refused at connect, with the fix.
 	r := c.run(t, alice, "whoami")
-	if r.code != exitRefused || !strings.Contains(r.stderr, "not registered") ||
+	if r.code != exitcode.Refused || !strings.Contains(r.stderr, "not registered") ||
 		!strings.Contains(r.stderr, "unibus users add "+pubs[alice]) {
 		t.Fatalf("unregistered whoami: code %d, stderr %q", r.code, r.stderr)
 	}
@@ -43,17 +44,17 @@ func TestCLIEndToEnd(t *testing.T) {
 	// The admin registers alice and bob.
 	for _, f := range []string{alice, bob} {
 		name := strings.TrimSuffix(filepath.Base(f), ".nk")
-		if r := c.run(t, admin, "users", "add", pubs[f], "--name", name); r.code != exitOK || !strings.Contains(r.stdout, pubs[f]) {
+		if r := c.run(t, admin, "users", "add", pubs[f], "--name", name); r.code != exitcode.OK || !strings.Contains(r.stdout, pubs[f]) {
 			t.Fatalf("users add %s: code %d, stdout %q, stderr %q", name, r.code, r.stdout, r.stderr)
 		}
 	}
 	r = c.run(t, admin, "users", "add", pubs[alice])
-	if r.code != exitConflict {
-		t.Fatalf("adding alice twice: code %d, want %d; stderr %q", r.code, exitConflict, r.stderr)
+	if r.code != exitcode.Conflict {
+		t.Fatalf("adding alice twice: code %d, want %d; stderr %q", r.code, exitcode.Conflict, r.stderr)
 	}
 	r = c.run(t, admin, "users", "list", "--json")
 	var users []userJSON
-	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &users) != nil {
+	if r.code != exitcode.OK || json.Unmarshal([]byte(r.stdout), &users) != nil {
 		t.Fatalf("users list --json: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	if i := slices.IndexFunc(users, func(u userJSON) bool { return u.Pub == pubs[bob] }); i < 0 || users[i].Name != "bob" || users[i].Admin {
@@ -62,13 +63,13 @@ func TestCLIEndToEnd(t *testing.T) {
 
 	// A non-admin may not add users.
 	r = c.run(t, alice, "users", "add", pubs[carol])
-	if r.code != exitRefused || !strings.Contains(r.stderr, "only administrators") {
-		t.Fatalf("non-admin users add: code %d, want %d; stderr %q", r.code, exitRefused, r.stderr)
+	if r.code != exitcode.Refused || !strings.Contains(r.stderr, "only administrators") {
+		t.Fatalf("non-admin users add: code %d, want %d; stderr %q", r.code, exitcode.Refused, r.stderr)
 	}
 
 	// Bob connects once, which registers his encryption key.
 	r = c.run(t, bob, "whoami")
-	if r.code != exitOK || !strings.Contains(r.stdout, pubs[bob]) || !strings.Contains(r.stdout, "bob") {
+	if r.code != exitcode.OK || !strings.Contains(r.stdout, pubs[bob]) || !strings.Contains(r.stdout, "bob") {
 		t.Fatalf("whoami: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	if got := fileMode(t, bob+".enc"); got != 0o600 {
@@ -78,29 +79,29 @@ func TestCLIEndToEnd(t *testing.T) {
 	// Alice creates an encrypted room and invites bob, by room name.
 	r = c.run(t, alice, "rooms", "create", "ops")
 	roomID := strings.TrimSpace(r.stdout)
-	if r.code != exitOK || roomID == "" {
+	if r.code != exitcode.OK || roomID == "" {
 		t.Fatalf("rooms create: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if r := c.run(t, alice, "rooms", "invite", "ops", pubs[bob]); r.code != exitOK {
+	if r := c.run(t, alice, "rooms", "invite", "ops", pubs[bob]); r.code != exitcode.OK {
 		t.Fatalf("rooms invite: code %d, stderr %q", r.code, r.stderr)
 	}
 	r = c.run(t, bob, "rooms", "list", "--json")
 	var rooms []roomJSON
-	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &rooms) != nil {
+	if r.code != exitcode.OK || json.Unmarshal([]byte(r.stdout), &rooms) != nil {
 		t.Fatalf("rooms list --json: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	if len(rooms) != 1 || rooms[0].RoomID != roomID || rooms[0].Name != "ops" || rooms[0].Role != "member" || rooms[0].Mode != "e2e" {
 		t.Fatalf("bob's rooms: %+v", rooms)
 	}
 	r = c.run(t, bob, "rooms", "members", roomID)
-	if r.code != exitOK || !strings.Contains(r.stdout, pubs[alice]) || !strings.Contains(r.stdout, pubs[bob]) {
+	if r.code != exitcode.OK || !strings.Contains(r.stdout, pubs[alice]) || !strings.Contains(r.stdout, pubs[bob]) {
 		t.Fatalf("rooms members: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
 	// Bob listens for one message; alice sends it.
 	msg := listenWhile(t, c, bob, []string{"listen", "ops", "--json", "--count", "1"}, func() {
 		r := c.run(t, alice, "send", "ops", "hello", "bob")
-		if r.code != exitOK || len(strings.TrimSpace(r.stdout)) != 43 {
+		if r.code != exitcode.OK || len(strings.TrimSpace(r.stdout)) != 43 {
 			t.Errorf("send: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
 	})
@@ -115,10 +116,10 @@ func TestCLIEndToEnd(t *testing.T) {
 
 	// Bob answers in the thread and reacts; alice sees both.
 	got := listenWhile(t, c, alice, []string{"listen", roomID, "--json", "--count", "2"}, func() {
-		if r := c.run(t, bob, "send", "--reply-to", m.ID, "ops", "on it"); r.code != exitOK {
+		if r := c.run(t, bob, "send", "--reply-to", m.ID, "ops", "on it"); r.code != exitcode.OK {
 			t.Errorf("send --reply-to: code %d, stderr %q", r.code, r.stderr)
 		}
-		if r := c.run(t, bob, "react", "ops", m.ID, "👍"); r.code != exitOK {
+		if r := c.run(t, bob, "react", "ops", m.ID, "👍"); r.code != exitcode.OK {
 			t.Errorf("react: code %d, stderr %q", r.code, r.stderr)
 		}
 	})
@@ -128,30 +129,30 @@ func TestCLIEndToEnd(t *testing.T) {
 	}
 
 	// Only the owner rekeys; the owner's rekey raises the epoch.
-	if r := c.run(t, bob, "rooms", "rekey", "ops"); r.code != exitRefused {
-		t.Fatalf("member rekey: code %d, want %d; stderr %q", r.code, exitRefused, r.stderr)
+	if r := c.run(t, bob, "rooms", "rekey", "ops"); r.code != exitcode.Refused {
+		t.Fatalf("member rekey: code %d, want %d; stderr %q", r.code, exitcode.Refused, r.stderr)
 	}
-	if r := c.run(t, alice, "rooms", "rekey", "ops"); r.code != exitOK || !strings.Contains(r.stdout, "epoch 2") {
+	if r := c.run(t, alice, "rooms", "rekey", "ops"); r.code != exitcode.OK || !strings.Contains(r.stdout, "epoch 2") {
 		t.Fatalf("owner rekey: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
 	// Removed, bob no longer finds the room.
-	if r := c.run(t, alice, "rooms", "remove", "ops", pubs[bob]); r.code != exitOK {
+	if r := c.run(t, alice, "rooms", "remove", "ops", pubs[bob]); r.code != exitcode.OK {
 		t.Fatalf("rooms remove: code %d, stderr %q", r.code, r.stderr)
 	}
-	if r := c.run(t, bob, "send", roomID, "still here?"); r.code != exitNotFound && r.code != exitRefused {
+	if r := c.run(t, bob, "send", roomID, "still here?"); r.code != exitcode.NotFound && r.code != exitcode.Refused {
 		t.Fatalf("send after removal: code %d, stderr %q", r.code, r.stderr)
 	}
-	if r := c.run(t, bob, "send", "no-such-room", "hi"); r.code != exitNotFound || !strings.Contains(r.stderr, "rooms list") {
-		t.Fatalf("send to an unknown room: code %d, want %d; stderr %q", r.code, exitNotFound, r.stderr)
+	if r := c.run(t, bob, "send", "no-such-room", "hi"); r.code != exitcode.NotFound || !strings.Contains(r.stderr, "rooms list") {
+		t.Fatalf("send to an unknown room: code %d, want %d; stderr %q", r.code, exitcode.NotFound, r.stderr)
 	}
 
 	// Revoked, bob is refused at connect.
-	if r := c.run(t, admin, "users", "revoke", pubs[bob]); r.code != exitOK {
+	if r := c.run(t, admin, "users", "revoke", pubs[bob]); r.code != exitcode.OK {
 		t.Fatalf("users revoke: code %d, stderr %q", r.code, r.stderr)
 	}
-	if r := c.run(t, bob, "whoami"); r.code != exitRefused {
-		t.Fatalf("revoked whoami: code %d, want %d; stderr %q", r.code, exitRefused, r.stderr)
+	if r := c.run(t, bob, "whoami"); r.code != exitcode.Refused {
+		t.Fatalf("revoked whoami: code %d, want %d; stderr %q", r.code, exitcode.Refused, r.stderr)
 	}
 }
 
@@ -166,7 +167,7 @@ func listenWhile(t *testing.T, c cli, identityFile string, args []string, send f
 	send()
 	select {
 	case code := <-done:
-		if code != exitOK {
+		if code != exitcode.OK {
 			t.Fatalf("listen: code %d, stderr %q", code, errOut.String())
 		}
 	case <-time.After(30 * time.Second):
@@ -240,7 +241,7 @@ func TestUntrustedServerCertificate(t *testing.T) {
 	}
 	seed := saveIdentity(t, t.TempDir(), "alice", nodetest.AddUser(t, n, "alice", false))
 	r := cli{server: n.ClientURL(), ca: other.CACert}.run(t, seed, "whoami")
-	if r.code != exitError || !strings.Contains(r.stderr, "certificate is not trusted") {
-		t.Fatalf("untrusted certificate: code %d, want %d; stderr %q", r.code, exitError, r.stderr)
+	if r.code != exitcode.Error || !strings.Contains(r.stderr, "certificate is not trusted") {
+		t.Fatalf("untrusted certificate: code %d, want %d; stderr %q", r.code, exitcode.Error, r.stderr)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/nodetest"
 )
@@ -33,7 +34,7 @@ func TestSignForNatsReq(t *testing.T) {
 
 	body := `{"limit":1}`
 	r := c.run(t, admin, "sign", subjects.UsersList, body)
-	if r.code != exitOK {
+	if r.code != exitcode.OK {
 		t.Fatalf("sign: code %d, stderr %q", r.code, r.stderr)
 	}
 	h := headersFromFlags(t, r.stdout)
@@ -64,7 +65,7 @@ func TestSignForNatsReq(t *testing.T) {
 	var out, errOut strings.Builder
 	code := c.runTo(t, &out, &errOut, strings.NewReader(body), admin, "sign", "--json", subjects.UsersList, "-")
 	var fields map[string]string
-	if code != exitOK || json.Unmarshal([]byte(out.String()), &fields) != nil || len(fields) != 4 {
+	if code != exitcode.OK || json.Unmarshal([]byte(out.String()), &fields) != nil || len(fields) != 4 {
 		t.Fatalf("sign --json: code %d, stdout %q, stderr %q; want an object of 4 headers", code, out.String(), errOut.String())
 	}
 	h = nats.Header{}
@@ -89,18 +90,18 @@ func TestSignUsageErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"sign"}, exitUsage, "missing arguments"},
-		{[]string{"sign", "a", "b", "c"}, exitUsage, "too many arguments"},
-		{[]string{"sign", "unibus.v1.*.list"}, exitUsage, "subject"},
-		{[]string{"sign", "unibus..list"}, exitUsage, "empty"},
-		{[]string{"sign", "unibus.v1 users"}, exitUsage, "subject"},
+		{[]string{"sign"}, exitcode.Usage, "missing arguments"},
+		{[]string{"sign", "a", "b", "c"}, exitcode.Usage, "too many arguments"},
+		{[]string{"sign", "unibus.v1.*.list"}, exitcode.Usage, "subject"},
+		{[]string{"sign", "unibus..list"}, exitcode.Usage, "empty"},
+		{[]string{"sign", "unibus.v1 users"}, exitcode.Usage, "subject"},
 	} {
 		if r := (cli{}).run(t, id, tc.args...); r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: code %d, stderr %q; want %d and %q", tc.args, r.code, r.stderr, tc.code, tc.want)
 		}
 	}
 	missing := filepath.Join(dir, "missing.nk")
-	if r := (cli{}).run(t, missing, "sign", subjects.RoomsMine); r.code == exitOK || !strings.Contains(r.stderr, "keygen") {
+	if r := (cli{}).run(t, missing, "sign", subjects.RoomsMine); r.code == exitcode.OK || !strings.Contains(r.stderr, "keygen") {
 		t.Errorf("sign without an identity file: code %d, stderr %q; want a failure naming keygen", r.code, r.stderr)
 	}
 }

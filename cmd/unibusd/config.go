@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/conf"
+
+	"github.com/unibus/unibus/internal/exitcode"
 )
 
 // applyConfigFile sets, from the configuration file at path, every flag
@@ -30,7 +32,7 @@ import (
 func applyConfigFile(fs *flag.FlagSet, path string, explicit, fromEnv map[string]bool) error {
 	settings, err := conf.ParseFile(path)
 	if err != nil {
-		return fmt.Errorf("%w: config file %s: %w", errUsage, path, err)
+		return fmt.Errorf("%w: config file %s: %w", exitcode.ErrUsage, path, err)
 	}
 	keys := make([]string, 0, len(settings))
 	for k := range settings {
@@ -41,17 +43,17 @@ func applyConfigFile(fs *flag.FlagSet, path string, explicit, fromEnv map[string
 		name := strings.ReplaceAll(key, "_", "-")
 		f := fs.Lookup(name)
 		if f == nil || name == "config" || name == "version" {
-			return fmt.Errorf("%w: config file %s: unknown setting %q (settings are the flags of unibusd --help)", errUsage, path, key)
+			return fmt.Errorf("%w: config file %s: unknown setting %q (settings are the flags of unibusd --help)", exitcode.ErrUsage, path, key)
 		}
 		value, err := configValue(settings[key])
 		if err != nil {
-			return fmt.Errorf("%w: config file %s: %s: %w", errUsage, path, key, err)
+			return fmt.Errorf("%w: config file %s: %s: %w", exitcode.ErrUsage, path, key, err)
 		}
 		if explicit[name] || fromEnv[name] {
 			continue
 		}
 		if err := fs.Set(name, value); err != nil {
-			return fmt.Errorf("%w: config file %s: %s: invalid value %q: %w", errUsage, path, key, value, err)
+			return fmt.Errorf("%w: config file %s: %s: invalid value %q: %w", exitcode.ErrUsage, path, key, value, err)
 		}
 	}
 	return nil

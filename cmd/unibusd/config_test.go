@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/unibus/unibus/authcallout"
+	"github.com/unibus/unibus/internal/exitcode"
 )
 
 // writeConfig writes a unibusd configuration file and returns its path.
@@ -97,7 +98,7 @@ func TestConfigFileErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var o serveOptions
 			_, err := o.parse("unibusd", []string{"--config", writeConfig(t, tc.text)}, &bytes.Buffer{}, envOf(nil))
-			if err == nil || !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+			if err == nil || !errors.Is(err, exitcode.ErrUsage) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want a usage error mentioning %q", err, tc.want)
 			}
 			if exitCode(err) != 2 {
@@ -137,7 +138,7 @@ func TestServeSettingCombinations(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := o.nodeConfig(nil)
-			if err == nil || !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+			if err == nil || !errors.Is(err, exitcode.ErrUsage) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want a usage error mentioning %q", err, tc.want)
 			}
 		})
@@ -213,7 +214,7 @@ func TestNATSConfigCommand(t *testing.T) {
 	}
 	for _, args := range [][]string{{}, {"--creds", creds, "extra"}, {"--nope"}, {"--creds", filepath.Join(dir, "new.creds"), "--max-publish-bytes", "10"}} {
 		err := (&natsConfigCommand{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: envOf(nil)}).Run(context.Background(), args)
-		if !errors.Is(err, errUsage) {
+		if !errors.Is(err, exitcode.ErrUsage) {
 			t.Errorf("args %q: err = %v, want a usage error", args, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/unibus/unibus/certs"
+	"github.com/unibus/unibus/internal/exitcode"
 )
 
 // devCertsCommand writes a throwaway CA and server certificate for local
@@ -27,7 +28,7 @@ func (c *devCertsCommand) Run(_ context.Context, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return fmt.Errorf("%w: %w", exitcode.ErrUsage, err)
 	}
 	files, err := certs.WriteDevCA(*dir, strings.Split(*hosts, ","))
 	if err != nil {

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/unibus/unibus/internal/exitcode"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; it must
@@ -41,15 +41,12 @@ func run(ctx context.Context, args []string) error {
 	return cmd.Run(ctx, args)
 }
 
+// exitCode prints err, if any, and returns its exit code
+// (internal/exitcode).
 func exitCode(err error) int {
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
+	if code := exitcode.Of(err); code != exitcode.OK {
 		fmt.Fprintln(os.Stderr, "unibusd:", err)
-		return 2
-	default:
-		fmt.Fprintln(os.Stderr, "unibusd:", err)
-		return 1
+		return code
 	}
+	return exitcode.OK
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/unibus/unibus/authcallout"
 	"github.com/unibus/unibus/embedded"
+	"github.com/unibus/unibus/internal/exitcode"
 )
 
 // natsConfigCommand prints the nats-server configuration an operator's
@@ -54,18 +55,18 @@ func (c *natsConfigCommand) Run(_ context.Context, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return fmt.Errorf("%w: %w", exitcode.ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return fmt.Errorf("%w: unexpected argument %q", exitcode.ErrUsage, fs.Arg(0))
 	}
 	if *creds == "" {
-		return fmt.Errorf("%w: --creds FILE is required: the deployment credentials every unibusd of the cluster shares", errUsage)
+		return fmt.Errorf("%w: --creds FILE is required: the deployment credentials every unibusd of the cluster shares", exitcode.ErrUsage)
 	}
 	// Check the limits and the cluster settings before creating anything.
 	limits := authcallout.PeerLimits{MaxPublishBytes: *maxPublish, MaxSubscriptions: *maxSubs}
 	if err := limits.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return fmt.Errorf("%w: %w", exitcode.ErrUsage, err)
 	}
 	for r := range strings.SplitSeq(routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -82,13 +83,13 @@ func (c *natsConfigCommand) Run(_ context.Context, args []string) error {
 	if created {
 		fmt.Fprintf(c.Stderr, "wrote new deployment credentials to %s (secret: copy it to every unibusd host, mode 0600)\n", *creds)
 	}
-	conf, err := authcallout.NATSConfigWithLimits(keys, limits)
+	conf, err := authcallout.NATSConfig(keys, limits)
 	if err != nil {
 		return err
 	}
 	clusterConf, err := authcallout.NATSClusterConfig(keys, cluster)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return fmt.Errorf("%w: %w", exitcode.ErrUsage, err)
 	}
 	text := fmt.Sprintf(natsConfigHeader, *creds) + conf + clusterConf
 	if *out == "" {
@@ -108,17 +109,17 @@ func checkClusterSettings(c authcallout.ClusterSettings, insecureRoutes bool) er
 			name string
 		}{{len(c.Routes) > 0, "--routes"}, {c.TLSCert != "", "--cluster-tls-cert"}, {c.TLSKey != "", "--cluster-tls-key"}, {c.TLSCA != "", "--cluster-ca"}} {
 			if clusterOnly.set {
-				return fmt.Errorf("%w: %s needs --cluster-name (without it the cluster block is printed as commented guidance)", errUsage, clusterOnly.name)
+				return fmt.Errorf("%w: %s needs --cluster-name (without it the cluster block is printed as commented guidance)", exitcode.ErrUsage, clusterOnly.name)
 			}
 		}
 		return nil
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") || (c.TLSCert == "") != (c.TLSCA == "") {
-		return fmt.Errorf("%w: --cluster-tls-cert, --cluster-tls-key and --cluster-ca go together: routes use mutual TLS with the deployment CA", errUsage)
+		return fmt.Errorf("%w: --cluster-tls-cert, --cluster-tls-key and --cluster-ca go together: routes use mutual TLS with the deployment CA", exitcode.ErrUsage)
 	}
 	if c.TLSCert == "" && !insecureRoutes && !embedded.IsLoopback(c.Host) {
 		return fmt.Errorf("%w: the servers would listen for routes on %s, beyond loopback, without TLS, so routes would carry every account's traffic and the route password in the clear: "+
-			"give --cluster-tls-cert, --cluster-tls-key and --cluster-ca (paths on the servers), --cluster-host 127.0.0.1, or --insecure-routes", errUsage, c.Host)
+			"give --cluster-tls-cert, --cluster-tls-key and --cluster-ca (paths on the servers), --cluster-host 127.0.0.1, or --insecure-routes", exitcode.ErrUsage, c.Host)
 	}
 	return nil
 }

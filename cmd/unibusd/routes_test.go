@@ -18,6 +18,7 @@ import (
 	"github.com/unibus/unibus/authcallout"
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/embedded"
+	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/tests/natstest"
 	"github.com/unibus/unibus/tests/testio"
@@ -78,7 +79,7 @@ func TestRouteSettingsRefused(t *testing.T) {
 				args = append([]string{"--creds", creds}, tc.args...)
 			}
 			_, err := nodeConfigOf(t, args)
-			if err == nil || !errors.Is(err, errUsage) || exitCode(err) != 2 {
+			if err == nil || !errors.Is(err, exitcode.ErrUsage) || exitCode(err) != 2 {
 				t.Fatalf("err = %v, want a usage error (exit code 2)", err)
 			}
 			for _, want := range tc.want {
@@ -199,7 +200,7 @@ func TestSoftAuthBeyondLoopback(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !errors.Is(err, errUsage) || exitCode(err) != 2 {
+			if err == nil || !errors.Is(err, exitcode.ErrUsage) || exitCode(err) != 2 {
 				t.Fatalf("err = %v, want a usage error (exit code 2)", err)
 			}
 			for _, want := range []string{tc.refused, "beyond loopback", "--auth-mode enforce", "--insecure"} {
@@ -287,7 +288,7 @@ func TestNATSConfigCluster(t *testing.T) {
 		{[]string{"--cluster-tls-cert", pki.ServerCert}, "--cluster-tls-cert needs --cluster-name"},
 		{[]string{"--cluster-name", "prod", "--cluster-host", "127.0.0.1", "--routes", "nats://10.0.0.2:6222"}, "nats-route"},
 	} {
-		if _, err := run(tc.args...); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+		if _, err := run(tc.args...); !errors.Is(err, exitcode.ErrUsage) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want a usage error mentioning %q", tc.args, err, tc.want)
 		}
 	}

@@ -17,13 +17,11 @@ import (
 	"github.com/unibus/unibus/authcallout"
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/embedded"
+	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/svc"
 )
-
-// errUsage marks errors caused by bad command-line input (exit code 2).
-var errUsage = errors.New("usage")
 
 // serveCommand runs a unibus node (embedded nats-server, auth callout,
 // services) until its context ends.
@@ -160,10 +158,10 @@ func (o *serveOptions) parse(name string, args []string, stderr io.Writer, geten
 		if errors.Is(err, flag.ErrHelp) {
 			return fs, err
 		}
-		return fs, fmt.Errorf("%w: %w", errUsage, err)
+		return fs, fmt.Errorf("%w: %w", exitcode.ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return fs, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return fs, fmt.Errorf("%w: unexpected argument %q", exitcode.ErrUsage, fs.Arg(0))
 	}
 	if o.config != "" {
 		explicit, fromEnv := map[string]bool{}, map[string]bool{}
@@ -182,7 +180,7 @@ func (o *serveOptions) parse(name string, args []string, stderr io.Writer, geten
 // configuration.
 func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
-		return node.Config{}, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+		return node.Config{}, fmt.Errorf("%w: --tls-cert and --tls-key go together", exitcode.ErrUsage)
 	}
 	if err := o.checkAuthMode(); err != nil {
 		return node.Config{}, err
@@ -207,11 +205,11 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 			{o.clusterTLSCert != "", "--cluster-tls-cert"}, {o.clusterTLSKey != "", "--cluster-tls-key"}, {o.clusterCA != "", "--cluster-ca"},
 		} {
 			if embeddedOnly.set {
-				return node.Config{}, fmt.Errorf("%w: %s configures the embedded server; with --nats the operator's servers are configured by their own files", errUsage, embeddedOnly.name)
+				return node.Config{}, fmt.Errorf("%w: %s configures the embedded server; with --nats the operator's servers are configured by their own files", exitcode.ErrUsage, embeddedOnly.name)
 			}
 		}
 		if o.creds == "" {
-			return node.Config{}, fmt.Errorf("%w: --nats needs --creds FILE, the deployment credentials the servers' configuration was printed from (unibusd nats-config --creds FILE)", errUsage)
+			return node.Config{}, fmt.Errorf("%w: --nats needs --creds FILE, the deployment credentials the servers' configuration was printed from (unibusd nats-config --creds FILE)", exitcode.ErrUsage)
 		}
 		keys, err := authcallout.ReadKeysFile(o.creds)
 		if err != nil {
@@ -228,7 +226,7 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 		return cfg, nil
 	}
 	if o.natsCA != "" {
-		return node.Config{}, fmt.Errorf("%w: --nats-ca goes with --nats", errUsage)
+		return node.Config{}, fmt.Errorf("%w: --nats-ca goes with --nats", exitcode.ErrUsage)
 	}
 	if o.clusterName != "" {
 		cluster, err := o.clusterConfig()
@@ -242,7 +240,7 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 			name string
 		}{{o.routes != "", "--routes"}, {o.clusterTLSCert != "", "--cluster-tls-cert"}, {o.clusterTLSKey != "", "--cluster-tls-key"}, {o.clusterCA != "", "--cluster-ca"}} {
 			if clusterOnly.set {
-				return node.Config{}, fmt.Errorf("%w: %s needs --cluster-name", errUsage, clusterOnly.name)
+				return node.Config{}, fmt.Errorf("%w: %s needs --cluster-name", exitcode.ErrUsage, clusterOnly.name)
 			}
 		}
 	}
@@ -280,10 +278,10 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 // the route credentials, which come from the deployment keys.
 func (o *serveOptions) clusterConfig() (embedded.ClusterConfig, error) {
 	if o.serverName == "" {
-		return embedded.ClusterConfig{}, fmt.Errorf("%w: a cluster node needs --name, unique in the cluster", errUsage)
+		return embedded.ClusterConfig{}, fmt.Errorf("%w: a cluster node needs --name, unique in the cluster", exitcode.ErrUsage)
 	}
 	if o.creds == "" {
-		return embedded.ClusterConfig{}, fmt.Errorf("%w: a cluster node needs --creds FILE, the same file on every node (unibusd nats-config --creds FILE makes one)", errUsage)
+		return embedded.ClusterConfig{}, fmt.Errorf("%w: a cluster node needs --creds FILE, the same file on every node (unibusd nats-config --creds FILE makes one)", exitcode.ErrUsage)
 	}
 	var routes []string
 	for r := range strings.SplitSeq(o.routes, ",") {
@@ -306,13 +304,13 @@ func (o *serveOptions) clusterConfig() (embedded.ClusterConfig, error) {
 		}
 		cluster.TLS = routeTLS
 	case set != 0:
-		return embedded.ClusterConfig{}, fmt.Errorf("%w: --cluster-tls-cert, --cluster-tls-key and --cluster-ca go together: routes use mutual TLS with the deployment CA", errUsage)
+		return embedded.ClusterConfig{}, fmt.Errorf("%w: --cluster-tls-cert, --cluster-tls-key and --cluster-ca go together: routes use mutual TLS with the deployment CA", exitcode.ErrUsage)
 	}
 	host := cmp.Or(o.clusterHost, o.host, embedded.DefaultHost)
 	if cluster.TLS == nil && !o.insecureRoutes && !embedded.IsLoopback(host) {
 		return embedded.ClusterConfig{}, fmt.Errorf("%w: the route listener %s is not loopback, and routes without TLS would carry every account's traffic and the route password in the clear: "+
 			"give --cluster-tls-cert, --cluster-tls-key and --cluster-ca (certificates of the deployment CA; unibusd dev-certs makes a test one), "+
-			"listen for routes on loopback (--cluster-host 127.0.0.1), or accept plaintext routes with --insecure-routes", errUsage, host)
+			"listen for routes on loopback (--cluster-host 127.0.0.1), or accept plaintext routes with --insecure-routes", exitcode.ErrUsage, host)
 	}
 	return cluster, nil
 }
@@ -345,7 +343,7 @@ func (o *serveOptions) checkAuthMode() error {
 		return nil
 	}
 	return fmt.Errorf("%w: --auth-mode %s lets unsigned control-plane requests through, and clients reach the services beyond loopback (%s): "+
-		"use --auth-mode enforce, %s, or give --insecure to accept it", errUsage, o.authMode, exposed, fix)
+		"use --auth-mode enforce, %s, or give --insecure to accept it", exitcode.ErrUsage, o.authMode, exposed, fix)
 }
 
 // Run parses args, starts the node and blocks until ctx is done.

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/tests/nodetest"
 )
@@ -102,8 +103,8 @@ func TestServeRejectsBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			if errors.Is(err, errUsage) != tc.usage {
-				t.Fatalf("error %v: usage=%v, want %v", err, errors.Is(err, errUsage), tc.usage)
+			if errors.Is(err, exitcode.ErrUsage) != tc.usage {
+				t.Fatalf("error %v: usage=%v, want %v", err, errors.Is(err, exitcode.ErrUsage), tc.usage)
 			}
 			if exitCode(err) == 0 {
 				t.Fatalf("exit code 0 for %v", err)

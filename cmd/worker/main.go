@@ -12,11 +12,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/internal/envvar"
+	"github.com/unibus/unibus/internal/exitcode"
 )
 
 // The environment variables of the unibus CLI, so that a bot runs with the
@@ -26,15 +25,6 @@ const (
 	envServer   = "UNIBUS_SERVER"
 	envCA       = "UNIBUS_CA"
 	envInsecure = "UNIBUS_INSECURE"
-)
-
-// Exit codes, as for the unibus CLI.
-const (
-	exitOK          = 0
-	exitError       = 1
-	exitUsage       = 2
-	exitRefused     = 3
-	exitUnavailable = 69
 )
 
 func main() {
@@ -59,49 +49,43 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs.DurationVar(&w.Poll, "poll", 3*time.Second, "how often to look for new invitations")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+			return exitcode.OK
 		}
-		return exitUsage
+		return exitcode.Usage
 	}
 	insecureSet := false
 	fs.Visit(func(f *flag.Flag) { insecureSet = insecureSet || f.Name == "insecure" })
 	if insecureErr != nil && !insecureSet {
 		fmt.Fprintf(stderr, "worker: %v\n", insecureErr)
-		return exitUsage
+		return exitcode.Usage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "worker: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
+		return exitcode.Usage
 	}
 	if w.IdentityFile == "" {
 		fmt.Fprintf(stderr, "worker: no identity: use --identity FILE or set %s\n", envIdentity)
-		return exitUsage
+		return exitcode.Usage
 	}
 	if w.Poll <= 0 {
 		fmt.Fprintf(stderr, "worker: --poll must be positive, got %s\n", w.Poll)
-		return exitUsage
+		return exitcode.Usage
 	}
 	w.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 
 	err := w.Run(ctx)
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, client.ErrInsecureURL):
-		fmt.Fprintf(stderr, "worker: %v\nworker: give a tls:// --server (with --ca to pin its CA), or pass --insecure (or set %s=1) to allow plaintext on a network you trust\n", err, envInsecure)
-		return exitUsage
-	case errors.Is(err, certs.ErrPlaintextURL):
-		fmt.Fprintf(stderr, "worker: %v\nworker: --ca pins TLS: give a tls:// --server\n", err)
-		return exitUsage
-	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthRevoked),
-		errors.Is(err, client.ErrUnauthenticated), errors.Is(err, client.ErrForbidden):
-		fmt.Fprintf(stderr, "worker: %v (is the bot registered? `unibus users add PUB`)\n", err)
-		return exitRefused
-	case errors.Is(err, client.ErrConnect), errors.Is(err, nats.ErrNoServers):
-		fmt.Fprintf(stderr, "worker: %v\n", err)
-		return exitUnavailable
-	default:
-		fmt.Fprintf(stderr, "worker: %v\n", err)
-		return exitError
+	code := exitcode.Of(err)
+	if err == nil {
+		return code
 	}
+	fmt.Fprintf(stderr, "worker: %v\n", err)
+	switch {
+	case errors.Is(err, client.ErrInsecureURL):
+		fmt.Fprintf(stderr, "worker: give a tls:// --server (with --ca to pin its CA), or pass --insecure (or set %s=1) to allow plaintext on a network you trust\n", envInsecure)
+	case errors.Is(err, certs.ErrPlaintextURL):
+		fmt.Fprintln(stderr, "worker: --ca pins TLS: give a tls:// --server")
+	case code == exitcode.Refused:
+		fmt.Fprintln(stderr, "worker: is the bot registered? `unibus users add PUB`")
+	}
+	return code
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/client/e2e"
 	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/natstest"
 	"github.com/unibus/unibus/tests/nodetest"
@@ -177,11 +178,11 @@ func TestWorkerFlags(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no identity", nil, nil, exitUsage, "UNIBUS_IDENTITY"},
-		{"unknown flag", []string{"--nope"}, nil, exitUsage, "nope"},
-		{"argument", []string{"--identity", "x.nk", "extra"}, nil, exitUsage, "extra"},
-		{"bad poll", []string{"--poll", "0s"}, map[string]string{envIdentity: "x.nk"}, exitUsage, "--poll"},
-		{"missing identity file", nil, map[string]string{envIdentity: filepath.Join(t.TempDir(), "none.nk")}, exitError, "none.nk"},
+		{"no identity", nil, nil, exitcode.Usage, "UNIBUS_IDENTITY"},
+		{"unknown flag", []string{"--nope"}, nil, exitcode.Usage, "nope"},
+		{"argument", []string{"--identity", "x.nk", "extra"}, nil, exitcode.Usage, "extra"},
+		{"bad poll", []string{"--poll", "0s"}, map[string]string{envIdentity: "x.nk"}, exitcode.Usage, "--poll"},
+		{"missing identity file", nil, map[string]string{envIdentity: filepath.Join(t.TempDir(), "none.nk")}, exitcode.Error, "none.nk"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr testio.Buffer
@@ -214,17 +215,17 @@ func TestWorkerInsecure(t *testing.T) {
 		want []string
 	}{
 		{"plaintext beyond loopback", []string{"--identity", seed, "--server", "nats://10.1.2.3:4222"}, nil,
-			exitUsage, []string{"10.1.2.3 is not a loopback address", "--insecure", "UNIBUS_INSECURE=1", "tls://"}},
+			exitcode.Usage, []string{"10.1.2.3 is not a loopback address", "--insecure", "UNIBUS_INSECURE=1", "tls://"}},
 		{"scheme-less beyond loopback from the environment", nil, map[string]string{envIdentity: seed, envServer: "bus.example:4222"},
-			exitUsage, []string{"bus.example is not a loopback address", "--insecure"}},
+			exitcode.Usage, []string{"bus.example is not a loopback address", "--insecure"}},
 		{"one of several beyond loopback", []string{"--identity", seed, "--server", "nats://127.0.0.1:1,nats://bus.example:4222"}, nil,
-			exitUsage, []string{"server 2 of 2", "--insecure"}},
+			exitcode.Usage, []string{"server 2 of 2", "--insecure"}},
 		{"malformed UNIBUS_INSECURE", []string{"--identity", seed}, map[string]string{envInsecure: "maybe"},
-			exitUsage, []string{`UNIBUS_INSECURE="maybe"`}},
+			exitcode.Usage, []string{`UNIBUS_INSECURE="maybe"`}},
 		{"pinned CA with a plaintext URL", []string{"--identity", seed, "--ca", seed, "--server", "nats://127.0.0.1:1"}, nil,
-			exitUsage, []string{"tls://"}},
+			exitcode.Usage, []string{"tls://"}},
 		{"loopback needs no opt-in", []string{"--identity", seed, "--server", "nats://127.0.0.1:1"}, nil,
-			exitUnavailable, []string{"connect to unibus at nats://127.0.0.1:1"}},
+			exitcode.Unavailable, []string{"connect to unibus at nats://127.0.0.1:1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr testio.Buffer
@@ -252,8 +253,8 @@ func TestWorkerInsecure(t *testing.T) {
 	} {
 		var stderr testio.Buffer
 		args := append([]string{"--identity", seed, "--server", "nats://" + far}, c.args...)
-		if code := run(context.Background(), args, &stderr, env(c.env)); code != exitUnavailable {
-			t.Fatalf("%q %v: code %d, want %d; stderr %q", args, c.env, code, exitUnavailable, stderr.String())
+		if code := run(context.Background(), args, &stderr, env(c.env)); code != exitcode.Unavailable {
+			t.Fatalf("%q %v: code %d, want %d; stderr %q", args, c.env, code, exitcode.Unavailable, stderr.String())
 		}
 	}
 }

@@ -101,7 +101,7 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		})
 	}
 	if c.binary != "" {
-		conf, err := authcallout.NATSConfig(keys)
+		conf, err := authcallout.NATSConfig(keys, authcallout.PeerLimits{})
 		if err != nil {
 			t.Fatal(err)
 		}
