@@ -10,8 +10,9 @@ const (
 	// DefaultOpTimeout bounds every store call when Config.OpTimeout is zero.
 	DefaultOpTimeout = 5 * time.Second
 	// DefaultNonceTTL is how long a claimed nonce is remembered: twice the
-	// default clock-skew window of two minutes.
-	DefaultNonceTTL = 4 * time.Minute
+	// services' default clock skew of two minutes, plus a minute for the
+	// clocks of two instances to differ (svc.MinNonceTTL).
+	DefaultNonceTTL = 5 * time.Minute
 	// MinNonceTTL is the smallest per-key TTL JetStream accepts.
 	MinNonceTTL = time.Second
 )

@@ -35,6 +35,17 @@ const (
 	AuthOff AuthMode = "off"
 )
 
+// ClockMargin is how far the clocks of two instances of the services may
+// differ on top of the skew they allow a request: a request's nonce is
+// kept that much longer than the window in which any instance accepts it.
+const ClockMargin = time.Minute
+
+// MinNonceTTL is the shortest time the store may keep claimed nonces when
+// the services allow maxSkew: a request is accepted from maxSkew before its
+// timestamp to maxSkew after it on each instance, whose clocks may differ
+// by ClockMargin.
+func MinNonceTTL(maxSkew time.Duration) time.Duration { return 2*maxSkew + ClockMargin }
+
 // Defaults of Config.
 const (
 	// DefaultMaxSkew is the clock skew allowed between a request's
@@ -109,7 +120,8 @@ type Config struct {
 	// AuthMode is AuthEnforce (when empty), AuthSoft or AuthOff.
 	AuthMode AuthMode
 	// MaxSkew is the clock skew allowed on signed requests; zero means
-	// DefaultMaxSkew. The store's nonce TTL must be at least 2 × MaxSkew.
+	// DefaultMaxSkew. The store's nonce TTL must be at least
+	// MinNonceTTL(MaxSkew).
 	MaxSkew time.Duration
 	// RequireEncryptedRooms refuses the creation of cleartext rooms (403).
 	RequireEncryptedRooms bool
@@ -216,8 +228,8 @@ func (c Config) valid() error {
 	if c.MaxSkew < time.Second {
 		return fmt.Errorf("%w: max skew must be at least 1s, got %s", ErrConfigValidation, c.MaxSkew)
 	}
-	if ttl := c.Store.NonceTTL(); ttl < 2*c.MaxSkew {
-		return fmt.Errorf("%w: the store keeps nonces for %s, less than twice the max skew %s (a replay could outlive its nonce)", ErrConfigValidation, ttl, c.MaxSkew)
+	if ttl, least := c.Store.NonceTTL(), MinNonceTTL(c.MaxSkew); ttl < least {
+		return fmt.Errorf("%w: the store keeps nonces for %s, less than twice the max skew %s plus %s for the clocks of the instances to differ (a replay could outlive its nonce): keep them at least %s", ErrConfigValidation, ttl, c.MaxSkew, ClockMargin, least)
 	}
 	if c.MaxRequestBytes < 1 {
 		return fmt.Errorf("%w: max request bytes must be positive, got %d", ErrConfigValidation, c.MaxRequestBytes)

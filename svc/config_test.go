@@ -37,6 +37,8 @@ func TestConfigValidation(t *testing.T) {
 		{"unknown auth mode", svc.Config{Store: store, Conn: nc, AuthMode: "lenient"}},
 		{"negative skew", svc.Config{Store: store, Conn: nc, MaxSkew: -time.Minute}},
 		{"skew beyond the nonce window", svc.Config{Store: store, Conn: nc, MaxSkew: 5 * time.Minute}},
+		// Twice the skew, but no margin for the instances' clocks to differ.
+		{"nonce window without a clock margin", svc.Config{Store: open(4 * time.Minute), Conn: nc, MaxSkew: 2 * time.Minute}},
 		{"negative request limit", svc.Config{Store: store, Conn: nc, MaxRequestBytes: -1}},
 		{"bundle limit below request limit", svc.Config{Store: store, Conn: nc, MaxRequestBytes: 1 << 20, MaxBundleBytes: 1 << 10}},
 		{"negative workers", svc.Config{Store: store, Conn: nc, Workers: -1}},
@@ -84,7 +86,7 @@ func TestConfigValidation(t *testing.T) {
 	}
 
 	// A store that remembers nonces long enough allows a longer skew.
-	s, err := svc.Start(context.Background(), svc.Config{Store: open(10 * time.Minute), Conn: nc, MaxSkew: 5 * time.Minute, Version: "1.0.0-rc.1+build.5"})
+	s, err := svc.Start(context.Background(), svc.Config{Store: open(svc.MinNonceTTL(5 * time.Minute)), Conn: nc, MaxSkew: 5 * time.Minute, Version: "1.0.0-rc.1+build.5"})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/unibus/unibus/authcallout"
 	"github.com/unibus/unibus/internal/exitcode"
+	"github.com/unibus/unibus/svc"
 )
 
 // writeConfig writes a unibusd configuration file and returns its path.
@@ -220,5 +221,21 @@ func TestNATSConfigCommand(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "new.creds")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("refused limits still created credentials")
+	}
+}
+
+// TestNonceTTLFollowsTheSkew: a larger --max-skew keeps nonces long
+// enough for it (and the clocks of the instances to differ), so that the
+// services accept the configuration and a replay cannot outlive its nonce.
+func TestNonceTTLFollowsTheSkew(t *testing.T) {
+	for _, skew := range []string{"2m", "5m"} {
+		cfg, err := nodeConfigOf(t, []string{"--max-skew", skew})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := time.ParseDuration(skew)
+		if got, want := cfg.Store.NonceTTL, svc.MinNonceTTL(d); got != want || got <= 2*d {
+			t.Errorf("--max-skew %s: nonce TTL %s, want %s (more than twice the skew)", skew, got, want)
+		}
 	}
 }

@@ -187,7 +187,7 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 	}
 	cfg := node.Config{
 		Server:   embedded.Config{Host: o.host, Port: o.port, DataDir: o.data, ServerName: o.serverName},
-		Store:    kvstore.Config{Replicas: o.replicas, OpTimeout: o.opTimeout},
+		Store:    kvstore.Config{Replicas: o.replicas, OpTimeout: o.opTimeout, NonceTTL: svc.MinNonceTTL(o.maxSkew)},
 		XKey:     o.xkey,
 		Callout:  authcallout.Config{UserTTL: o.userTTL},
 		Services: svc.Config{Version: version, AuthMode: svc.AuthMode(o.authMode), MaxSkew: o.maxSkew, RequireEncryptedRooms: o.requireEncrypted},
