@@ -302,7 +302,7 @@ func checkNameAccepted(t *testing.T, name string) {
 		checkRefusal(t, "checkName", err, subjects.CodeBadRequest)
 		return
 	}
-	if len(name) > MaxNameBytes || !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
+	if len(name) > MaxNameBytes || !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) || strings.ContainsFunc(name, func(r rune) bool { return unicode.Is(unicode.Cf, r) }) {
 		t.Fatalf("checkName accepted %q", name)
 	}
 }

@@ -30,6 +30,12 @@ func TestUsersAdd(t *testing.T) {
 	wantError(t, e.admin.request(t, subjects.UsersAdd, subjects.AddUserRequest{Pub: "not-a-key"}), subjects.CodeBadRequest, "pub", "not-a-key")
 	wantError(t, e.admin.request(t, subjects.UsersAdd, subjects.AddUserRequest{}), subjects.CodeBadRequest, "pub is required")
 	wantError(t, e.admin.request(t, subjects.UsersAdd, subjects.AddUserRequest{Pub: dave.pub, Name: "a\x00b"}), subjects.CodeBadRequest, "control character")
+	// Names that would pass for others on screen: zero-width and
+	// bidirectional characters.
+	for _, name := range []string{"o\u200bps", "ops\u200d", "\u202egnp.exe", "a\u2066b\u2069", "\ufeffops"} {
+		wantError(t, e.admin.request(t, subjects.UsersAdd, subjects.AddUserRequest{Pub: dave.pub, Name: name}), subjects.CodeBadRequest, "invisible format character")
+		wantError(t, e.alice.request(t, subjects.RoomsCreate, subjects.CreateRoomRequest{Name: name, Mode: subjects.ModeCleartext}), subjects.CodeBadRequest, "invisible format character")
+	}
 	seed, _ := dave.kp.Seed()
 	r := e.admin.request(t, subjects.UsersAdd, subjects.AddUserRequest{Pub: string(seed)})
 	wantError(t, r, subjects.CodeBadRequest, "seed")

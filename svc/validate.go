@@ -61,7 +61,11 @@ func parseRoomID(id string) (string, error) {
 	return id, nil
 }
 
-// checkName validates an optional display name.
+// checkName validates an optional display name: bounded, UTF-8, and free
+// of control characters and of invisible format characters (Unicode
+// category Cf: zero-width spaces and joiners, bidirectional overrides and
+// isolates), which would let one name pass for another on screen (a room
+// "ops" beside "o\u200bps", or text that displays reversed).
 func checkName(name string) error {
 	switch {
 	case len(name) > MaxNameBytes:
@@ -72,6 +76,9 @@ func checkName(name string) error {
 	for _, r := range name {
 		if unicode.IsControl(r) {
 			return badRequest("name contains control character %U", r)
+		}
+		if unicode.Is(unicode.Cf, r) {
+			return badRequest("name contains invisible format character %U (zero-width or bidirectional)", r)
 		}
 	}
 	return nil
