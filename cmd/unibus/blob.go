@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -129,8 +130,11 @@ func newBlobGetCommand(a *app) *cobra.Command {
 the name of one of your rooms, to standard output or, with -o, to FILE.
 
 An existing FILE is not overwritten without --force. The blob is checked
-against its ID, and in an encrypted room authenticated with the room key;
-when a check fails the partial FILE is removed and the command fails.
+against its ID, and in an encrypted room authenticated with the room key,
+before any of it reaches FILE or standard output: it is downloaded to a
+temporary file first. When a check fails nothing is written and an
+existing FILE is left as it was. Standard output that is a terminal is
+refused unless -o - asks for it.
 
 A progress bar is drawn on standard error when it is a terminal, unless
 --quiet.`,
@@ -145,7 +149,7 @@ A progress bar is drawn on standard error when it is a terminal, unless
 }
 
 // Run downloads the blob to standard output or the output file.
-func (c *blobGetCommand) Run(ctx context.Context, args []string) (err error) {
+func (c *blobGetCommand) Run(ctx context.Context, args []string) error {
 	if err := checkArgs(args, 2, 2, "ROOM BLOBID"); err != nil {
 		return err
 	}
@@ -153,8 +157,11 @@ func (c *blobGetCommand) Run(ctx context.Context, args []string) (err error) {
 		return usagef("%q is not a blob ID (%d lowercase hex digits, as printed by `unibus blob put`)", args[1], subjects.BlobIDLen)
 	}
 	toFile := c.Output != "" && c.Output != "-"
+	if c.Output == "" && isTerminal(c.app.Stdout) {
+		return usagef("standard output is a terminal: write the blob to a file with -o FILE, pipe it, or say -o - to print it anyway")
+	}
 	if toFile && !c.Force {
-		// Checked again, atomically, when the file is created.
+		// Checked again, atomically, when the file is put in place.
 		if _, err := os.Lstat(c.Output); err == nil {
 			return existsError(c.Output)
 		}
@@ -163,36 +170,51 @@ func (c *blobGetCommand) Run(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	w := c.app.Stdout
+	// The blob goes to a temporary file first, and reaches FILE or
+	// standard output only once it is verified (its SHA-256, and in an
+	// encrypted room its authentication): nothing unverified is ever
+	// written where the caller looks, and a failure leaves an existing
+	// FILE as it was.
+	dir := os.TempDir()
 	if toFile {
-		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-		if c.Force {
-			flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-		}
-		f, err := os.OpenFile(c.Output, flags, 0o666)
-		if errors.Is(err, fs.ErrExist) {
-			return existsError(c.Output)
-		}
-		if err != nil {
-			return fmt.Errorf("create output file: %w", err)
-		}
-		// A failed download leaves no partial, unverified file behind.
-		defer func() {
-			cerr := f.Close()
-			if err == nil && cerr != nil {
-				err = fmt.Errorf("write output file: %w", cerr)
-			}
-			if err != nil {
-				_ = os.Remove(c.Output)
-			}
-		}()
-		w = f
+		dir = filepath.Dir(c.Output)
 	}
+	tmp, err := os.CreateTemp(dir, ".unibus-blob-*.part")
+	if err != nil {
+		return fmt.Errorf("blob get: %w", err)
+	}
+	defer func() {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+	}()
 	bar := c.app.progressBar(c.Quiet)
-	err = conn.GetBlob(ctx, room.RoomID, args[1], w, bar.update)
+	err = conn.GetBlob(ctx, room.RoomID, args[1], tmp, bar.update)
 	bar.finish()
 	if err != nil {
 		return fmt.Errorf("blob get: %w", err)
+	}
+	if !toFile {
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("blob get: %w", err)
+		}
+		if _, err := io.Copy(c.app.Stdout, tmp); err != nil {
+			return fmt.Errorf("blob get: write standard output: %w", err)
+		}
+		return nil
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write output file: %w", err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("write output file: %w", err)
+	}
+	if c.Force {
+		err = os.Rename(tmp.Name(), c.Output)
+	} else if err = os.Link(tmp.Name(), c.Output); errors.Is(err, fs.ErrExist) {
+		return existsError(c.Output) // a link never replaces a file
+	}
+	if err != nil {
+		return fmt.Errorf("write output file: %w", err)
 	}
 	return nil
 }

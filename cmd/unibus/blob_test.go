@@ -92,6 +92,32 @@ func TestBlobPutGet(t *testing.T) {
 		t.Fatalf("blob get to stdout: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
+	// A corrupt last chunk: nothing of the blob reaches the file or
+	// standard output (the first chunks verify, the whole does not), and
+	// the file that --force would replace is left as it was.
+	store := nodetest.Blobs(t, n)
+	chunks := len(store.Objects(roomID, blobID)) - 1 // the manifest aside
+	last := store.Chunk(roomID, blobID, chunks-1)
+	last[len(last)-1] ^= 1
+	store.SetChunk(roomID, blobID, chunks-1, last)
+	if err := os.WriteFile(out, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = c.run(t, alice, "blob", "get", roomID, blobID, "-o", out, "--force")
+	if r.code == exitcode.OK {
+		t.Fatal("a corrupt blob was fetched")
+	}
+	if got, _ := os.ReadFile(out); string(got) != "keep me" {
+		t.Fatalf("a failed --force download changed the file to %d bytes", len(got))
+	}
+	r = c.run(t, alice, "blob", "get", roomID, blobID, "-o", "-")
+	if r.code == exitcode.OK || r.stdout != "" {
+		t.Fatalf("a corrupt blob to standard output: code %d, %d bytes written", r.code, len(r.stdout))
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".unibus-blob-*")); len(leftovers) != 0 {
+		t.Fatalf("temporary files left behind: %v", leftovers)
+	}
+
 	// A non-member is refused, and no file is left behind.
 	denied := filepath.Join(dir, "denied.bin")
 	r = c.run(t, carol, "blob", "get", roomID, blobID, "-o", denied)
