@@ -34,8 +34,9 @@ type UserInfo struct {
 	// EncKeySig is the identity's signature binding EncKey to Pub; check it
 	// with VerifyEncKeyBinding before sealing a key to EncKey.
 	EncKeySig []byte `json:"enc_key_sig,omitempty"`
-	// AddedAt is when the user was registered.
-	AddedAt time.Time `json:"added_at"`
+	// AddedAt is when the user was registered. Admin, AddedAt, Revoked and
+	// RevokedAt are shown to the user itself and to administrators only.
+	AddedAt time.Time `json:"added_at,omitzero"`
 	// Revoked reports whether the user is revoked.
 	Revoked bool `json:"revoked,omitempty"`
 	// RevokedAt is when the user was revoked, if Revoked.

@@ -34,7 +34,11 @@ func (h *handlers) addUser(ctx context.Context, c caller, req *subjects.AddUserR
 	return userInfo(u), nil
 }
 
-func (h *handlers) getUser(ctx context.Context, _ caller, req *subjects.GetUserRequest) (subjects.UserInfo, error) {
+// getUser answers what a peer needs to seal a room key to a user (its
+// name and encryption key with their binding); the user itself and
+// administrators also see the admin flag, revocation and times, which are
+// nobody else's business.
+func (h *handlers) getUser(ctx context.Context, c caller, req *subjects.GetUserRequest) (subjects.UserInfo, error) {
 	pub, err := parsePub("pub", req.Pub)
 	if err != nil {
 		return subjects.UserInfo{}, err
@@ -43,7 +47,14 @@ func (h *handlers) getUser(ctx context.Context, _ caller, req *subjects.GetUserR
 	if err != nil {
 		return subjects.UserInfo{}, storeError(err, storeMessages{notFound: "user " + pub + " not found"})
 	}
-	return userInfo(u), nil
+	info := userInfo(u)
+	if pub == c.pub {
+		return info, nil
+	}
+	if me, err := h.callerUser(ctx, c, storeMessages{}); err == nil && me.Admin && !me.Revoked() {
+		return info, nil
+	}
+	return subjects.UserInfo{Pub: info.Pub, Name: info.Name, EncKey: info.EncKey, EncKeySig: info.EncKeySig}, nil
 }
 
 func (h *handlers) listUsers(ctx context.Context, c caller, req *subjects.ListUsersRequest) (subjects.ListUsersResponse, error) {

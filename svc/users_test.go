@@ -279,3 +279,34 @@ func TestUsersSetKey(t *testing.T) {
 		t.Errorf("the new key was not stored")
 	}
 }
+
+// TestUsersGetShowsOthersOnlyWhatSealingNeeds: a user learns another's
+// name and encryption key, not whether it is an administrator, revoked, or
+// when it was added; the user itself and administrators see everything.
+func TestUsersGetShowsOthersOnlyWhatSealingNeeds(t *testing.T) {
+	e := newEnv(t)
+	get := func(from, of *user) subjects.UserInfo {
+		t.Helper()
+		return call[subjects.UserInfo](t, from, subjects.UsersGet, subjects.GetUserRequest{Pub: of.pub})
+	}
+	others := get(e.alice, e.admin)
+	if others.Admin || !others.AddedAt.IsZero() || others.Revoked || others.RevokedAt != nil {
+		t.Errorf("alice sees the administrator as %+v: admin flag or times leaked", others)
+	}
+	if others.Pub != e.admin.pub || len(others.EncKey) == 0 || len(others.EncKeySig) == 0 {
+		t.Errorf("alice cannot seal to the administrator: %+v", others)
+	}
+	if self := get(e.alice, e.alice); self.AddedAt.IsZero() {
+		t.Errorf("alice's own record lacks its times: %+v", self)
+	}
+	if full := get(e.admin, e.admin); !full.Admin || full.AddedAt.IsZero() {
+		t.Errorf("the administrator's view lacks the flag or times: %+v", full)
+	}
+	e.revoke(t, e.carol, e.bob)
+	if seen := get(e.alice, e.carol); seen.Revoked || seen.RevokedAt != nil {
+		t.Errorf("alice sees carol's revocation: %+v", seen)
+	}
+	if seen := get(e.admin, e.carol); !seen.Revoked || seen.RevokedAt == nil {
+		t.Errorf("the administrator does not see carol's revocation: %+v", seen)
+	}
+}
