@@ -20,11 +20,14 @@ import (
 
 // bus is a TLS node with the callout on and signed requests enforced
 // (nodetest.Bus), with the client tests' ways to connect to it.
-type bus struct{ *nodetest.Bus }
+type bus struct {
+	*nodetest.Bus
+	keys string // the identities' encryption key files, one per identity
+}
 
 func newBus(t *testing.T) *bus {
 	t.Helper()
-	return &bus{nodetest.NewBus(t)}
+	return &bus{Bus: nodetest.NewBus(t), keys: t.TempDir()}
 }
 
 // peer registers an identity, connects it over TLS pinned to the bus's CA
@@ -43,7 +46,8 @@ func (b *bus) connect(t *testing.T, id *identity.Identity) *client.Conn {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	keyPath := filepath.Join(t.TempDir(), "id.nk.enc")
+	// Every connection of an identity (its devices) shares its key file.
+	keyPath := filepath.Join(b.keys, id.PublicKey()+".enc")
 	if err := c.SetEncryptionKey(ctx, keyPath); err != nil {
 		t.Fatalf("set encryption key: %v", err)
 	}

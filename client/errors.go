@@ -18,6 +18,13 @@ var ErrConnect = errors.New("connect to unibus")
 // with WithInsecure. Connect's error also matches ErrConnect.
 var ErrInsecureURL = errors.New("refusing plaintext beyond loopback")
 
+// ErrEncryptionKeyLost reports that the encryption key file is missing while
+// the identity already has an encryption key registered: every room key
+// sealed to this identity is sealed to that key. SetEncryptionKey refuses to
+// make a new one silently; restore the file from a backup, or replace the
+// key on purpose with ReplaceEncryptionKey (and be invited again).
+var ErrEncryptionKeyLost = errors.New("encryption key file missing, but a key is registered")
+
 // Sentinels matched by errors.Is on an *APIError with the corresponding
 // service error code: those of package subjects (see subjects.Error).
 // Conn's methods wait and retry on ErrTooManyRequests on their own as long

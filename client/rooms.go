@@ -41,11 +41,46 @@ func LoadOrCreateEncryptionKey(path string) (*e2e.EncryptionKey, bool, error) {
 // SetEncryptionKey loads the encryption key at path (creating and saving
 // it on first use), registers its public half with the users service,
 // bound to this identity by its signature, and uses it from now on.
+//
+// When there is no file at path but the identity already has a key
+// registered, SetEncryptionKey fails with ErrEncryptionKeyLost and changes
+// nothing: a new key would cost every room key sealed to the old one.
 func (c *Conn) SetEncryptionKey(ctx context.Context, path string) error {
-	k, _, err := LoadOrCreateEncryptionKey(path)
+	k, err := e2e.LoadEncryptionKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		u, gerr := c.GetUser(ctx, c.id.PublicKey())
+		if gerr != nil {
+			return fmt.Errorf("set encryption key: %w", gerr)
+		}
+		if len(u.EncKey) > 0 {
+			return fmt.Errorf("set encryption key: %s: %w", path, ErrEncryptionKeyLost)
+		}
+		return c.ReplaceEncryptionKey(ctx, path)
+	}
 	if err != nil {
 		return fmt.Errorf("set encryption key: %w", err)
 	}
+	return c.registerEncryptionKey(ctx, k)
+}
+
+// ReplaceEncryptionKey makes a new encryption key, saves it at path (which
+// must not exist) and registers it in place of any registered one. Room
+// keys sealed to the old key cannot be opened with it: owners must invite
+// this identity again (or rekey).
+func (c *Conn) ReplaceEncryptionKey(ctx context.Context, path string) error {
+	k, err := e2e.GenerateEncryptionKey()
+	if err != nil {
+		return fmt.Errorf("replace encryption key: %w", err)
+	}
+	if err := e2e.SaveEncryptionKey(path, k); err != nil {
+		return fmt.Errorf("replace encryption key: %w", err)
+	}
+	return c.registerEncryptionKey(ctx, k)
+}
+
+// registerEncryptionKey registers k's public half, bound to this identity
+// by its signature, and uses k from now on.
+func (c *Conn) registerEncryptionKey(ctx context.Context, k *e2e.EncryptionKey) error {
 	sig, err := subjects.SignEncKeyBinding(signer{c.id}, k.PublicKey())
 	if err != nil {
 		return fmt.Errorf("set encryption key: %w", err)

@@ -81,6 +81,8 @@ func hint(err error) string {
 		return fmt.Sprintf("no identity at %s: create one with `unibus keygen`, or point --identity (or UNIBUS_IDENTITY) at yours", ide.path)
 	case errors.As(err, &ide):
 		return "check the --identity file (or UNIBUS_IDENTITY): it must hold an nkey user seed (SU…)"
+	case errors.Is(err, client.ErrEncryptionKeyLost):
+		return "restore your encryption key file (FILE.enc beside --identity) from a backup; or run `unibus whoami --replace-encryption-key`, after which room owners must invite you again"
 	case errors.Is(err, client.ErrUnauthenticated):
 		return "the services refused your signed request: check this machine's clock, and that you are still registered (`unibus whoami`)"
 	case exitcode.IsBadCertificate(err):

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/unibus/unibus/certs"
+	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/tests/nodetest"
 	"github.com/unibus/unibus/tests/testio"
@@ -243,5 +245,37 @@ func TestUntrustedServerCertificate(t *testing.T) {
 	r := cli{server: n.ClientURL(), ca: other.CACert}.run(t, seed, "whoami")
 	if r.code != exitcode.Error || !strings.Contains(r.stderr, "certificate is not trusted") {
 		t.Fatalf("untrusted certificate: code %d, want %d; stderr %q", r.code, exitcode.Error, r.stderr)
+	}
+}
+
+// TestLostEncryptionKeyFile: with FILE.enc gone while a key is registered,
+// commands refuse (with the way out) instead of making a new key that
+// would cost every room key; --replace-encryption-key makes one on purpose.
+func TestLostEncryptionKeyFile(t *testing.T) {
+	n, ca := nodetest.RunTLS(t)
+	c := cli{server: n.ClientURL(), ca: ca}
+	seed := saveIdentity(t, t.TempDir(), "alice", nodetest.AddUser(t, n, "alice", false))
+	if r := c.run(t, seed, "whoami"); r.code != exitcode.OK {
+		t.Fatalf("whoami: code %d, stderr %q", r.code, r.stderr)
+	}
+	keyFile := client.EncryptionKeyPath(seed)
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run(t, seed, "rooms", "list")
+	if r.code != exitcode.Error || !strings.Contains(r.stderr, "restore your encryption key file") || !strings.Contains(r.stderr, "--replace-encryption-key") {
+		t.Fatalf("rooms list with the key file gone: code %d, stderr %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Fatalf("a key file was made: %v", err)
+	}
+	if r := c.run(t, seed, "whoami", "--replace-encryption-key"); r.code != exitcode.OK {
+		t.Fatalf("whoami --replace-encryption-key: code %d, stderr %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(keyFile); err != nil {
+		t.Fatalf("no new key file: %v", err)
+	}
+	if r := c.run(t, seed, "rooms", "list"); r.code != exitcode.OK {
+		t.Fatalf("rooms list with the new key: code %d, stderr %q", r.code, r.stderr)
 	}
 }

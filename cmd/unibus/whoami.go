@@ -17,6 +17,9 @@ type whoamiCommand struct {
 	app *app
 	// Offline prints only the public key, without connecting.
 	Offline bool
+	// ReplaceKey makes and registers a new encryption key when the key
+	// file is gone (client.ReplaceEncryptionKey).
+	ReplaceKey bool
 }
 
 func newWhoamiCommand(a *app) *cobra.Command {
@@ -29,9 +32,14 @@ knows about you: name, admin, encryption key. Connecting also registers your
 encryption key (kept beside the identity file as FILE.enc, created on first
 use), which room owners need before they can invite you.
 
-With --offline, print only the public key, without connecting.`,
+With --offline, print only the public key, without connecting.
+
+If FILE.enc is lost while a key is registered, every command refuses to
+make a new one silently: restore the file from a backup, or run
+--replace-encryption-key, after which room owners must invite you again.`,
 	}, c)
 	cmd.Flags().BoolVar(&c.Offline, "offline", false, "print only the public key; do not connect")
+	cmd.Flags().BoolVar(&c.ReplaceKey, "replace-encryption-key", false, "make and register a new encryption key (the key file must be gone); your room keys must then be sealed to you again")
 	return cmd
 }
 
@@ -48,7 +56,17 @@ func (c *whoamiCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.app.Stdout, id.PublicKey())
 		return nil
 	}
-	return c.app.session(ctx, func(ctx context.Context, conn *client.Conn) error {
+	session := c.app.session
+	if c.ReplaceKey {
+		session = c.app.sessionWithoutKey
+	}
+	return session(ctx, func(ctx context.Context, conn *client.Conn) error {
+		if c.ReplaceKey {
+			if err := conn.ReplaceEncryptionKey(ctx, client.EncryptionKeyPath(c.app.IdentityFile)); err != nil {
+				return err
+			}
+			c.app.withKey = true
+		}
 		u, err := conn.GetUser(ctx, id.PublicKey())
 		if err != nil {
 			return fmt.Errorf("get user: %w", err)
