@@ -31,11 +31,24 @@
 // nats-server enforces them; the callout also writes them into every user
 // JWT, which nats-server 2.15 ignores for callout users.
 //
+// The user and its rooms are both read as fresh as the buckets' stream
+// leaders know them (kvstore's GetUserFromLeader and
+// ListRoomsForEndpointFromLeader, through LeaderRoomLister), so on a
+// replicated store a member removed a moment ago is not admitted to the
+// room by a follower the removal has not reached yet.
+//
 // Changes reach live connections: a Watcher follows the users bucket and the
 // rooms-by-member index and, through the system account's CONNZ and KICK
-// requests, disconnects the affected user's connections on every server, so
-// a revoked user is gone and a member whose rooms changed reconnects with
-// the new permissions.
+// requests (Kicker), disconnects the affected user's connections on every
+// server, so a revoked user is gone and a member whose rooms changed
+// reconnects with the new permissions. Kicks run on a bounded set of
+// workers; the changes of a user whose kick is waiting join it, so a flood
+// of changes makes at most one kick per user per KickDelay; revocations go
+// before membership refreshes and keep a worker of their own, so no flood
+// delays them. A kick lists every page of the user's connections on every
+// server, closes them, and lists again until none remain; a revocation
+// closes every connection of the user and is retried until it sticks or
+// the watcher stops (a reconnect is refused by the callout meanwhile).
 //
 // NATSConfig prints the nats-server configuration (accounts AUTH, UNIBUS,
 // SYS and the auth_callout block) that the embedded server loads and that an

@@ -37,8 +37,9 @@ func NATSConfig(k Keys, l PeerLimits) (string, error) {
 	fmt.Fprintf(&b, "    # the callout: answers the servers' authorization requests, nothing else\n")
 	fmt.Fprintf(&b, "    { nkey: %q, permissions: %s }\n", callout, calloutPermissions)
 	fmt.Fprintf(&b, "  ] }\n")
-	fmt.Fprintf(&b, "  %s: { jetstream: enabled, limits: { max_payload: %d, max_subscriptions: %d }, users: [\n",
-		AccountUnibus, l.MaxPublishBytes, l.MaxSubscriptions)
+	fmt.Fprintf(&b, "  # JetStream storage limits count every replica; the object store of blobs takes at most three quarters\n")
+	fmt.Fprintf(&b, "  %s: { jetstream: { max_file: %d, max_mem: %d }, limits: { max_payload: %d, max_subscriptions: %d }, users: [\n",
+		AccountUnibus, l.MaxFileStore, l.MaxMemoryStore, l.MaxPublishBytes, l.MaxSubscriptions)
 	fmt.Fprintf(&b, "    # the services' responder: receives requests, replies only into peers' inboxes\n")
 	fmt.Fprintf(&b, "    { nkey: %q, permissions: %s }\n", service, servicePermissions)
 	fmt.Fprintf(&b, "    # the owner of state: JetStream, KV and object store; receives no requests\n")
@@ -99,15 +100,17 @@ func permissionsConf(pub, sub []string) string {
 	return fmt.Sprintf("{ publish: { allow: %s }, subscribe: { allow: %s } }", list(pub), list(sub))
 }
 
-// PeerLimits bound every connection of account UNIBUS: peers and the
-// services alike.
+// PeerLimits are the limits of account UNIBUS: what every connection of
+// it (peers and the services alike) may publish and subscribe, and what
+// the whole account may keep in JetStream.
 //
-// They are account limits in the NATS configuration because nats-server
-// (2.15) ignores the limits of a user JWT issued by an auth callout: it
-// registers the callout's user from its permissions alone. The callout
-// still writes them into the JWTs it issues (Config.Limits), where a
-// server that honors them takes the lowest of the user's, the account's
-// and its own.
+// The connection limits are account limits in the NATS configuration
+// because nats-server (2.15) ignores the limits of a user JWT issued by an
+// auth callout: it registers the callout's user from its permissions
+// alone. The callout still writes them into the JWTs it issues
+// (Config.Limits), where a server that honors them takes the lowest of the
+// user's, the account's and its own. The storage limits exist only in the
+// NATS configuration; the callout ignores them.
 type PeerLimits struct {
 	// MaxPublishBytes is the largest message a connection may publish,
 	// headers included (the server closes a connection that publishes a
@@ -123,6 +126,21 @@ type PeerLimits struct {
 	// peer's inbox and its rooms, or a services instance's endpoints and
 	// a few per worker. Zero means DefaultMaxSubscriptions, -1 no limit.
 	MaxSubscriptions int64
+	// MaxFileStore bounds the JetStream file storage of account UNIBUS,
+	// in bytes, every replica counted (a byte of an R3 bucket takes
+	// three): its KV buckets and the object store of blobs. Beyond it the
+	// servers refuse the account's writes, nonce claims included, so the
+	// object store is sized to leave the KV buckets at least a quarter of
+	// it (kvstore.Config.BlobStoreMaxBytes). Zero means
+	// DefaultMaxFileStore, -1 no limit of the account's own (the servers'
+	// JetStream limit remains, by default 75% of the disk space free when
+	// they start); otherwise at least MinStoreBytes.
+	MaxFileStore int64
+	// MaxMemoryStore bounds the account's JetStream memory storage
+	// (buckets made with kvstore.Config.Memory) in the same way. Zero
+	// means DefaultMaxMemoryStore, -1 no limit of the account's own;
+	// otherwise at least MinStoreBytes.
+	MaxMemoryStore int64
 }
 
 // Defaults and bounds of PeerLimits.
@@ -139,6 +157,17 @@ const (
 	// (svc.DefaultMaxRoomsPerUser, 1000), and the services room for their
 	// workers.
 	DefaultMaxSubscriptions = 1 << 14
+	// DefaultMaxFileStore is 8 GiB of JetStream file storage for account
+	// UNIBUS: on one node (R1), 6 GiB for blobs and 2 GiB for the KV
+	// buckets; the servers must have that much room (an object store's
+	// size is reserved when it is made), so a node needs about 8 GiB of
+	// free disk. At R3 every byte counts three times: raise it.
+	DefaultMaxFileStore = 8 << 30
+	// DefaultMaxMemoryStore is 1 GiB of JetStream memory storage for
+	// account UNIBUS (tests and benchmarks keep their buckets in memory).
+	DefaultMaxMemoryStore = 1 << 30
+	// MinStoreBytes is the smallest storage limit of the account.
+	MinStoreBytes = 1 << 20
 
 	// publishHeaderBytes is the room left for a message's NATS headers
 	// (a signed request's come to about 300 bytes).
@@ -155,6 +184,12 @@ func (l PeerLimits) withDefaults() PeerLimits {
 	if l.MaxSubscriptions == 0 {
 		l.MaxSubscriptions = DefaultMaxSubscriptions
 	}
+	if l.MaxFileStore == 0 {
+		l.MaxFileStore = DefaultMaxFileStore
+	}
+	if l.MaxMemoryStore == 0 {
+		l.MaxMemoryStore = DefaultMaxMemoryStore
+	}
 	return l
 }
 
@@ -165,6 +200,15 @@ func (l PeerLimits) valid() error {
 	}
 	if l.MaxSubscriptions < -1 || l.MaxSubscriptions > math.MaxInt32 {
 		return fmt.Errorf("%w: max subscriptions must be positive, or -1 for no limit, got %d", ErrConfigValidation, l.MaxSubscriptions)
+	}
+	for _, store := range []struct {
+		name  string
+		bytes int64
+	}{{"max file store", l.MaxFileStore}, {"max memory store", l.MaxMemoryStore}} {
+		if store.bytes != -1 && store.bytes < MinStoreBytes {
+			return fmt.Errorf("%w: %s must be at least %d bytes, or -1 for no limit of the account's own, got %d",
+				ErrConfigValidation, store.name, MinStoreBytes, store.bytes)
+		}
 	}
 	return nil
 }

@@ -47,13 +47,29 @@ const (
 
 // Store is what the callout reads; *kvstore.Store implements it. Users are
 // read from the bucket's leader, so that admission is never decided on a
-// stale replica and fails closed when a cluster has lost quorum.
+// stale replica and fails closed when a cluster has lost quorum. A Store
+// that is also a LeaderRoomLister, as *kvstore.Store is, has the user's
+// rooms read as fresh as the leader knows them too (see LeaderRoomLister);
+// ListRoomsForEndpoint serves stores that are always consistent (one in
+// memory).
 type Store interface {
 	GetUserFromLeader(ctx context.Context, pub string) (kvstore.User, error)
 	ListRoomsForEndpoint(ctx context.Context, pub string) ([]kvstore.RoomRef, error)
 }
 
-var _ Store = (*kvstore.Store)(nil)
+// LeaderRoomLister lists a user's rooms as fresh as the stream leader
+// knows them. The callout reads rooms through it when its Store has it:
+// a replicated store's followers may answer a plain read a moment after a
+// change without it, so a member just removed could be admitted to the
+// room on connect, and one just invited left out.
+type LeaderRoomLister interface {
+	ListRoomsForEndpointFromLeader(ctx context.Context, pub string) ([]kvstore.RoomRef, error)
+}
+
+var (
+	_ Store            = (*kvstore.Store)(nil)
+	_ LeaderRoomLister = (*kvstore.Store)(nil)
+)
 
 // Config configures the callout service.
 type Config struct {
@@ -336,7 +352,7 @@ func (s *Service) authorize(ctx context.Context, req *jwt.AuthorizationRequestCl
 	if user.Revoked() {
 		return "", pub, fmt.Errorf("%w: revoked", ErrDenied)
 	}
-	rooms, err := s.cfg.Store.ListRoomsForEndpoint(ctx, pub)
+	rooms, err := s.listRooms(ctx, pub)
 	if err != nil {
 		return "", pub, fmt.Errorf("%w: list rooms: %w", ErrDenied, err)
 	}
@@ -363,6 +379,15 @@ func (s *Service) authorize(ctx context.Context, req *jwt.AuthorizationRequestCl
 		return "", pub, fmt.Errorf("%w: sign user jwt: %w", ErrDenied, err)
 	}
 	return token, pub, nil
+}
+
+// listRooms reads pub's rooms from the leader when the store can (see
+// LeaderRoomLister), else with the store's plain read.
+func (s *Service) listRooms(ctx context.Context, pub string) ([]kvstore.RoomRef, error) {
+	if l, ok := s.cfg.Store.(LeaderRoomLister); ok {
+		return l.ListRoomsForEndpointFromLeader(ctx, pub)
+	}
+	return s.cfg.Store.ListRoomsForEndpoint(ctx, pub)
 }
 
 // verifyNonce checks the client's signature over the server's nonce, as

@@ -36,6 +36,9 @@ func blobRoom(t *testing.T, b *bus, alice, bob *client.Conn) subjects.RoomInfo {
 	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
 	return room
 }
 
@@ -221,6 +224,9 @@ func TestBlobsCleartextRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
 		t.Fatal(err)
 	}
 	content := pattern(1<<20 + 3)

@@ -220,24 +220,60 @@ func (c *Conn) RevokeUser(ctx context.Context, pub string) (subjects.UserInfo, e
 	return u, err
 }
 
-// GetRoom returns a room the caller belongs to.
+// GetRoom returns a room the caller belongs to, once checked: its owner is
+// the one its ID names (subjects.CheckRoomOwner), its owner and mode are
+// those this client knew, and its epoch is not below one whose key this
+// client holds from the owner. A room that fails is refused with
+// ErrUntrustedRoom or ErrEpochRollback, and the client keeps what it knew.
 func (c *Conn) GetRoom(ctx context.Context, roomID string) (subjects.RoomInfo, error) {
+	info, err := c.getRoom(ctx, roomID)
+	if err != nil {
+		return subjects.RoomInfo{}, err
+	}
+	if err := c.keys.learn(info); err != nil {
+		return subjects.RoomInfo{}, err
+	}
+	return info, nil
+}
+
+// getRoom asks for a room's state, unchecked.
+func (c *Conn) getRoom(ctx context.Context, roomID string) (subjects.RoomInfo, error) {
 	var r subjects.RoomInfo
 	err := c.call(ctx, subjects.RoomsGet, subjects.RoomRequest{RoomID: roomID}, &r)
 	return r, err
 }
 
-// Members lists the members of a room the caller belongs to.
+// Members lists the members of a room the caller belongs to, as the
+// service reports them, followed by its pending invitees (role
+// subjects.RoleInvited), to whom a rekey seals too. In an encrypted room
+// each carries the owner's key grant of the current epoch, which only the
+// owner (who holds the room key) can check; Rekey and Remove do.
 func (c *Conn) Members(ctx context.Context, roomID string) ([]subjects.MemberInfo, error) {
 	var r subjects.MembersResponse
-	err := c.call(ctx, subjects.RoomsMembers, subjects.RoomRequest{RoomID: roomID}, &r)
+	err := c.call(ctx, subjects.RoomsMembers, subjects.MembersRequest{RoomID: roomID}, &r)
 	return r.Members, err
+}
+
+// isMember asks the service whether pub is a current member of a room,
+// without fetching the whole list.
+func (c *Conn) isMember(ctx context.Context, roomID, pub string) (bool, error) {
+	var r subjects.MembersResponse
+	if err := c.call(ctx, subjects.RoomsMembers, subjects.MembersRequest{RoomID: roomID, Pub: pub}, &r); err != nil {
+		return false, err
+	}
+	for _, m := range r.Members {
+		if m.Pub == pub {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // RoomRef is a room the caller belongs to, as ListMyRooms reports it.
 type RoomRef = subjects.RoomRef
 
-// ListMyRooms lists the rooms the caller belongs to (empty for none).
+// ListMyRooms lists the rooms the caller belongs to (empty for none);
+// pending invitations are not among them (see Invitations).
 func (c *Conn) ListMyRooms(ctx context.Context) ([]RoomRef, error) {
 	var r subjects.MineResponse
 	if err := c.call(ctx, subjects.RoomsMine, nil, &r); err != nil {

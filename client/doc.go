@@ -12,5 +12,52 @@
 // (revocations and permission refreshes disconnect it on purpose), and
 // nats.go restores its subscriptions on reconnect.
 //
+// # What the client does not take on trust
+//
+// Whoever controls the servers or the buckets can deny service, but the
+// client never lets it add a reader to an encrypted room or choose its key:
+//
+//   - A room ID names its owner: CreateRoom makes it from the owner's key and
+//     a random salt (subjects.NewRoomID), and every room state the client
+//     learns (GetRoom, Subscribe, the receiver's refreshes) is checked with
+//     subjects.CheckRoomOwner; a room whose owner does not match, or whose
+//     owner or mode changed, is refused with ErrUntrustedRoom. The epoch
+//     never goes back below one whose key the client holds
+//     (ErrEpochRollback).
+//   - An invitation is a proposal: Invite grants the invitee nothing (no
+//     room in its list, no subject, no key) until it calls Accept;
+//     Invitations lists the pending ones, each checked with
+//     subjects.CheckRoomOwner, and Decline refuses one. So no one can put
+//     a room among another user's rooms, or fill its room quota. The
+//     owner's rekeys seal to pending invitees too, so an invitee that
+//     accepts later reads the current epoch.
+//   - The owner grants each member each epoch's room key by signature
+//     (e2e.SignGrant): CreateRoom, Invite, Rekey and Remove send the grants
+//     with the sealed keys. A room key fetched from the service is used only
+//     if the owner's grant of it to this client verifies
+//     (ErrUnauthenticatedKey otherwise, and the key is not kept).
+//   - Before it seals a rekey, the owner checks every member the service
+//     lists against its own grants of the current key: a member without one
+//     is a ghost, and the rekey is refused with ErrUntrustedMember naming it
+//     (Remove seals nothing to the member it removes, so it evicts a ghost).
+//   - Every sealed frame carries its sender's grant, which receivers check
+//     (once per sender and epoch, then cached): a frame from anyone the
+//     owner did not grant the key to is refused, and checking a new sender
+//     needs no request. Only cleartext rooms ask the service about a sender
+//     (that one sender, not the member list); a positive answer holds 30
+//     seconds, a negative one is asked again at most once a second, and
+//     every answer is dropped on reconnect or when the room's state is
+//     fetched again.
+//   - A frame of an epoch the receiver does not know yet makes it refresh
+//     the room only if the frame's signature verifies, and at most once a
+//     second per room however many such frames arrive; a room key that
+//     cannot be fetched is asked for again at most once a second.
+//
+// What it does not cover: the service can still refuse, delay or drop
+// anything; it sees who is in which room; a client that first learns of a
+// room takes its mode (encrypted or cleartext) from the service; and the
+// highest verified epoch lives in memory, so rollback protection starts
+// anew with each process.
+//
 // The client imports nats.go, never nats-server.
 package client

@@ -107,6 +107,9 @@ func TestSecureBusEndToEnd(t *testing.T) {
 	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
 		t.Fatalf("invite: %v", err)
 	}
+	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
 
 	// Bob discovers the room without knowing its ID.
 	refs, err := bob.ListMyRooms(ctx)
@@ -135,6 +138,9 @@ func TestEavesdroppersSeeOnlyCiphertext(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -191,6 +197,9 @@ func TestThreadsReactionsAndReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
 		t.Fatal(err)
 	}
 	aliceIn := subscribe(t, alice, room.RoomID)
@@ -310,6 +319,9 @@ func TestRemovalRekeysTheRoom(t *testing.T) {
 		if _, err := alice.Invite(ctx, room.RoomID, c.Identity().PublicKey()); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := c.Accept(ctx, room.RoomID); err != nil {
+			t.Fatal(err)
+		}
 	}
 	bobIn := subscribe(t, bob, room.RoomID)
 	publishUntilReceived(t, alice, room.RoomID, bobIn, "before")
@@ -378,6 +390,9 @@ func TestConcurrentRekeysOneWinsRetrySucceeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := first.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
 		t.Fatal(err)
 	}
 	// Both devices know the room before racing.
@@ -470,6 +485,9 @@ func TestSubscribeRightAfterInvite(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.Accept(ctx, room.RoomID); err != nil {
 			t.Fatal(err)
 		}
 		in := subscribe(t, bob, room.RoomID)

@@ -25,6 +25,42 @@ var ErrInsecureURL = errors.New("refusing plaintext beyond loopback")
 // key on purpose with ReplaceEncryptionKey (and be invited again).
 var ErrEncryptionKeyLost = errors.New("encryption key file missing, but a key is registered")
 
+// ErrKeyRollback reports that the service handed out a user's encryption
+// key under an older binding than one this client has already seen for
+// that user (or another key under the same binding version): a replaced,
+// perhaps stolen, key replayed by whoever controls the servers or the
+// buckets. Nothing is sealed to it. Bindings are numbered (see
+// subjects.SetKeyRequest) and the client remembers the newest it saw in
+// this process.
+var ErrKeyRollback = errors.New("older encryption key of a user offered")
+
+// ErrUntrustedMember reports that the owner refused to rekey a room because
+// the member list the service returned holds a member the owner never
+// granted the current room key to (no valid key grant): a ghost that
+// whoever controls the servers or the buckets added. Nothing was sealed to
+// it. The error names the member; remove it with Conn.Remove (which seals
+// nothing to the member it removes) and look into how it got there.
+var ErrUntrustedMember = errors.New("member without the owner's key grant")
+
+// ErrUnauthenticatedKey reports a room key the service handed out that the
+// room's owner did not grant to this client (its key grant is missing or
+// does not verify; the error also matches e2e.ErrBadGrant): a key chosen by
+// someone else, which the client refuses to use. It is not cached, so a
+// later attempt asks again.
+var ErrUnauthenticatedKey = errors.New("room key not granted by the room's owner")
+
+// ErrUntrustedRoom reports a room whose description does not hold
+// together: its ID is not derived from its claimed owner's key and salt
+// (subjects.CheckRoomOwner; a server replaced the owner), or its owner or
+// mode differ from what this client learned before. The client refuses
+// the room.
+var ErrUntrustedRoom = errors.New("room description not trusted")
+
+// ErrEpochRollback reports a room state whose epoch is lower than one this
+// client already verified (it holds that epoch's key, granted by the
+// owner): a rollback, refused so that no one can bring back an older key.
+var ErrEpochRollback = errors.New("room epoch rolled back")
+
 // Sentinels matched by errors.Is on an *APIError with the corresponding
 // service error code: those of package subjects (see subjects.Error).
 // Conn's methods wait and retry on ErrTooManyRequests on their own as long

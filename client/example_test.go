@@ -28,8 +28,9 @@ func ExampleConnect() {
 	}
 }
 
-// The owner creates an encrypted room and invites a peer; the room key is
-// made and sealed on the client, never seen by the servers.
+// The owner creates an encrypted room and invites a peer, which must
+// accept (see Conn.Accept); the room key is made and sealed on the
+// client, never seen by the servers.
 func ExampleConn_CreateRoom() {
 	ctx := context.Background()
 	var c *client.Conn // from client.Connect
@@ -42,7 +43,30 @@ func ExampleConn_CreateRoom() {
 	}
 }
 
-// An invited member finds its rooms without knowing their IDs and listens:
+// An invitation is a proposal: the invitee accepts those of owners it
+// knows, declines the others, and is a member only once it accepts.
+func ExampleConn_Accept() {
+	ctx := context.Background()
+	var c *client.Conn // from client.Connect
+	trusted := map[string]bool{"UALICE…": true}
+	invitations, err := c.Invitations(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, inv := range invitations {
+		if !trusted[inv.Owner] {
+			_, _ = c.Decline(ctx, inv.RoomID)
+			continue
+		}
+		room, err := c.Accept(ctx, inv.RoomID)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("joined", room.Name)
+	}
+}
+
+// A member finds its rooms without knowing their IDs and listens:
 // the handler sees only frames that verify and decrypt.
 func ExampleConn_Subscribe() {
 	ctx := context.Background()

@@ -116,24 +116,50 @@ func (s *Subscription) Unsubscribe() error {
 }
 
 // Subscribe delivers the room's messages to handler: only frames that
-// verify (signature, membership, epoch, replay) and decrypt. Rejected frames
-// go to onReject when set (for logging), never to handler. Frames are
-// verified and opened in parallel (signature checks dominate the cost) and
-// delivered one at a time, in arrival order. The subscription survives
-// reconnects (nats.go restores it, e.g. after a permission refresh).
+// verify (signature, sender, epoch, age, replay) and decrypt. In an
+// encrypted room a sender is admitted by the owner's key grant its frame
+// carries, so checking a new sender costs no request; in a cleartext room
+// the service is asked about that one sender (see Conn.Members).
+// Rejected frames go to onReject when set (for logging), never to
+// handler. Frames are verified and opened in parallel (signature checks
+// dominate the cost) and delivered one at a time, in arrival order. A
+// frame of an epoch this client does not know yet waits for the room's
+// next refresh (at most one a second) without holding up the others'
+// checks. The subscription survives reconnects (nats.go restores it, e.g.
+// after a permission refresh).
+//
+// Subscribe fetches the room's state, checks it (ErrUntrustedRoom,
+// ErrEpochRollback) and, in an encrypted room, the current room key and
+// the owner's grant of it (ErrUnauthenticatedKey), so that a key the owner
+// did not give is refused before anything is read with it.
 func (c *Conn) Subscribe(ctx context.Context, roomID string, handler func(Message), onReject func(error)) (*Subscription, error) {
 	subject, err := subjects.Room(roomID)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	if _, err := c.keys.room(ctx, roomID, true); err != nil {
+	rc, err := c.keys.room(ctx, roomID, true)
+	if err != nil {
 		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
+	}
+	if info := c.keys.info(rc); info.Mode == subjects.ModeE2E && c.encKey != nil {
+		if _, err := c.keys.roomKey(ctx, roomID, info.Epoch); err != nil {
+			return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
+		}
 	}
 	s := &Subscription{work: make(chan job, pipelineDepth), queue: make(chan *pending, pipelineDepth)}
 	for range runtime.GOMAXPROCS(0) {
 		s.wg.Go(func() {
 			for j := range s.work {
-				m, err := c.receive(roomID, j.wire)
+				arrived := time.Now()
+				m, err := c.receive(roomID, j.wire, arrived)
+				if isRetryable(err) {
+					// Wait for the room's refresh in a goroutine of the
+					// subscription's own, so that a flood of such frames
+					// holds up no worker; their number is bounded by the
+					// pipeline.
+					s.wg.Go(func() { j.p.done <- c.receiveAfterRefresh(roomID, j.wire, arrived, err) })
+					continue
+				}
 				j.p.done <- received{m, err}
 			}
 		})
@@ -218,19 +244,9 @@ func (c *Conn) refused(subject string) bool {
 	return errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), strconv.Quote(subject))
 }
 
-// receive verifies and opens a frame; a frame of a newer epoch refreshes
-// the room once (a rekey this client has not seen yet).
-func (c *Conn) receive(roomID string, wire []byte) (Message, error) {
-	r, err := c.receiver.Receive(roomID, wire, time.Now())
-	if err != nil && isRetryable(err) {
-		ctx, cancel := context.WithTimeout(context.Background(), keyringTimeout)
-		_, rerr := c.keys.room(ctx, roomID, true)
-		cancel()
-		if rerr != nil {
-			return Message{}, errors.Join(err, rerr)
-		}
-		r, err = c.receiver.Receive(roomID, wire, time.Now())
-	}
+// receive verifies and opens a frame that arrived at arrived.
+func (c *Conn) receive(roomID string, wire []byte, arrived time.Time) (Message, error) {
+	r, err := c.receiver.Receive(roomID, wire, arrived)
 	if err != nil {
 		return Message{}, err
 	}
@@ -239,4 +255,19 @@ func (c *Conn) receive(roomID string, wire []byte) (Message, error) {
 		ID: r.ID, Room: roomID, Sender: f.Sender, Type: f.T, Thread: f.Thr, ReplyTo: f.Re,
 		Time: time.UnixMilli(f.TS), Epoch: f.Epoch, Data: r.Payload,
 	}, nil
+}
+
+// receiveAfterRefresh handles a frame that failed with firstErr, a newer
+// epoch than this client knows (its signature verified): it waits for a
+// refresh of the room that started after the frame arrived, shared with
+// every other frame waiting for one and at most one per
+// roomRefreshInterval, and tries the frame once more.
+func (c *Conn) receiveAfterRefresh(roomID string, wire []byte, arrived time.Time, firstErr error) received {
+	ctx, cancel := context.WithTimeout(context.Background(), roomRefreshInterval+keyringTimeout)
+	defer cancel()
+	if err := c.keys.refresh(ctx, roomID, arrived, true); err != nil {
+		return received{err: errors.Join(firstErr, err)}
+	}
+	m, err := c.receive(roomID, wire, time.Now())
+	return received{m, err}
 }

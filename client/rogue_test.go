@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/unibus/unibus/client"
+	"github.com/unibus/unibus/client/e2e"
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/subjects"
 )
@@ -209,21 +211,29 @@ func craftedNonces(t *testing.T, victim *identity.Identity) map[string]string {
 	if _, err := rand.Read(attackerKey); err != nil {
 		t.Fatal(err)
 	}
-	binding := subjects.EncKeyBindingMessage(victim.PublicKey(), attackerKey)
-	body, err := json.Marshal(subjects.SetKeyRequest{EncKey: attackerKey, EncKeySig: make([]byte, 64)})
+	binding := subjects.EncKeyBindingMessage(victim.PublicKey(), attackerKey, 2, time.Now())
+	body, err := json.Marshal(subjects.SetKeyRequest{EncKey: attackerKey, EncKeySig: make([]byte, 64), EncKeyVersion: 2, EncKeyIssuedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	request := subjects.CanonicalRequest(subjects.UsersSetKey, ts, goodNonce(t)+goodNonce(t), body)
-	invite, err := (&subjects.InviteRequest{RoomID: subjects.NewRoomID(), Pub: victim.PublicKey(), Epoch: 1, SealedKey: []byte("sealed")}).SigningBytes()
+	roomID, _ := subjects.NewRoomID(victim.PublicKey())
+	invite, err := (&subjects.InviteRequest{RoomID: roomID, Pub: victim.PublicKey(), Epoch: 1, SealedKey: []byte("sealed"), Grant: make([]byte, e2e.GrantSize)}).SigningBytes()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What an owner signs for a key grant (see the e2e package).
+	commitment := e2e.KeyCommitment(e2e.NewRoomKey())
+	grant := append([]byte("unibus-key-grant-v1\n"), byte(len(roomID)))
+	grant = append(append(grant, roomID...), byte(len(victim.PublicKey())))
+	grant = binary.BigEndian.AppendUint64(append(grant, victim.PublicKey()...), 1)
+	grant = append(grant, commitment[:]...)
 	return map[string]string{
 		"users.setkey request":   string(request),
 		"encryption-key binding": string(binding),
 		"owner invitation":       string(invite),
+		"key grant":              string(grant),
 		"control characters":     "\x00\x01\n\t" + goodNonce(t),
 		"too long":               strings.Repeat("A", 65),
 	}

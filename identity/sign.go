@@ -84,7 +84,8 @@ func badNonce(nonce []byte) error {
 // Sign returns the Ed25519 signature of msg, an application message: a
 // control-plane request (subjects.CanonicalRequest), an encryption-key
 // binding (subjects.EncKeyBindingMessage), an owner signature
-// (subjects.InviteRequest.SigningBytes and the like) or a frame.
+// (subjects.InviteRequest.SigningBytes and the like), an owner's key grant
+// (e2e.SignGrant) or a frame.
 //
 // Sign refuses, with [ErrUntaggedMessage], a message made only of bytes
 // from [A-Za-z0-9_-] (the empty message included). That makes the two
@@ -100,7 +101,8 @@ func badNonce(nonce []byte) error {
 // application message lacked a domain tag or the nonce bounds changed.
 // Every unibus application message starts with a domain tag that ends in
 // '\n' ("unibus-req-v1\n", "unibus-enckey-v1\n", "unibus-owner-v1\n",
-// "unibus-frame-sig-v1\n"), so Sign signs each of them.
+// "unibus-key-grant-v1\n", "unibus-frame-sig-v1\n"), so Sign signs each
+// of them.
 //
 // Do not pass Sign to nats.Nkey: it refuses every login nonce.
 func (id *Identity) Sign(msg []byte) ([]byte, error) {

@@ -142,8 +142,8 @@ func createRooms(b *testing.B, st *kvstore.Store, n int, owner func(int) string)
 	for range 8 {
 		wg.Go(func() {
 			for i := range work {
-				r := kvstore.Room{ID: subjects.NewRoomID(), Mode: subjects.ModeE2E, Owner: owner(i)}
-				if _, err := st.CreateRoom(ctx, r, []byte("sealed")); err != nil {
+				r := kvstore.Room{ID: anyRoomID(), Mode: subjects.ModeE2E, Owner: owner(i)}
+				if _, err := st.CreateRoom(ctx, r, sealedKey("sealed")); err != nil {
 					failed.Store(err)
 				}
 			}
@@ -182,7 +182,7 @@ func BenchmarkListUsersPage(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := st.SetEncryptionKey(ctx, u.Pub, encKey, sig); err != nil {
+				if _, err := st.SetEncryptionKey(ctx, u.Pub, kvstore.EncKeyBinding{Key: encKey, Sig: sig, Version: 1}); err != nil {
 					b.Fatal(err)
 				}
 				pubs = append(pubs, u.Pub)

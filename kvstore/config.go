@@ -15,6 +15,21 @@ const (
 	DefaultNonceTTL = 5 * time.Minute
 	// MinNonceTTL is the smallest per-key TTL JetStream accepts.
 	MinNonceTTL = time.Second
+	// DefaultBlobStoreMaxBytes sizes the object store of blobs when
+	// Config.BlobStoreMaxBytes is zero and the account has no JetStream
+	// storage limit to derive it from.
+	DefaultBlobStoreMaxBytes = 1 << 30
+	// MinBlobStoreBytes is the smallest object store of blobs.
+	MinBlobStoreBytes = 1 << 20
+)
+
+// The object store of blobs takes at most blobStoreShareNum /
+// blobStoreShareDen of the account's JetStream storage limit, every
+// replica counted; the KV buckets (nonce claims, users, rooms) keep the
+// rest, however many blobs are uploaded.
+const (
+	blobStoreShareNum = 3
+	blobStoreShareDen = 4
 )
 
 // DefaultConfig is a single-node configuration: R1, default timeouts.
@@ -34,6 +49,16 @@ type Config struct {
 	NonceTTL time.Duration
 	// Memory keeps buckets in memory instead of files (tests, benchmarks).
 	Memory bool
+	// BlobStoreMaxBytes bounds the object store of blobs (BucketBlobs), in
+	// bytes of one replica; beyond it puts are refused and nothing else is
+	// affected. Zero takes three quarters of the JetStream storage limit of
+	// the store's account (for the storage Memory picks, every replica
+	// counted: divided by Replicas), or DefaultBlobStoreMaxBytes when the
+	// account has none. A value of its own may be smaller, never larger
+	// (ErrConfigValidation at Open): the KV buckets keep at least a
+	// quarter of the account's storage, so that blobs can never take the
+	// room of nonce claims. At least MinBlobStoreBytes.
+	BlobStoreMaxBytes int64
 	// Logger receives the store's warnings (records that fail validation);
 	// nil discards them.
 	Logger *slog.Logger
@@ -58,6 +83,9 @@ func (c Config) valid() error {
 	}
 	if c.NonceTTL < MinNonceTTL {
 		return fmt.Errorf("%w: nonce TTL must be at least %s, got %s", ErrConfigValidation, MinNonceTTL, c.NonceTTL)
+	}
+	if c.BlobStoreMaxBytes != 0 && c.BlobStoreMaxBytes < MinBlobStoreBytes {
+		return fmt.Errorf("%w: blob store max bytes must be at least %d, or 0 to derive it from the account's storage limit, got %d", ErrConfigValidation, MinBlobStoreBytes, c.BlobStoreMaxBytes)
 	}
 	return nil
 }

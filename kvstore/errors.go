@@ -17,6 +17,9 @@ var (
 	// ErrInvalid wraps every validation failure of an argument (bad key,
 	// room ID, mode, empty sealed key). Nothing is stored.
 	ErrInvalid = errors.New("invalid argument")
+	// ErrStaleBinding means an encryption-key binding whose version is
+	// not above the registered one; it matches ErrConflict.
+	ErrStaleBinding = fmt.Errorf("stale encryption-key binding: %w", ErrConflict)
 	// ErrReplay means a nonce was already claimed within its window.
 	ErrReplay = errors.New("nonce already used")
 	// ErrInvalidRecord means a stored value is not a valid record for its

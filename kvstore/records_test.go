@@ -31,8 +31,8 @@ func TestForgedRecordsAreAbsent(t *testing.T) {
 	if _, err := st.AddUser(ctx, kvstore.User{Pub: mallory}); err != nil {
 		t.Fatal(err)
 	}
-	id := subjects.NewRoomID()
-	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Mode: subjects.ModeE2E, History: "none", Owner: admin}, []byte("k1"))
+	id := anyRoomID()
+	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Mode: subjects.ModeE2E, History: "none", Owner: admin}, sealedKey("k1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestForgedRecordsAreAbsent(t *testing.T) {
 	put(kvstore.BucketMembers, id+"."+mallory, kvstore.Member{RoomID: id, Pub: admin, Role: subjects.RoleOwner})
 	put(kvstore.BucketRoomsByMember, mallory+"."+id, map[string]string{"role": subjects.RoleMember})
 	// A room whose record names another room's subject.
-	other := subjects.NewRoomID()
+	other := anyRoomID()
 	forged := room
 	forged.ID = other
 	put(kvstore.BucketRooms, other, room)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +23,11 @@ type Room struct {
 	// History is the room's history policy.
 	History string `json:"policy,omitempty"`
 	Owner   string `json:"owner"`
+	// Salt is the salt the ID was made with: ID is
+	// subjects.RoomIDFor(Owner, Salt), checked when the room is created and
+	// whenever the record is read. Empty in a room stored before room IDs
+	// named their owner (or by a test).
+	Salt []byte `json:"salt,omitempty"`
 	// Epoch is the current key epoch: 1 at creation in an encrypted room,
 	// 0 in a cleartext room.
 	Epoch uint64 `json:"epoch"`
@@ -65,6 +71,7 @@ type RoomRef struct {
 	Mode    string `json:"mode"`
 	Name    string `json:"name,omitempty"`
 	Owner   string `json:"owner,omitempty"`
+	Salt    []byte `json:"salt,omitempty"`
 }
 
 // indexEntry is the value of a rooms_by_member key: the member and room
@@ -89,11 +96,13 @@ func validRoomID(id string) error {
 }
 
 // CreateRoom stores a new room owned by r.Owner with the owner as its first
-// member. In an encrypted room ownerKey is the room key of epoch 1 sealed to
-// the owner and is required; in a cleartext room it must be empty. A room
-// with the same ID is ErrExists, unless it is this very room half-created by
-// an earlier attempt, which is then completed.
-func (s *Store) CreateRoom(ctx context.Context, r Room, ownerKey []byte) (Room, error) {
+// member. A room with a salt must have the ID subjects.RoomIDFor(r.Owner,
+// r.Salt) (ErrInvalid otherwise). In an encrypted room ownerKey is the room
+// key of epoch 1 sealed to the owner, with the owner's grant, and is
+// required; in a cleartext room it must be empty. A room with the same ID
+// is ErrExists, unless it is this very room half-created by an earlier
+// attempt, which is then completed.
+func (s *Store) CreateRoom(ctx context.Context, r Room, ownerKey SealedKey) (Room, error) {
 	if err := validRoomID(r.ID); err != nil {
 		return Room{}, err
 	}
@@ -102,14 +111,19 @@ func (s *Store) CreateRoom(ctx context.Context, r Room, ownerKey []byte) (Room, 
 		return Room{}, err
 	}
 	r.Owner = owner
+	if len(r.Salt) != 0 {
+		if err := subjects.CheckRoomOwner(r.ID, r.Owner, r.Salt); err != nil {
+			return Room{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
 	switch r.Mode {
 	case subjects.ModeE2E:
-		if len(ownerKey) == 0 {
-			return Room{}, fmt.Errorf("%w: an encrypted room needs the owner's sealed key", ErrInvalid)
+		if err := ownerKey.check(owner); err != nil {
+			return Room{}, fmt.Errorf("create room %s: %w", r.ID, err)
 		}
 		r.Epoch, r.KeyClaim = 1, 1
 	case subjects.ModeCleartext:
-		if len(ownerKey) != 0 {
+		if len(ownerKey.Sealed) != 0 || len(ownerKey.Grant) != 0 {
 			return Room{}, fmt.Errorf("%w: a cleartext room has no room key", ErrInvalid)
 		}
 		r.Epoch, r.KeyClaim = 0, 0
@@ -144,7 +158,7 @@ func (s *Store) CreateRoom(ctx context.Context, r Room, ownerKey []byte) (Room, 
 		r = existing
 	}
 	if r.Encrypted() {
-		if _, err := s.keys.Put(ctx, roomKeyKey(r.ID, r.Epoch, owner), ownerKey); err != nil {
+		if err := s.putRoomKey(ctx, r.ID, r.Epoch, owner, ownerKey); err != nil {
 			return Room{}, fmt.Errorf("create room: store owner key: %w", err)
 		}
 	}
@@ -206,10 +220,11 @@ func (s *Store) getMember(ctx context.Context, roomID, pub string) (Member, erro
 }
 
 // AddMember adds pub to a room with role. In an encrypted room epoch must be
-// the room's current epoch (ErrConflict otherwise) and sealedKey the room
-// key of that epoch sealed to pub. An existing member is ErrExists; a member
-// half-added by an earlier attempt is completed.
-func (s *Store) AddMember(ctx context.Context, roomID, pub, role string, epoch uint64, sealedKey []byte) (Member, error) {
+// the room's current epoch (ErrConflict otherwise) and key the room key of
+// that epoch sealed to pub, with the owner's grant; in a cleartext room key
+// must be empty. An existing member is ErrExists; a member half-added by an
+// earlier attempt is completed.
+func (s *Store) AddMember(ctx context.Context, roomID, pub, role string, epoch uint64, key SealedKey) (Member, error) {
 	if err := validRoomID(roomID); err != nil {
 		return Member{}, err
 	}
@@ -227,13 +242,13 @@ func (s *Store) AddMember(ctx context.Context, roomID, pub, role string, epoch u
 		return Member{}, err
 	}
 	if room.Encrypted() {
-		if len(sealedKey) == 0 {
-			return Member{}, fmt.Errorf("%w: an encrypted room needs the member's sealed key", ErrInvalid)
+		if err := key.check(pub); err != nil {
+			return Member{}, fmt.Errorf("add member: %w", err)
 		}
 		if epoch != room.Epoch {
 			return Member{}, fmt.Errorf("add member: key for epoch %d but room %s is at epoch %d: %w", epoch, roomID, room.Epoch, ErrConflict)
 		}
-	} else if len(sealedKey) != 0 {
+	} else if len(key.Sealed) != 0 || len(key.Grant) != 0 {
 		return Member{}, fmt.Errorf("%w: a cleartext room has no room key", ErrInvalid)
 	}
 
@@ -251,7 +266,7 @@ func (s *Store) AddMember(ctx context.Context, roomID, pub, role string, epoch u
 		role = existing.Role
 	case errors.Is(err, ErrNotFound):
 		if room.Encrypted() {
-			if _, err := s.keys.Put(ctx, roomKeyKey(roomID, epoch, pub), sealedKey); err != nil {
+			if err := s.putRoomKey(ctx, roomID, epoch, pub, key); err != nil {
 				return Member{}, fmt.Errorf("add member: store sealed key: %w", err)
 			}
 		}
@@ -345,6 +360,46 @@ func (s *Store) ListMembers(ctx context.Context, roomID string) ([]Member, error
 		return nil, err
 	}
 	return s.listMembers(ctx, roomID)
+}
+
+// keyHolders returns who must hold the keys of a room's next epoch: its
+// members and its pending invitees, each once (an invitee being accepted
+// may show as both), without the revoked users among them, read with one
+// direct get of their user records. Only a user whose record says it is
+// revoked is left out: a member whose record is missing stays (the store
+// does not require members to be registered).
+func (s *Store) keyHolders(ctx context.Context, roomID string) ([]string, error) {
+	members, err := s.listMembers(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	invitations, err := s.roomInvitations(ctx, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("list invitations: %w", err)
+	}
+	pubs := make([]string, 0, len(members)+len(invitations))
+	for _, m := range members {
+		pubs = append(pubs, m.Pub)
+	}
+	for _, inv := range invitations {
+		pubs = append(pubs, inv.Pub)
+	}
+	slices.Sort(pubs)
+	pubs = slices.Compact(pubs)
+	if len(pubs) == 0 {
+		return pubs, nil
+	}
+	entries, err := getLast(ctx, s.js, BucketUsers, pubs)
+	if err != nil {
+		return nil, fmt.Errorf("read members' users: %w", err)
+	}
+	revoked := map[string]bool{}
+	for _, u := range decodeRecords[User](s, BucketUsers, entries) {
+		if u.Revoked() {
+			revoked[u.Pub] = true
+		}
+	}
+	return slices.DeleteFunc(pubs, func(pub string) bool { return revoked[pub] }), nil
 }
 
 func (s *Store) listMembers(ctx context.Context, roomID string) ([]Member, error) {
@@ -442,7 +497,7 @@ func (s *Store) ListRoomsForEndpoint(ctx context.Context, pub string) ([]RoomRef
 		out = append(out, RoomRef{
 			RoomID: room.ID, Subject: room.Subject, Epoch: room.Epoch,
 			History: room.History, Role: roles[room.ID], Mode: room.Mode,
-			Name: room.Name, Owner: room.Owner,
+			Name: room.Name, Owner: room.Owner, Salt: room.Salt,
 		})
 	}
 	return out, nil

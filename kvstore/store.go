@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,6 +20,10 @@ const (
 	BucketRoomsByMember = "UNIBUS_rooms_by_member"
 	BucketRoomKeys      = "UNIBUS_room_keys"
 	BucketNonces        = "UNIBUS_nonces"
+	// BucketInvitations holds the pending invitations, under
+	// <invitee>.<roomID>; each expires after InvitationTTL (the bucket's
+	// TTL, its stream's MaxAge).
+	BucketInvitations = "UNIBUS_invitations"
 	// BucketBlobs is the object store of the blobs service. Its objects
 	// are
 	//
@@ -29,15 +34,27 @@ const (
 	//
 	// A manifest is written only after the chunks, read back in order,
 	// hashed to the blob's ID; a blob without one is incomplete and cannot
-	// be read.
+	// be read. Its size is bounded (Config.BlobStoreMaxBytes), and a full
+	// store refuses puts.
 	BucketBlobs = "UNIBUS_blobs"
+	// BucketBlobUploads records who uploads which blob, what the chunks
+	// are and which uploads are incomplete (see Upload):
+	//
+	//	blob.<roomID>.<blob>                  Upload: uploader, size, state
+	//	user.<pub>.<roomID>.<blob>            the uploader's index entry
+	//	chunk.<roomID>.<blob>.<index>         the digest of chunk index, set once
+	//	pending.<roomID>.<blob>               an upload not yet complete
+	//
+	// A room's blob usage is the sum of its blob.<roomID>.* records, a
+	// user's the sum of its user.<pub>.> entries.
+	BucketBlobUploads = "UNIBUS_blob_uploads"
 )
 
 // Buckets lists every KV bucket and object store the store creates, by
 // name: what tests, docs and operators iterate instead of lists of their
 // own.
 func Buckets() []string {
-	return []string{BucketUsers, BucketRooms, BucketMembers, BucketRoomsByMember, BucketRoomKeys, BucketNonces, BucketBlobs}
+	return []string{BucketUsers, BucketRooms, BucketMembers, BucketRoomsByMember, BucketRoomKeys, BucketNonces, BucketInvitations, BucketBlobUploads, BucketBlobs}
 }
 
 // Store is the typed view of the unibus buckets. It is safe for concurrent
@@ -51,7 +68,11 @@ type Store struct {
 	byMember jetstream.KeyValue
 	keys     jetstream.KeyValue
 	nonces   jetstream.KeyValue
+	invites  jetstream.KeyValue
+	uploads  jetstream.KeyValue
 	blobs    jetstream.ObjectStore
+	// blobsMaxBytes is the object store's size (its MaxBytes).
+	blobsMaxBytes int64
 
 	opTimeout time.Duration
 	nonceTTL  time.Duration
@@ -61,9 +82,10 @@ type Store struct {
 	logger    *slog.Logger
 }
 
-// Open creates (or updates) the six KV buckets and the blobs' object store
-// (Buckets), all with the same replicas and storage, and returns a Store
-// over them.
+// Open creates (or updates) the eight KV buckets and the blobs' object
+// store (Buckets), all with the same replicas and storage, and returns a
+// Store over them. The object store's size comes from
+// Config.BlobStoreMaxBytes and the account's JetStream storage limit.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.valid(); err != nil {
@@ -92,6 +114,8 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 			TTL:            cfg.NonceTTL,
 			LimitMarkerTTL: cfg.NonceTTL,
 		}},
+		{&s.invites, jetstream.KeyValueConfig{Bucket: BucketInvitations, Description: "unibus pending invitations: proposals the invitee accepts or declines", TTL: InvitationTTL}},
+		{&s.uploads, jetstream.KeyValueConfig{Bucket: BucketBlobUploads, Description: "unibus blob uploads: uploader, size and state of each blob, chunk digests, incomplete uploads"}},
 	}
 	for _, b := range buckets {
 		b.conf.Replicas = cfg.Replicas
@@ -104,6 +128,11 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		}
 		*b.kv = kv
 	}
+	maxBytes, err := s.blobStoreSize(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.blobsMaxBytes = maxBytes
 	cctx, cancel := s.bound(ctx)
 	defer cancel()
 	blobs, err := js.CreateOrUpdateObjectStore(cctx, jetstream.ObjectStoreConfig{
@@ -111,9 +140,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		Description: "unibus blobs: room content by SHA-256, in chunks, with a manifest once verified",
 		Storage:     storage,
 		Replicas:    cfg.Replicas,
+		MaxBytes:    s.blobsMaxBytes,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open object store %s: %w", BucketBlobs, err)
+		return nil, blobStoreError(err, s.blobsMaxBytes, cfg.Replicas)
 	}
 	s.blobs = blobs
 	return s, nil
@@ -121,6 +151,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 
 // Blobs is the object store of the blobs service (BucketBlobs).
 func (s *Store) Blobs() jetstream.ObjectStore { return s.blobs }
+
+// BlobsMaxBytes is the size of the object store of blobs, in bytes of one
+// replica: what it holds at most, chunks and their metadata together.
+func (s *Store) BlobsMaxBytes() int64 { return s.blobsMaxBytes }
 
 // bound limits ctx by the operation timeout (the earlier deadline wins).
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -207,10 +241,12 @@ func deleteKey(ctx context.Context, kv jetstream.KeyValue, key string) error {
 	return nil
 }
 
-// entry is one key and value read by listEntries.
+// entry is one key and value read by listEntries, with its revision
+// where the reader knows it.
 type entry struct {
 	key   string
 	value []byte
+	rev   uint64
 }
 
 // listEntries returns the current entries whose keys match filter (a KV key
@@ -218,7 +254,14 @@ type entry struct {
 // of a Get per key. Duplicates that a busy bucket may report are folded,
 // last value wins. An empty result is not an error.
 func listEntries(ctx context.Context, kv jetstream.KeyValue, filter string, opts ...jetstream.WatchOpt) ([]entry, error) {
-	w, err := kv.Watch(ctx, filter, append(opts, jetstream.IgnoreDeletes())...)
+	return listFiltered(ctx, kv, []string{filter}, opts...)
+}
+
+// listFiltered is listEntries for the keys that match any of filters, in
+// one round of messages.
+func listFiltered(ctx context.Context, kv jetstream.KeyValue, filters []string, opts ...jetstream.WatchOpt) ([]entry, error) {
+	filter := strings.Join(filters, ",")
+	w, err := kv.WatchFiltered(ctx, filters, append(opts, jetstream.IgnoreDeletes())...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s/%s: %w", kv.Bucket(), filter, err)
 	}
@@ -232,11 +275,11 @@ func listEntries(ctx context.Context, kv jetstream.KeyValue, filter string, opts
 				return out, nil
 			}
 			if i, ok := index[e.Key()]; ok {
-				out[i].value = e.Value()
+				out[i].value, out[i].rev = e.Value(), e.Revision()
 				continue
 			}
 			index[e.Key()] = len(out)
-			out = append(out, entry{key: e.Key(), value: e.Value()})
+			out = append(out, entry{key: e.Key(), value: e.Value(), rev: e.Revision()})
 		case <-ctx.Done():
 			return nil, fmt.Errorf("list %s/%s: %w", kv.Bucket(), filter, ctx.Err())
 		}

@@ -46,8 +46,8 @@ func testReadThroughAnotherServer(t *testing.T, e *storeEnv) {
 	if _, err := st.AddUser(ctx, kvstore.User{Pub: owner}); err != nil {
 		t.Fatal(err)
 	}
-	id := subjects.NewRoomID()
-	if _, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Mode: subjects.ModeE2E, Owner: owner}, []byte("k")); err != nil {
+	id := anyRoomID()
+	if _, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Mode: subjects.ModeE2E, Owner: owner}, sealedKey("k")); err != nil {
 		t.Fatal(err)
 	}
 	other := e.openElsewhere(t, kvstore.DefaultConfig())

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nkeys"
 
@@ -101,14 +102,45 @@ func testUsers(t *testing.T, e *storeEnv) {
 		t.Fatalf("EnsureAdmin(existing) = %+v, %v", promoted, err)
 	}
 
-	if _, err := st.SetEncryptionKey(ctx, plain, []byte("pk"), []byte("sig")); err != nil {
+	issued := time.Unix(1767225600, 0)
+	v1 := kvstore.EncKeyBinding{Key: []byte("pk"), Sig: []byte("sig"), Version: 1, IssuedAt: issued}
+	if _, err := st.SetEncryptionKey(ctx, plain, v1); err != nil {
 		t.Fatalf("set key: %v", err)
 	}
-	if got, _ := st.GetUser(ctx, plain); string(got.EncKey) != "pk" || string(got.EncKeySig) != "sig" {
+	if got, _ := st.GetUser(ctx, plain); string(got.EncKey) != "pk" || string(got.EncKeySig) != "sig" || got.EncKeyVersion != 1 || !got.EncKeyIssuedAt.Equal(issued) {
 		t.Fatalf("encryption key not stored: %+v", got)
 	}
-	if _, err := st.SetEncryptionKey(ctx, plain, nil, []byte("sig")); !errors.Is(err, kvstore.ErrInvalid) {
-		t.Fatalf("empty key = %v, want ErrInvalid", err)
+	// The same binding again changes nothing; an older or equal version
+	// of another key is stale; a newer one replaces it.
+	if got, err := st.SetEncryptionKey(ctx, plain, v1); err != nil || got.EncKeyVersion != 1 {
+		t.Fatalf("same binding again = %+v, %v", got, err)
+	}
+	for _, stale := range []kvstore.EncKeyBinding{
+		{Key: []byte("other"), Sig: []byte("sig2"), Version: 1, IssuedAt: issued},
+		{Key: []byte("pk"), Sig: []byte("sig2"), Version: 1, IssuedAt: issued},
+	} {
+		if _, err := st.SetEncryptionKey(ctx, plain, stale); !errors.Is(err, kvstore.ErrStaleBinding) || !errors.Is(err, kvstore.ErrConflict) {
+			t.Fatalf("stale binding %+v = %v, want ErrStaleBinding", stale, err)
+		}
+	}
+	v2 := kvstore.EncKeyBinding{Key: []byte("pk2"), Sig: []byte("sig2"), Version: 2, IssuedAt: issued.Add(time.Hour)}
+	if got, err := st.SetEncryptionKey(ctx, plain, v2); err != nil || string(got.EncKey) != "pk2" || got.EncKeyVersion != 2 {
+		t.Fatalf("newer binding = %+v, %v", got, err)
+	}
+	if _, err := st.SetEncryptionKey(ctx, plain, v1); !errors.Is(err, kvstore.ErrStaleBinding) {
+		t.Fatalf("rolling back to version 1 = %v, want ErrStaleBinding", err)
+	}
+	if got, _ := st.GetUser(ctx, plain); string(got.EncKey) != "pk2" {
+		t.Fatalf("a refused binding changed the record: %+v", got)
+	}
+	for _, bad := range []kvstore.EncKeyBinding{
+		{Sig: []byte("sig"), Version: 3},
+		{Key: []byte("k"), Version: 3},
+		{Key: []byte("k"), Sig: []byte("sig")},
+	} {
+		if _, err := st.SetEncryptionKey(ctx, plain, bad); !errors.Is(err, kvstore.ErrInvalid) {
+			t.Fatalf("binding %+v = %v, want ErrInvalid", bad, err)
+		}
 	}
 }
 

@@ -20,11 +20,23 @@ type User struct {
 	// Admin users may manage users and use $SRV.> for micro discovery.
 	Admin bool `json:"admin,omitempty"`
 	// EncKey is the user's HPKE public key for receiving room keys, and
-	// EncKeySig the identity's signature binding it (verified by svc).
-	EncKey    []byte     `json:"enc_key,omitempty"`
-	EncKeySig []byte     `json:"enc_key_sig,omitempty"`
-	AddedAt   time.Time  `json:"added_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// EncKeySig the identity's signature binding it (verified by svc) at
+	// EncKeyVersion and EncKeyIssuedAt (see subjects.SetKeyRequest).
+	EncKey         []byte     `json:"enc_key,omitempty"`
+	EncKeySig      []byte     `json:"enc_key_sig,omitempty"`
+	EncKeyVersion  uint64     `json:"enc_key_version,omitempty"`
+	EncKeyIssuedAt time.Time  `json:"enc_key_issued_at,omitzero"`
+	AddedAt        time.Time  `json:"added_at"`
+	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
+}
+
+// EncKeyBinding is an encryption key with the identity's numbered binding
+// over it, as SetEncryptionKey stores it.
+type EncKeyBinding struct {
+	Key      []byte
+	Sig      []byte
+	Version  uint64
+	IssuedAt time.Time
 }
 
 // Revoked reports whether the user has been revoked.
@@ -142,17 +154,35 @@ func (s *Store) RevokeUser(ctx context.Context, pub string) (User, error) {
 }
 
 // SetEncryptionKey stores the user's HPKE public key and the identity's
-// binding signature over it. The caller verifies the signature.
-func (s *Store) SetEncryptionKey(ctx context.Context, pub string, encKey, sig []byte) (User, error) {
-	if len(encKey) == 0 || len(sig) == 0 {
-		return User{}, fmt.Errorf("%w: encryption key and binding signature are required", ErrInvalid)
+// binding over it; the caller verifies the signature. Versions only go up:
+// a binding whose version is not above the stored one is ErrStaleBinding,
+// except the stored binding itself, which changes nothing.
+func (s *Store) SetEncryptionKey(ctx context.Context, pub string, b EncKeyBinding) (User, error) {
+	if len(b.Key) == 0 || len(b.Sig) == 0 || b.Version == 0 {
+		return User{}, fmt.Errorf("%w: encryption key, binding signature and a binding version of at least 1 are required", ErrInvalid)
 	}
-	return s.updateUser(ctx, pub, func(u *User) error {
-		u.EncKey = encKey
-		u.EncKeySig = sig
+	var unchanged User
+	u, err := s.updateUser(ctx, pub, func(u *User) error {
+		switch {
+		case b.Version > u.EncKeyVersion:
+		case b.Version == u.EncKeyVersion && slices.Equal(b.Key, u.EncKey) && slices.Equal(b.Sig, u.EncKeySig):
+			unchanged = *u
+			return errUnchanged
+		default:
+			return fmt.Errorf("%w: binding version %d is not above the registered version %d", ErrStaleBinding, b.Version, u.EncKeyVersion)
+		}
+		u.EncKey, u.EncKeySig = b.Key, b.Sig
+		u.EncKeyVersion, u.EncKeyIssuedAt = b.Version, b.IssuedAt.UTC()
 		return nil
 	})
+	if errors.Is(err, errUnchanged) {
+		return unchanged, nil
+	}
+	return u, err
 }
+
+// errUnchanged stops an update that would write what is stored.
+var errUnchanged = errors.New("unchanged")
 
 // updateUser applies change with compare-and-set, retrying on conflicts.
 func (s *Store) updateUser(ctx context.Context, pub string, change func(*User) error) (User, error) {

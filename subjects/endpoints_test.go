@@ -28,7 +28,7 @@ func TestEndpoints(t *testing.T) {
 	}
 	want := []string{
 		subjects.UsersAdd, subjects.UsersGet, subjects.UsersList, subjects.UsersRevoke, subjects.UsersSetKey,
-		subjects.RoomsCreate, subjects.RoomsGet, subjects.RoomsInvite, subjects.RoomsRemove, subjects.RoomsLeave,
+		subjects.RoomsCreate, subjects.RoomsGet, subjects.RoomsInvite, subjects.RoomsAccept, subjects.RoomsDecline, subjects.RoomsRemove, subjects.RoomsLeave,
 		subjects.RoomsMembers, subjects.RoomsMine, subjects.RoomsRekey, subjects.RoomsKey,
 		subjects.BlobsPut, subjects.BlobsGet,
 	}

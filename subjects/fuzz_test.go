@@ -262,8 +262,9 @@ var kvKey = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
 // match ErrInvalidToken exactly when ValidateToken fails, and that Room and
 // RoomIDFromSubject are inverses on it.
 func FuzzValidateRoomID(f *testing.F) {
+	id, _ := subjects.NewRoomID("UOWNER")
 	for _, s := range []string{
-		subjects.NewRoomID(), "AAAAAAAAAAAAAAAAAAAAAA", "a", "room_1-x", "a.b", "a*", ">", "a b", "é",
+		id, "AAAAAAAAAAAAAAAAAAAAAA", "a", "room_1-x", "a.b", "a*", ">", "a b", "é",
 		"\xff", "a/b", "a=b", strings.Repeat("a", subjects.MaxRoomIDLen), strings.Repeat("a", subjects.MaxRoomIDLen+1),
 		strings.Repeat("a", subjects.MaxTokenLen+1), "",
 	} {
@@ -305,6 +306,33 @@ func FuzzValidateRoomID(f *testing.F) {
 // FuzzRoomIDFromSubject checks that RoomIDFromSubject never panics and
 // accepts exactly the subjects Room builds: one valid room ID after the
 // room prefix, nothing more, nothing less.
+// FuzzCheckRoomOwner checks, for any owner, salt and claimed ID, that
+// RoomIDFor always makes a valid room ID, and that CheckRoomOwner accepts
+// exactly the ID RoomIDFor makes from a salt of RoomSaltLen bytes, with an
+// error that matches ErrInvalidRoomID and stays bounded otherwise.
+func FuzzCheckRoomOwner(f *testing.F) {
+	owner := "UCEEXCCX6TVKCYJ4MFIE3M2NJPVPGRSRPIHDDXR43XKNTNBADWOQXRMY"
+	salt := []byte("0123456789abcdef")
+	f.Add(owner, salt, subjects.RoomIDFor(owner, salt))
+	f.Add(owner, salt, "ops")
+	f.Add(owner, salt[:15], subjects.RoomIDFor(owner, salt[:15]))
+	f.Add("", []byte{}, "")
+	f.Add(owner+"\n", salt, subjects.RoomIDFor(owner, append([]byte("\n"), salt...)))
+	f.Fuzz(func(t *testing.T, owner string, salt []byte, claimed string) {
+		id := subjects.RoomIDFor(owner, salt)
+		if err := subjects.ValidateRoomID(id); err != nil || len(id) != 22 {
+			t.Fatalf("RoomIDFor(%q, %x) = %q: %v", owner, salt, id, err)
+		}
+		err := subjects.CheckRoomOwner(claimed, owner, salt)
+		if want := claimed == id && len(salt) == subjects.RoomSaltLen; (err == nil) != want {
+			t.Fatalf("CheckRoomOwner(%q, %q, %x) = %v; RoomIDFor = %q", claimed, owner, salt, err, id)
+		}
+		if err != nil {
+			checkValidationError(t, "CheckRoomOwner", err, subjects.ErrInvalidRoomID)
+		}
+	})
+}
+
 func FuzzRoomIDFromSubject(f *testing.F) {
 	for _, s := range []string{
 		"unibus.v1.room.abc", "unibus.v1.room.", "unibus.v1.room", "unibus.v1.room.a.b", "unibus.v1.room.*",

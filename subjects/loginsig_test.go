@@ -24,7 +24,8 @@ func TestSigningBytesAreNotLoginNonces(t *testing.T) {
 	pub := id.PublicKey()
 	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	nonce := "AAAAAAAAAAAAAAAAAAAAAA"
-	roomID := subjects.NewRoomID()
+	roomID, _ := subjects.NewRoomID(pub)
+	grant := bytes.Repeat([]byte{9}, subjects.GrantLen)
 	owner := func(b []byte, err error) []byte {
 		t.Helper()
 		if err != nil {
@@ -51,14 +52,14 @@ func TestSigningBytesAreNotLoginNonces(t *testing.T) {
 	}
 	cases = append(cases,
 		tc{"request with empty fields", subjects.CanonicalRequest("", "", "", nil)},
-		tc{"encryption-key binding", subjects.EncKeyBindingMessage(pub, bytes.Repeat([]byte{7}, 1216))},
-		tc{"encryption-key binding with empty fields", subjects.EncKeyBindingMessage("", nil)},
+		tc{"encryption-key binding", subjects.EncKeyBindingMessage(pub, bytes.Repeat([]byte{7}, 1216), 1, time.Now())},
+		tc{"encryption-key binding with empty fields", subjects.EncKeyBindingMessage("", nil, 0, time.Time{})},
 		tc{"owner invite, cleartext", owner((&subjects.InviteRequest{RoomID: roomID, Pub: pub}).SigningBytes())},
-		tc{"owner invite, sealed", owner((&subjects.InviteRequest{RoomID: roomID, Pub: pub, Epoch: 3, SealedKey: []byte("sealed")}).SigningBytes())},
+		tc{"owner invite, sealed", owner((&subjects.InviteRequest{RoomID: roomID, Pub: pub, Epoch: 3, SealedKey: []byte("sealed"), Grant: grant}).SigningBytes())},
 		tc{"owner remove", owner((&subjects.RemoveRequest{RoomID: roomID, Pub: pub}).SigningBytes())},
 		tc{"owner remove with rekey", owner((&subjects.RemoveRequest{RoomID: roomID, Pub: pub,
-			Rekey: &subjects.RekeyBundle{FromEpoch: 1, ToEpoch: 2, Keys: map[string][]byte{pub: []byte("k")}}}).SigningBytes())},
-		tc{"owner rekey", owner((&subjects.RekeyRequest{RoomID: roomID, FromEpoch: 1, ToEpoch: 2, Keys: map[string][]byte{pub: []byte("k")}}).SigningBytes())},
+			Rekey: &subjects.RekeyBundle{FromEpoch: 1, ToEpoch: 2, Keys: map[string][]byte{pub: []byte("k")}, Grants: map[string][]byte{pub: grant}}}).SigningBytes())},
+		tc{"owner rekey", owner((&subjects.RekeyRequest{RoomID: roomID, FromEpoch: 1, ToEpoch: 2, Keys: map[string][]byte{pub: []byte("k")}, Grants: map[string][]byte{pub: grant}}).SigningBytes())},
 		tc{"owner rekey, empty", owner((&subjects.RekeyRequest{}).SigningBytes())},
 	)
 
@@ -97,11 +98,12 @@ func TestSignersRefuseLoginNonces(t *testing.T) {
 	if _, err := subjects.VerifyRequest(subjects.UsersSetKey, h, []byte("{}"), time.Now(), 0); err != nil {
 		t.Fatalf("VerifyRequest: %v", err)
 	}
-	sig, err := subjects.SignEncKeyBinding(id.KeyPair(), []byte("key"))
+	issued := time.Now()
+	sig, err := subjects.SignEncKeyBinding(id.KeyPair(), []byte("key"), 1, issued)
 	if err != nil {
 		t.Fatalf("SignEncKeyBinding: %v", err)
 	}
-	if err := subjects.VerifyEncKeyBinding(id.PublicKey(), []byte("key"), sig); err != nil {
+	if err := subjects.VerifyEncKeyBinding(id.PublicKey(), []byte("key"), 1, issued, sig); err != nil {
 		t.Fatalf("VerifyEncKeyBinding: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package subjects
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -57,6 +58,8 @@ const (
 	EndpointSetKey  = "setkey"
 	EndpointCreate  = "create"
 	EndpointInvite  = "invite"
+	EndpointAccept  = "accept"
+	EndpointDecline = "decline"
 	EndpointRemove  = "remove"
 	EndpointLeave   = "leave"
 	EndpointMembers = "members"
@@ -78,6 +81,8 @@ const (
 	RoomsCreate  = RoomsGroup + sep + EndpointCreate
 	RoomsGet     = RoomsGroup + sep + EndpointGet
 	RoomsInvite  = RoomsGroup + sep + EndpointInvite
+	RoomsAccept  = RoomsGroup + sep + EndpointAccept
+	RoomsDecline = RoomsGroup + sep + EndpointDecline
 	RoomsRemove  = RoomsGroup + sep + EndpointRemove
 	RoomsLeave   = RoomsGroup + sep + EndpointLeave
 	RoomsMembers = RoomsGroup + sep + EndpointMembers
@@ -146,21 +151,56 @@ func tokenProblem(tok string) string {
 	return ""
 }
 
-// NewRoomID returns a new random room ID: 16 bytes from crypto/rand encoded
-// as unpadded base64url, 22 characters of [A-Za-z0-9_-], never starting
-// with '-'.
-func NewRoomID() string {
-	var b [16]byte
+// RoomSaltLen is the length of a room's salt (CreateRoomRequest.Salt,
+// RoomInfo.Salt): the random part of its ID.
+const RoomSaltLen = 16
+
+// roomIDDomain starts the bytes a room ID hashes.
+const roomIDDomain = "unibus-room-id-v1\n"
+
+// RoomIDFor returns the ID of the room that owner creates with salt: the
+// first 16 bytes of SHA-256(roomIDDomain, owner, '\n', salt) as unpadded
+// base64url, 22 characters of [A-Za-z0-9_-]. The ID thus names its owner:
+// whoever knows the salt checks that a room claimed to be owner's really is
+// (CheckRoomOwner), so a server cannot swap a room's owner for a key of its
+// own; and no one can choose an ID that reads like a name.
+func RoomIDFor(owner string, salt []byte) string {
+	h := sha256.New()
+	h.Write([]byte(roomIDDomain))
+	h.Write([]byte(owner))
+	h.Write([]byte{'\n'})
+	h.Write(salt)
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
+}
+
+// NewRoomID returns a new room ID for owner and the salt it was made with
+// (see RoomIDFor): RoomSaltLen bytes from crypto/rand, drawn again until the
+// ID does not start with '-', which reads as a flag on command lines (one
+// in 64 would).
+func NewRoomID(owner string) (id string, salt []byte) {
+	salt = make([]byte, RoomSaltLen)
 	for {
 		// crypto/rand.Read never returns an error; it crashes the program
 		// if the system's randomness is unavailable.
-		_, _ = rand.Read(b[:])
-		// An ID starting with '-' reads as a flag on command lines (one
-		// in 64 would): draw again.
-		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
-			return id
+		_, _ = rand.Read(salt)
+		if id := RoomIDFor(owner, salt); id[0] != '-' {
+			return id, salt
 		}
 	}
+}
+
+// CheckRoomOwner returns an error matching ErrInvalidRoomID unless roomID is
+// RoomIDFor(owner, salt) with a salt of RoomSaltLen bytes: the check a
+// service makes when a room is created and a client makes before it trusts
+// a room's owner.
+func CheckRoomOwner(roomID, owner string, salt []byte) error {
+	switch {
+	case len(salt) != RoomSaltLen:
+		return &invalidError{kind: ErrInvalidRoomID, value: roomID, reason: fmt.Sprintf("salt of %d bytes, want %d", len(salt), RoomSaltLen)}
+	case RoomIDFor(owner, salt) != roomID:
+		return &invalidError{kind: ErrInvalidRoomID, value: roomID, reason: "not derived from its owner's key and salt (see RoomIDFor)"}
+	}
+	return nil
 }
 
 // ValidateRoomID returns an error unless id is a room ID: a valid token (see

@@ -2,6 +2,8 @@ package subjects_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -228,11 +230,22 @@ func TestValidateRoomID(t *testing.T) {
 }
 
 func TestNewRoomID(t *testing.T) {
+	owner := testPub(t, nkeys.PrefixByteUser, 1)
+	other := testPub(t, nkeys.PrefixByteUser, 2)
 	seen := make(map[string]bool)
 	// 5,000 draws: with one ID in 64 starting with '-' unfiltered, a
 	// regression shows here every time.
 	for range 5000 {
-		id := subjects.NewRoomID()
+		id, salt := subjects.NewRoomID(owner)
+		if len(salt) != subjects.RoomSaltLen || id != subjects.RoomIDFor(owner, salt) {
+			t.Fatalf("NewRoomID() = %q, salt %x: not RoomIDFor(owner, salt)", id, salt)
+		}
+		if err := subjects.CheckRoomOwner(id, owner, salt); err != nil {
+			t.Fatalf("NewRoomID() = %q: CheckRoomOwner: %v", id, err)
+		}
+		if err := subjects.CheckRoomOwner(id, other, salt); !errors.Is(err, subjects.ErrInvalidRoomID) {
+			t.Fatalf("NewRoomID() = %q passes for another owner: %v", id, err)
+		}
 		if strings.HasPrefix(id, "-") {
 			t.Fatalf("NewRoomID() = %q starts with '-' (reads as a command-line flag)", id)
 		}
@@ -249,8 +262,71 @@ func TestNewRoomID(t *testing.T) {
 	}
 }
 
+// TestRoomIDFor pins the derivation of a room ID (clients in other
+// languages compute it too) and checks that it depends on every input.
+func TestRoomIDFor(t *testing.T) {
+	owner := testPub(t, nkeys.PrefixByteUser, 1)
+	salt := bytes.Repeat([]byte{7}, subjects.RoomSaltLen)
+	id := subjects.RoomIDFor(owner, salt)
+	h := sha256.Sum256([]byte("unibus-room-id-v1\n" + owner + "\n" + string(salt)))
+	if want := base64.RawURLEncoding.EncodeToString(h[:16]); id != want {
+		t.Fatalf("RoomIDFor = %q, want %q", id, want)
+	}
+	if err := subjects.ValidateRoomID(id); err != nil {
+		t.Fatalf("RoomIDFor = %q: %v", id, err)
+	}
+	salt2 := bytes.Clone(salt)
+	salt2[15]++
+	for _, other := range []string{
+		subjects.RoomIDFor(testPub(t, nkeys.PrefixByteUser, 2), salt),
+		subjects.RoomIDFor(owner, salt2),
+		subjects.RoomIDFor(owner, salt[:15]),
+		// The separator keeps owner and salt apart.
+		subjects.RoomIDFor(owner[:len(owner)-1], append([]byte(owner[len(owner)-1:]+"\n"), salt...)),
+	} {
+		if other == id {
+			t.Errorf("another owner or salt gives the same ID %q", id)
+		}
+	}
+}
+
+func TestCheckRoomOwner(t *testing.T) {
+	owner := testPub(t, nkeys.PrefixByteUser, 1)
+	other := testPub(t, nkeys.PrefixByteUser, 2)
+	id, salt := subjects.NewRoomID(owner)
+	othersID, othersSalt := subjects.NewRoomID(other)
+	for _, tt := range []struct {
+		name       string
+		id, owner  string
+		salt       []byte
+		wantReason string
+	}{
+		{"its owner", id, owner, salt, ""},
+		{"another owner", id, other, salt, "not derived from its owner's key and salt"},
+		{"another salt", id, owner, othersSalt, "not derived from its owner's key and salt"},
+		{"another's ID and salt", othersID, owner, othersSalt, "not derived from its owner's key and salt"},
+		{"an ID that reads as a name", "ops", owner, salt, "not derived from its owner's key and salt"},
+		{"no salt", id, owner, nil, "salt of 0 bytes, want 16"},
+		{"short salt", id, owner, salt[:15], "salt of 15 bytes, want 16"},
+		{"long salt", id, owner, append(bytes.Clone(salt), 0), "salt of 17 bytes, want 16"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := subjects.CheckRoomOwner(tt.id, tt.owner, tt.salt)
+			if tt.wantReason == "" {
+				if err != nil {
+					t.Fatalf("CheckRoomOwner = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, subjects.ErrInvalidRoomID) || !strings.Contains(err.Error(), tt.wantReason) {
+				t.Fatalf("CheckRoomOwner = %v, want ErrInvalidRoomID with %q", err, tt.wantReason)
+			}
+		})
+	}
+}
+
 func TestRoom(t *testing.T) {
-	id := subjects.NewRoomID()
+	id, _ := subjects.NewRoomID(testPub(t, nkeys.PrefixByteUser, 1))
 	subj, err := subjects.Room(id)
 	if err != nil {
 		t.Fatalf("Room(%q): %v", id, err)

@@ -88,6 +88,13 @@ func BlobChunkLen(size int64, index int) int {
 // chunk last, and send it again to retry a completion. A put to a blob that
 // is already complete stores nothing and answers Complete at once: an
 // uploader can stop there.
+//
+// The first chunk reserves the blob's whole size against the uploader's and
+// the room's blob quotas (413 over either, or when the blob store is full;
+// the message says which). It also claims the blob for its uploader: a
+// co-member's put is 409 until the blob is complete, and a chunk sent again
+// with other bytes than the first time is 409. An upload not complete
+// within the deployment's upload timeout is removed, and its quota freed.
 type BlobPutRequest struct {
 	// RoomID is the room the blob belongs to.
 	RoomID string `json:"room_id"`

@@ -33,22 +33,36 @@ func TestJSONRoundTrip(t *testing.T) {
 		&subjects.RevokeUserRequest{Pub: pub},
 		&subjects.SetKeyRequest{EncKey: []byte("enc"), EncKeySig: []byte("sig")},
 		&subjects.CreateRoomRequest{Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryNone, SealedKey: []byte{9}},
+		&subjects.CreateRoomRequest{RoomID: "abc", Salt: []byte{4}, Name: "ops", Mode: subjects.ModeE2E, SealedKey: []byte{9}, Grant: []byte{8}},
 		&subjects.CreateRoomRequest{},
 		&subjects.RoomInfo{RoomID: "abc", Subject: "unibus.v1.room.abc", Name: "ops", Mode: subjects.ModeCleartext, History: subjects.HistoryNone, Owner: pub, Epoch: 7, CreatedAt: added},
+		&subjects.RoomInfo{RoomID: "abc", Subject: "unibus.v1.room.abc", Mode: subjects.ModeE2E, History: subjects.HistoryNone, Owner: pub, Salt: []byte{4}, Epoch: 7, NextEpoch: 8, CreatedAt: added},
 		&subjects.RoomRequest{RoomID: "abc"},
 		&subjects.InviteRequest{RoomID: "abc", Pub: pub, Epoch: 3, SealedKey: []byte{1}, OwnerSig: []byte{2}},
+		&subjects.InviteRequest{RoomID: "abc", Pub: pub, Epoch: 3, SealedKey: []byte{1}, Grant: []byte{3}, OwnerSig: []byte{2}},
 		&subjects.RemoveRequest{RoomID: "abc", Pub: pub, Rekey: &subjects.RekeyBundle{FromEpoch: 3, Keys: map[string][]byte{pub: {1}}}, OwnerSig: []byte{2}},
+		&subjects.RemoveRequest{RoomID: "abc", Pub: pub, Rekey: &subjects.RekeyBundle{FromEpoch: 3, Keys: map[string][]byte{pub: {1}}, Grants: map[string][]byte{pub: {3}}}, OwnerSig: []byte{2}},
 		&subjects.RemoveRequest{RoomID: "abc", Pub: pub, OwnerSig: []byte{2}},
 		&subjects.RekeyRequest{RoomID: "abc", FromEpoch: 3, Keys: map[string][]byte{pub: {1}, "U2": {2}}, OwnerSig: []byte{2}},
+		&subjects.RekeyRequest{RoomID: "abc", FromEpoch: 3, Keys: map[string][]byte{pub: {1}, "U2": {2}}, Grants: map[string][]byte{pub: {3}, "U2": {4}}, OwnerSig: []byte{2}},
 		&subjects.MemberInfo{Pub: pub, Role: subjects.RoleOwner, JoinedEpoch: 1},
+		&subjects.MemberInfo{Pub: pub, Role: subjects.RoleOwner, JoinedEpoch: 1, EncKey: []byte{1}, EncKeySig: []byte{2}, Grant: []byte{3}},
+		&subjects.MembersRequest{RoomID: "abc"},
+		&subjects.MembersRequest{RoomID: "abc", Pub: pub},
 		&subjects.MembersResponse{Members: []subjects.MemberInfo{{Pub: pub, Role: subjects.RoleMember, JoinedEpoch: 2}}},
 		&subjects.MembersResponse{Members: []subjects.MemberInfo{}},
 		&subjects.RoomRef{RoomID: "abc", Subject: "unibus.v1.room.abc", Epoch: 2, History: subjects.HistoryNone, Role: subjects.RoleMember, Mode: subjects.ModeE2E},
-		&subjects.MineResponse{Rooms: []subjects.RoomRef{{RoomID: "abc"}}},
-		&subjects.MineResponse{Rooms: []subjects.RoomRef{}},
+		&subjects.RoomRef{RoomID: "abc", Subject: "unibus.v1.room.abc", Epoch: 2, History: subjects.HistoryNone, Role: subjects.RoleMember, Mode: subjects.ModeE2E, Owner: pub, Salt: []byte{4}},
+		&subjects.MineResponse{Rooms: []subjects.RoomRef{{RoomID: "abc"}}, Invitations: []subjects.Invitation{}},
+		&subjects.MineResponse{Rooms: []subjects.RoomRef{}, Invitations: []subjects.Invitation{
+			{RoomID: "abc", Name: "ops", Mode: subjects.ModeE2E, Owner: pub, Salt: []byte{4}, Epoch: 2, InvitedAt: added, ExpiresAt: revoked},
+		}},
+		&subjects.Invitation{RoomID: "abc", Mode: subjects.ModeCleartext, Owner: pub, InvitedAt: added, ExpiresAt: revoked},
+		&subjects.MemberInfo{Pub: pub, Role: subjects.RoleInvited, JoinedEpoch: 2, EncKey: []byte{1}, EncKeySig: []byte{2}, Grant: []byte{3}},
 		&subjects.KeyRequest{RoomID: "abc", Epoch: 4},
 		&subjects.KeyRequest{RoomID: "abc"},
 		&subjects.KeyResponse{RoomID: "abc", Epoch: 4, SealedKey: []byte{5}},
+		&subjects.KeyResponse{RoomID: "abc", Epoch: 4, SealedKey: []byte{5}, Grant: []byte{6}},
 		&subjects.BlobPutRequest{RoomID: "abc", Blob: subjects.BlobID(nil), Size: 600 << 10, Index: 1, Data: []byte{1, 2}},
 		&subjects.BlobInfo{RoomID: "abc", Blob: subjects.BlobID(nil), Size: 3, Chunks: 1, Complete: true},
 		&subjects.BlobGetRequest{RoomID: "abc", Blob: subjects.BlobID(nil), Index: 2},
@@ -117,23 +131,37 @@ func TestJSONKeys(t *testing.T) {
 		{"user info, all fields", subjects.UserInfo{Pub: "U", Name: "n", Admin: true, EncKey: []byte{1}, EncKeySig: []byte{2}, AddedAt: added, Revoked: true, RevokedAt: &added},
 			`{"pub":"U","name":"n","admin":true,"enc_key":"AQ==","enc_key_sig":"Ag==","added_at":"2025-01-02T03:04:05Z","revoked":true,"revoked_at":"2025-01-02T03:04:05Z"}`},
 		{"add user, optional omitted", subjects.AddUserRequest{Pub: "U"}, `{"pub":"U"}`},
-		{"set key", subjects.SetKeyRequest{EncKey: []byte{1}, EncKeySig: []byte{2}}, `{"enc_key":"AQ==","enc_key_sig":"Ag=="}`},
+		{"set key", subjects.SetKeyRequest{EncKey: []byte{1}, EncKeySig: []byte{2}, EncKeyVersion: 3, EncKeyIssuedAt: added},
+			`{"enc_key":"AQ==","enc_key_sig":"Ag==","enc_key_version":3,"enc_key_issued_at":"2025-01-02T03:04:05Z"}`},
 		{"create room, empty", subjects.CreateRoomRequest{}, `{}`},
 		{"create room", subjects.CreateRoomRequest{Name: "n", Mode: "e2e", History: "none", SealedKey: []byte{1}},
 			`{"name":"n","mode":"e2e","history":"none","sealed_key":"AQ=="}`},
+		{"create room, owner-bound ID and grant", subjects.CreateRoomRequest{RoomID: "r", Salt: []byte{4}, Mode: "e2e", SealedKey: []byte{1}, Grant: []byte{2}},
+			`{"room_id":"r","salt":"BA==","mode":"e2e","sealed_key":"AQ==","grant":"Ag=="}`},
+		{"room info with salt", subjects.RoomInfo{RoomID: "r", Subject: "s", Mode: "e2e", History: "none", Owner: "U", Salt: []byte{4}, Epoch: 1, NextEpoch: 2, CreatedAt: added},
+			`{"room_id":"r","subject":"s","mode":"e2e","history":"none","owner":"U","salt":"BA==","epoch":1,"next_epoch":2,"created_at":"2025-01-02T03:04:05Z"}`},
 		{"room info", subjects.RoomInfo{RoomID: "r", Subject: "s", Mode: "cleartext", History: "none", Owner: "U", CreatedAt: added},
 			`{"room_id":"r","subject":"s","mode":"cleartext","history":"none","owner":"U","epoch":0,"created_at":"2025-01-02T03:04:05Z"}`},
 		{"invite, cleartext room", subjects.InviteRequest{RoomID: "r", Pub: "U", OwnerSig: []byte{1}},
 			`{"room_id":"r","pub":"U","owner_sig":"AQ=="}`},
-		{"invite", subjects.InviteRequest{RoomID: "r", Pub: "U", Epoch: 2, SealedKey: []byte{1}, OwnerSig: []byte{2}},
-			`{"room_id":"r","pub":"U","epoch":2,"sealed_key":"AQ==","owner_sig":"Ag=="}`},
-		{"remove", subjects.RemoveRequest{RoomID: "r", Pub: "U", Rekey: &subjects.RekeyBundle{FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UB": {2}, "UA": {1}}}, OwnerSig: []byte{3}},
-			`{"room_id":"r","pub":"U","rekey":{"from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ==","UB":"Ag=="}},"owner_sig":"Aw=="}`},
-		{"rekey", subjects.RekeyRequest{RoomID: "r", FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UA": {1}}, OwnerSig: []byte{3}},
-			`{"room_id":"r","from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ=="},"owner_sig":"Aw=="}`},
+		{"invite", subjects.InviteRequest{RoomID: "r", Pub: "U", Epoch: 2, SealedKey: []byte{1}, Grant: []byte{4}, OwnerSig: []byte{2}},
+			`{"room_id":"r","pub":"U","epoch":2,"sealed_key":"AQ==","grant":"BA==","owner_sig":"Ag=="}`},
+		{"remove", subjects.RemoveRequest{RoomID: "r", Pub: "U", Rekey: &subjects.RekeyBundle{FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UB": {2}, "UA": {1}}, Grants: map[string][]byte{"UB": {5}, "UA": {4}}}, OwnerSig: []byte{3}},
+			`{"room_id":"r","pub":"U","rekey":{"from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ==","UB":"Ag=="},"grants":{"UA":"BA==","UB":"BQ=="}},"owner_sig":"Aw=="}`},
+		{"rekey", subjects.RekeyRequest{RoomID: "r", FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UA": {1}}, Grants: map[string][]byte{"UA": {4}}, OwnerSig: []byte{3}},
+			`{"room_id":"r","from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ=="},"grants":{"UA":"BA=="},"owner_sig":"Aw=="}`},
+		{"rekey without grants (refused by the service)", subjects.RekeyRequest{RoomID: "r", FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UA": {1}}},
+			`{"room_id":"r","from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ=="},"grants":null}`},
 		{"member", subjects.MemberInfo{Pub: "U", Role: "member", JoinedEpoch: 3}, `{"pub":"U","role":"member","joined_epoch":3}`},
+		{"member with grant", subjects.MemberInfo{Pub: "U", Role: "member", JoinedEpoch: 3, EncKey: []byte{1}, EncKeySig: []byte{2}, Grant: []byte{3}},
+			`{"pub":"U","role":"member","joined_epoch":3,"enc_key":"AQ==","enc_key_sig":"Ag==","grant":"Aw=="}`},
+		{"members, all", subjects.MembersRequest{RoomID: "r"}, `{"room_id":"r"}`},
+		{"members, one user", subjects.MembersRequest{RoomID: "r", Pub: "U"}, `{"room_id":"r","pub":"U"}`},
 		{"key request, latest", subjects.KeyRequest{RoomID: "r"}, `{"room_id":"r"}`},
-		{"key response", subjects.KeyResponse{RoomID: "r", Epoch: 1, SealedKey: []byte{1}}, `{"room_id":"r","epoch":1,"sealed_key":"AQ=="}`},
+		{"key response, legacy key without grant", subjects.KeyResponse{RoomID: "r", Epoch: 1, SealedKey: []byte{1}}, `{"room_id":"r","epoch":1,"sealed_key":"AQ=="}`},
+		{"key response", subjects.KeyResponse{RoomID: "r", Epoch: 1, SealedKey: []byte{1}, Grant: []byte{2}}, `{"room_id":"r","epoch":1,"sealed_key":"AQ==","grant":"Ag=="}`},
+		{"room ref with salt", subjects.RoomRef{RoomID: "r", Subject: "s", Epoch: 1, History: "none", Role: "owner", Mode: "e2e", Owner: "U", Salt: []byte{4}},
+			`{"room_id":"r","subject":"s","epoch":1,"policy":"none","role":"owner","mode":"e2e","owner":"U","salt":"BA=="}`},
 		{"blob put", subjects.BlobPutRequest{RoomID: "r", Blob: "b", Size: 1, Data: []byte{1}}, `{"room_id":"r","blob":"b","size":1,"index":0,"data":"AQ=="}`},
 		{"blob put, empty blob", subjects.BlobPutRequest{RoomID: "r", Blob: "b"}, `{"room_id":"r","blob":"b","size":0,"index":0}`},
 		{"blob info", subjects.BlobInfo{RoomID: "r", Blob: "b", Size: 1, Chunks: 1}, `{"room_id":"r","blob":"b","size":1,"chunks":1,"complete":false}`},
@@ -161,18 +189,18 @@ func TestEmptyListsEncodeAsArrays(t *testing.T) {
 		v    any
 		want string
 	}{
-		{subjects.MineResponse{}, `{"rooms":[]}`},
-		{&subjects.MineResponse{}, `{"rooms":[]}`},
-		{subjects.MineResponse{Rooms: []subjects.RoomRef{}}, `{"rooms":[]}`},
+		{subjects.MineResponse{}, `{"rooms":[],"invitations":[]}`},
+		{&subjects.MineResponse{}, `{"rooms":[],"invitations":[]}`},
+		{subjects.MineResponse{Rooms: []subjects.RoomRef{}}, `{"rooms":[],"invitations":[]}`},
 		{subjects.ListUsersResponse{}, `{"users":[]}`},
 		{&subjects.ListUsersResponse{}, `{"users":[]}`},
 		{subjects.MembersResponse{}, `{"members":[]}`},
 		{&subjects.MembersResponse{}, `{"members":[]}`},
 		{subjects.MineResponse{Rooms: []subjects.RoomRef{{RoomID: "r", Subject: "s", Epoch: 1, History: "none", Role: "owner", Mode: "cleartext"}}},
-			`{"rooms":[{"room_id":"r","subject":"s","epoch":1,"policy":"none","role":"owner","mode":"cleartext"}]}`},
+			`{"rooms":[{"room_id":"r","subject":"s","epoch":1,"policy":"none","role":"owner","mode":"cleartext"}],"invitations":[]}`},
 		{struct {
 			M subjects.MineResponse `json:"m"`
-		}{}, `{"m":{"rooms":[]}}`},
+		}{}, `{"m":{"rooms":[],"invitations":[]}}`},
 	}
 	for _, tt := range tests {
 		got, err := json.Marshal(tt.v)
@@ -207,7 +235,7 @@ func ownerCases(t *testing.T) []ownerCase {
 			name: "invite",
 			op:   subjects.RoomsInvite,
 			new: func() ownerSigned {
-				return &subjects.InviteRequest{RoomID: "room", Pub: bob, Epoch: 2, SealedKey: []byte{1, 2, 3}}
+				return &subjects.InviteRequest{RoomID: "room", Pub: bob, Epoch: 2, SealedKey: []byte{1, 2, 3}, Grant: []byte{4, 5, 6}}
 			},
 			setSig: func(r ownerSigned, sig []byte) { r.(*subjects.InviteRequest).OwnerSig = sig },
 			mutations: map[string]func(ownerSigned){
@@ -215,6 +243,7 @@ func ownerCases(t *testing.T) []ownerCase {
 				"Pub":       func(r ownerSigned) { r.(*subjects.InviteRequest).Pub = alice },
 				"Epoch":     func(r ownerSigned) { r.(*subjects.InviteRequest).Epoch = 3 },
 				"SealedKey": func(r ownerSigned) { r.(*subjects.InviteRequest).SealedKey[1] = 9 },
+				"Grant":     func(r ownerSigned) { r.(*subjects.InviteRequest).Grant[1] = 9 },
 			},
 			fields: fieldNames(subjects.InviteRequest{}),
 		},
@@ -222,7 +251,7 @@ func ownerCases(t *testing.T) []ownerCase {
 			name: "remove",
 			op:   subjects.RoomsRemove,
 			new: func() ownerSigned {
-				return &subjects.RemoveRequest{RoomID: "room", Pub: bob, Rekey: &subjects.RekeyBundle{FromEpoch: 2, Keys: map[string][]byte{alice: {1}}}}
+				return &subjects.RemoveRequest{RoomID: "room", Pub: bob, Rekey: &subjects.RekeyBundle{FromEpoch: 2, Keys: map[string][]byte{alice: {1}}, Grants: map[string][]byte{alice: {4}}}}
 			},
 			setSig: func(r ownerSigned, sig []byte) { r.(*subjects.RemoveRequest).OwnerSig = sig },
 			mutations: map[string]func(ownerSigned){
@@ -233,6 +262,8 @@ func ownerCases(t *testing.T) []ownerCase {
 				"Rekey.ToEpoch":   func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey.ToEpoch = 9 },
 				"Rekey.Keys":      func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey.Keys[alice][0] = 2 },
 				"Rekey.Keys+":     func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey.Keys[bob] = []byte{1} },
+				"Rekey.Grants":    func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey.Grants[alice][0] = 5 },
+				"Rekey.Grants+":   func(r ownerSigned) { r.(*subjects.RemoveRequest).Rekey.Grants[bob] = []byte{4} },
 			},
 			fields: append(fieldNames(subjects.RemoveRequest{}), prefixed("Rekey.", fieldNames(subjects.RekeyBundle{}))...),
 		},
@@ -240,7 +271,7 @@ func ownerCases(t *testing.T) []ownerCase {
 			name: "rekey",
 			op:   subjects.RoomsRekey,
 			new: func() ownerSigned {
-				return &subjects.RekeyRequest{RoomID: "room", FromEpoch: 2, Keys: map[string][]byte{alice: {1}, bob: {2}}}
+				return &subjects.RekeyRequest{RoomID: "room", FromEpoch: 2, Keys: map[string][]byte{alice: {1}, bob: {2}}, Grants: map[string][]byte{alice: {4}, bob: {5}}}
 			},
 			setSig: func(r ownerSigned, sig []byte) { r.(*subjects.RekeyRequest).OwnerSig = sig },
 			mutations: map[string]func(ownerSigned){
@@ -252,6 +283,12 @@ func ownerCases(t *testing.T) []ownerCase {
 				"Keys swap": func(r ownerSigned) {
 					k := r.(*subjects.RekeyRequest).Keys
 					k[alice], k[bob] = k[bob], k[alice]
+				},
+				"Grants":  func(r ownerSigned) { r.(*subjects.RekeyRequest).Grants[bob][0] = 6 },
+				"Grants-": func(r ownerSigned) { delete(r.(*subjects.RekeyRequest).Grants, bob) },
+				"Grants swap": func(r ownerSigned) {
+					g := r.(*subjects.RekeyRequest).Grants
+					g[alice], g[bob] = g[bob], g[alice]
 				},
 			},
 			fields: fieldNames(subjects.RekeyRequest{}),
@@ -335,8 +372,8 @@ func TestOwnerSigningBytes(t *testing.T) {
 // TestOwnerSigningBytesFormat pins the format against an independent
 // computation, as a client in another language would do it.
 func TestOwnerSigningBytesFormat(t *testing.T) {
-	r := &subjects.RekeyRequest{RoomID: "r", FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UB": {2}, "UA": {1}}, OwnerSig: []byte{9}}
-	j := `{"room_id":"r","from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ==","UB":"Ag=="}}`
+	r := &subjects.RekeyRequest{RoomID: "r", FromEpoch: 2, ToEpoch: 3, Keys: map[string][]byte{"UB": {2}, "UA": {1}}, Grants: map[string][]byte{"UB": {4}, "UA": {3}}, OwnerSig: []byte{9}}
+	j := `{"room_id":"r","from_epoch":2,"to_epoch":3,"keys":{"UA":"AQ==","UB":"Ag=="},"grants":{"UA":"Aw==","UB":"BA=="}}`
 	sum := sha256.Sum256([]byte(j))
 	want := "unibus-owner-v1\nunibus.v1.rooms.rekey\n" + hex.EncodeToString(sum[:])
 	if got := signingBytes(t, r); string(got) != want {
@@ -430,43 +467,54 @@ func TestEncKeyBinding(t *testing.T) {
 	pub := testPub(t, nkeys.PrefixByteUser, 1)
 	encKey := []byte("hello")
 
-	msg := subjects.EncKeyBindingMessage(pub, encKey)
-	want := "unibus-enckey-v1\n" + pub + "\n2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+	issued := time.Unix(1767225600, 0)
+
+	msg := subjects.EncKeyBindingMessage(pub, encKey, 3, issued)
+	want := "unibus-enckey-v2\n" + pub + "\n3\n1767225600\n2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
 	if string(msg) != want {
 		t.Errorf("EncKeyBindingMessage = %q, want %q", msg, want)
 	}
 
-	sig, err := subjects.SignEncKeyBinding(kp, encKey)
+	sig, err := subjects.SignEncKeyBinding(kp, encKey, 3, issued)
 	if err != nil {
 		t.Fatalf("SignEncKeyBinding: %v", err)
 	}
 	if err := kp.Verify(msg, sig); err != nil {
 		t.Errorf("signature is not over EncKeyBindingMessage: %v", err)
 	}
-	if err := subjects.VerifyEncKeyBinding(pub, encKey, sig); err != nil {
+	if err := subjects.VerifyEncKeyBinding(pub, encKey, 3, issued, sig); err != nil {
 		t.Errorf("VerifyEncKeyBinding: %v", err)
 	}
 
 	tests := []struct {
-		name   string
-		pub    string
-		encKey []byte
-		sig    []byte
-		is     error
+		name    string
+		pub     string
+		encKey  []byte
+		version uint64
+		issued  time.Time
+		sig     []byte
+		is      error
 	}{
-		{"other key", pub, []byte("hellp"), sig, subjects.ErrBadSignature},
-		{"other user", testPub(t, nkeys.PrefixByteUser, 2), encKey, sig, subjects.ErrBadSignature},
-		{"truncated sig", pub, encKey, sig[:63], subjects.ErrBadSignature},
-		{"no sig", pub, encKey, nil, subjects.ErrMissingSignature},
-		{"account key", testPub(t, nkeys.PrefixByteAccount, 1), encKey, sig, subjects.ErrInvalidUserKey},
+		{"other key", pub, []byte("hellp"), 3, issued, sig, subjects.ErrBadSignature},
+		{"other user", testPub(t, nkeys.PrefixByteUser, 2), encKey, 3, issued, sig, subjects.ErrBadSignature},
+		{"older version", pub, encKey, 2, issued, sig, subjects.ErrBadSignature},
+		{"newer version", pub, encKey, 4, issued, sig, subjects.ErrBadSignature},
+		{"version 0", pub, encKey, 0, issued, sig, subjects.ErrBadSignature},
+		{"other time", pub, encKey, 3, issued.Add(time.Second), sig, subjects.ErrBadSignature},
+		{"truncated sig", pub, encKey, 3, issued, sig[:63], subjects.ErrBadSignature},
+		{"no sig", pub, encKey, 3, issued, nil, subjects.ErrMissingSignature},
+		{"account key", testPub(t, nkeys.PrefixByteAccount, 1), encKey, 3, issued, sig, subjects.ErrInvalidUserKey},
 	}
 	for _, tt := range tests {
-		if err := subjects.VerifyEncKeyBinding(tt.pub, tt.encKey, tt.sig); !errors.Is(err, tt.is) {
+		if err := subjects.VerifyEncKeyBinding(tt.pub, tt.encKey, tt.version, tt.issued, tt.sig); !errors.Is(err, tt.is) {
 			t.Errorf("%s: VerifyEncKeyBinding = %v, want %v", tt.name, err, tt.is)
 		}
 	}
-	if _, err := subjects.SignEncKeyBinding(testKey(t, nkeys.PrefixByteAccount, 1), encKey); !errors.Is(err, subjects.ErrInvalidUserKey) {
+	if _, err := subjects.SignEncKeyBinding(testKey(t, nkeys.PrefixByteAccount, 1), encKey, 1, issued); !errors.Is(err, subjects.ErrInvalidUserKey) {
 		t.Errorf("SignEncKeyBinding(account key) = %v, want ErrInvalidUserKey", err)
+	}
+	if _, err := subjects.SignEncKeyBinding(kp, encKey, 0, issued); err == nil {
+		t.Errorf("SignEncKeyBinding(version 0) succeeded")
 	}
 }
 

@@ -1,6 +1,7 @@
 package svc
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -34,7 +35,8 @@ type blobHandlers struct {
 }
 
 // newBlobHandlers checks that blob chunk requests can reach the service
-// and serves them from the store's object store (kvstore.BucketBlobs).
+// and serves them from the store's object store (kvstore.BucketBlobs),
+// with the records of uploads in kvstore.BucketBlobUploads.
 func newBlobHandlers(h *handlers) *blobHandlers {
 	cfg := h.cfg
 	if mp := cfg.Conn.MaxPayload(); mp > 0 && mp < maxBlobPutBytes {
@@ -44,6 +46,10 @@ func newBlobHandlers(h *handlers) *blobHandlers {
 	return &blobHandlers{handlers: h, objects: h.store.Blobs()}
 }
 
+// put stores one chunk of a blob for a member of its room. The first
+// chunk of a blob claims it for the caller within the quotas
+// (admitUpload); every chunk is then checked against that claim, stored
+// create-only (putChunk), and the last one completes the blob (complete).
 func (h *blobHandlers) put(ctx context.Context, c caller, req *subjects.BlobPutRequest) (subjects.BlobInfo, error) {
 	roomID, err := parseRoomID(req.RoomID)
 	if err != nil {
@@ -68,13 +74,26 @@ func (h *blobHandlers) put(ctx context.Context, c caller, req *subjects.BlobPutR
 	case !errors.Is(err, jetstream.ErrObjectNotFound):
 		return subjects.BlobInfo{}, unavailable(err)
 	}
-	if err := h.putChunk(ctx, chunkName(roomID, blob, req.Index), req.Data); err != nil {
+	up, rev, err := h.admitUpload(ctx, c, roomID, blob, req.Size)
+	if err != nil {
+		return subjects.BlobInfo{}, err
+	}
+	if up.State == kvstore.UploadComplete {
+		// Verified and committed, but the manifest was not written (a
+		// crash, a lost reply): write it now.
+		if err := h.writeManifest(ctx, roomID, blob, up.Size); err != nil {
+			return subjects.BlobInfo{}, err
+		}
+		info.Complete = true
+		return info, nil
+	}
+	if err := h.putChunk(ctx, up, req.Index, req.Data); err != nil {
 		return subjects.BlobInfo{}, err
 	}
 	if req.Index < info.Chunks-1 {
 		return info, nil
 	}
-	if err := h.complete(ctx, roomID, blob, req.Size); err != nil {
+	if err := h.complete(ctx, up, rev); err != nil {
 		return subjects.BlobInfo{}, err
 	}
 	info.Complete = true
@@ -104,13 +123,21 @@ func (h *blobHandlers) checkChunk(req *subjects.BlobPutRequest) error {
 	return nil
 }
 
-// putChunk stores a chunk, unless the same bytes are stored already (a
-// retry, or a second uploader of the same content): rewriting it would
-// only race with a completion reading it.
-func (h *blobHandlers) putChunk(ctx context.Context, name string, data []byte) error {
-	sum := sha256.New()
-	sum.Write(data)
-	digest := jetstream.GetObjectDigestValue(sum)
+// putChunk stores chunk index of the upload up, create-only: its digest
+// is recorded first (kvstore.Store.ClaimChunk), once, and only those
+// bytes are ever written under its name. The same bytes again (a retry)
+// store nothing; other bytes are refused (409), so that no chunk changes
+// under a completion that read it, nor after.
+func (h *blobHandlers) putChunk(ctx context.Context, up kvstore.Upload, index int, data []byte) error {
+	digest := digestOf(data)
+	recorded, err := h.store.ClaimChunk(ctx, up.RoomID, up.Blob, index, digest)
+	if err != nil {
+		return storeError(err, storeMessages{})
+	}
+	if recorded != digest {
+		return conflict(nil, "chunk %d of blob %s is stored already with other content, and a chunk is never rewritten: if the content changed, upload it under its new ID", index, up.Blob)
+	}
+	name := chunkName(up.RoomID, up.Blob, index)
 	info, err := h.objects.GetInfo(ctx, name)
 	switch {
 	case err == nil && info.Digest == digest && info.Size == uint64(len(data)):
@@ -118,71 +145,123 @@ func (h *blobHandlers) putChunk(ctx context.Context, name string, data []byte) e
 	case err != nil && !errors.Is(err, jetstream.ErrObjectNotFound):
 		return unavailable(err)
 	}
-	if _, err := h.objects.PutBytes(ctx, name, data); err != nil {
+	// Absent, half-written, or left by an upload removed before: these
+	// bytes are the recorded ones.
+	if _, err := h.objects.Put(ctx, jetstream.ObjectMeta{Name: name}, bytes.NewReader(data)); err != nil {
+		if storeFull(err) {
+			return h.storeFullError(ctx, up.Size, err)
+		}
 		return unavailable(err)
 	}
 	return nil
 }
 
-// complete reads the chunks back in order, streaming them through SHA-256:
-// when they hash to the blob's ID the manifest makes the blob readable;
-// when they do not, the chunks are deleted and the put refused (400). A
-// missing chunk is 409: the uploader puts it, then the last chunk again.
-func (h *blobHandlers) complete(ctx context.Context, roomID, blob string, size int64) error {
-	chunks := subjects.BlobChunks(size)
+// complete reads the chunks of the upload up (at revision rev) back in
+// order, each checked against its recorded digest, streaming them through
+// SHA-256: when they hash to the blob's ID, the upload is committed
+// complete (compare-and-set, so that it cannot also expire) and the
+// manifest makes the blob readable; when they do not, the upload is
+// removed and the put refused (400). A missing chunk is 409: the uploader
+// puts it, then the last chunk again.
+func (h *blobHandlers) complete(ctx context.Context, up kvstore.Upload, rev uint64) error {
+	chunks := subjects.BlobChunks(up.Size)
+	digests, err := h.store.ChunkDigests(ctx, up.RoomID, up.Blob)
+	if err != nil {
+		return storeError(err, storeMessages{})
+	}
 	sum := sha256.New()
 	var n int64
 	for i := range chunks {
-		got, err := h.readChunk(ctx, sum, chunkName(roomID, blob, i))
-		if errors.Is(err, jetstream.ErrObjectNotFound) {
-			return conflict(nil, "chunk %d of blob %s is missing: put it, then put the last chunk (%d) again", i, blob, chunks-1)
+		missing := conflict(nil, "chunk %d of blob %s is missing: put it, then put the last chunk (%d) again", i, up.Blob, chunks-1)
+		want, ok := digests[i]
+		if !ok {
+			return missing
 		}
-		if err != nil {
+		got, digest, err := h.readChunk(ctx, sum, chunkName(up.RoomID, up.Blob, i))
+		switch {
+		case errors.Is(err, jetstream.ErrObjectNotFound), err == nil && digest != want:
+			// Recorded but not (or not yet) stored as recorded.
+			return missing
+		case err != nil:
 			return unavailable(err)
 		}
 		n += got
 	}
-	if n != size || hex.EncodeToString(sum.Sum(nil)) != blob {
-		h.deleteChunks(ctx, roomID, blob, chunks)
-		return badRequest("the content does not match its hash: blob %s is not stored; hash what you upload with SHA-256 and upload it again", blob)
+	if n != up.Size || hex.EncodeToString(sum.Sum(nil)) != up.Blob {
+		if err := h.removeUpload(ctx, up, rev); err != nil {
+			h.cfg.Logger.Warn("upload of a mismatched blob not removed (the janitor retries)", "room", up.RoomID, "blob", up.Blob, "err", err)
+		}
+		return badRequest("the content does not match its hash: blob %s is not stored; hash what you upload with SHA-256 and upload it again", up.Blob)
 	}
+	if _, err := h.store.CompleteUpload(ctx, up, rev); err != nil {
+		return storeError(err, storeMessages{conflict: fmt.Sprintf("the upload of blob %s ran out of time as it completed and is being removed: upload it again", up.Blob)})
+	}
+	return h.writeManifest(ctx, up.RoomID, up.Blob, up.Size)
+}
+
+// writeManifest writes the manifest of a verified blob, which makes it
+// readable.
+func (h *blobHandlers) writeManifest(ctx context.Context, roomID, blob string, size int64) error {
 	_, err := h.objects.Put(ctx, jetstream.ObjectMeta{
 		Name: manifestName(roomID, blob),
 		Metadata: map[string]string{
 			manifestSize:   strconv.FormatInt(size, 10),
-			manifestChunks: strconv.Itoa(chunks),
+			manifestChunks: strconv.Itoa(subjects.BlobChunks(size)),
 		},
 	}, nil)
 	if err != nil {
+		if storeFull(err) {
+			return h.storeFullError(ctx, size, err)
+		}
 		return unavailable(err)
 	}
 	return nil
 }
 
-// readChunk copies the chunk called name into w and returns its length.
-func (h *blobHandlers) readChunk(ctx context.Context, w io.Writer, name string) (int64, error) {
+// readChunk copies the chunk called name into w and returns its length
+// and its digest as the object store recorded it (which the object store
+// checks the bytes read against).
+func (h *blobHandlers) readChunk(ctx context.Context, w io.Writer, name string) (int64, string, error) {
 	r, err := h.objects.Get(ctx, name)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer r.Close()
+	info, err := r.Info()
+	if err != nil {
+		return 0, "", fmt.Errorf("read %s: %w", name, err)
+	}
 	n, err := io.Copy(w, r)
 	if err != nil {
-		return n, fmt.Errorf("read %s: %w", name, err)
+		return n, "", fmt.Errorf("read %s: %w", name, err)
 	}
-	return n, nil
+	return n, info.Digest, nil
 }
 
-// deleteChunks deletes the chunks of a blob that failed its hash. A
-// failure leaves garbage, not a blob (there is no manifest), and is only
-// logged.
-func (h *blobHandlers) deleteChunks(ctx context.Context, roomID, blob string, chunks int) {
-	for i := range chunks {
-		name := chunkName(roomID, blob, i)
+// removeUpload removes the upload up (at revision rev): first it is
+// marked expired, so that no chunk is accepted and it cannot complete,
+// then its chunks' objects are deleted, then its records
+// (kvstore.Store.RemoveUpload), which frees its place in the quotas. Any
+// instance may do it, any number of times; a failure leaves the rest to
+// the janitor.
+func (h *blobHandlers) removeUpload(ctx context.Context, up kvstore.Upload, rev uint64) error {
+	if up.State != kvstore.UploadExpired {
+		expired, newRev, err := h.store.SetUploadState(ctx, up, rev, kvstore.UploadExpired)
+		if err != nil {
+			return fmt.Errorf("expire upload of blob %s of room %s: %w", up.Blob, up.RoomID, err)
+		}
+		up, rev = expired, newRev
+	}
+	for i := range subjects.BlobChunks(up.Size) {
+		name := chunkName(up.RoomID, up.Blob, i)
 		if err := h.objects.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			h.cfg.Logger.Warn("chunk of a mismatched blob not deleted", "bucket", kvstore.BucketBlobs, "object", name, "err", err)
+			return fmt.Errorf("delete %s: %w", name, err)
 		}
 	}
+	if err := h.store.RemoveUpload(ctx, up, rev); err != nil {
+		return fmt.Errorf("remove upload of blob %s of room %s: %w", up.Blob, up.RoomID, err)
+	}
+	return nil
 }
 
 func (h *blobHandlers) get(ctx context.Context, c caller, req *subjects.BlobGetRequest) (subjects.BlobChunk, error) {
@@ -238,6 +317,13 @@ func (h *blobHandlers) manifest(ctx context.Context, roomID, blob string) (manif
 		return manifest{}, fmt.Errorf("manifest %s: malformed metadata %v", info.Name, info.Metadata)
 	}
 	return manifest{size: size, chunks: chunks}, nil
+}
+
+// digestOf is the digest the object store records for data.
+func digestOf(data []byte) string {
+	sum := sha256.New()
+	sum.Write(data)
+	return jetstream.GetObjectDigestValue(sum)
 }
 
 // chunkName is the object of chunk index of a blob.

@@ -215,7 +215,7 @@ func TestBlobsRefused(t *testing.T) {
 	}{
 		{"no room", e.alice, subjects.BlobsPut, put(func(r *subjects.BlobPutRequest) { r.RoomID = "" }), 400, []string{"room_id is required"}},
 		{"bad room", e.alice, subjects.BlobsPut, put(func(r *subjects.BlobPutRequest) { r.RoomID = "a.b" }), 400, []string{"room_id"}},
-		{"unknown room", e.alice, subjects.BlobsPut, put(func(r *subjects.BlobPutRequest) { r.RoomID = subjects.NewRoomID() }), 404, []string{"not found"}},
+		{"unknown room", e.alice, subjects.BlobsPut, put(func(r *subjects.BlobPutRequest) { r.RoomID = newRoomID(e.alice) }), 404, []string{"not found"}},
 		{"no blob", e.alice, subjects.BlobsPut, put(func(r *subjects.BlobPutRequest) { r.Blob = "" }), 400, []string{"blob is required"}},
 		{"upper-case blob", e.alice, subjects.BlobsPut, put(func(r *subjects.BlobPutRequest) { r.Blob = "AB" + blob[2:] }), 400, []string{"lowercase hex"}},
 		{"short blob", e.alice, subjects.BlobsPut, put(func(r *subjects.BlobPutRequest) { r.Blob = blob[:63] }), 400, []string{"63 characters"}},
@@ -281,7 +281,7 @@ func TestBlobsDiscovery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, err := json.Marshal(subjects.BlobPutRequest{RoomID: subjects.NewRoomID(), Blob: subjects.BlobID(nil), Size: subjects.MaxBlobSize, Index: subjects.MaxBlobChunks - 1, Data: make([]byte, subjects.BlobChunkSize)})
+			body, err := json.Marshal(subjects.BlobPutRequest{RoomID: newRoomID(e.alice), Blob: subjects.BlobID(nil), Size: subjects.MaxBlobSize, Index: subjects.MaxBlobChunks - 1, Data: make([]byte, subjects.BlobChunkSize)})
 			if err != nil {
 				t.Fatal(err)
 			}

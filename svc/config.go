@@ -86,6 +86,15 @@ const (
 	// DefaultRateBurst is how many requests one identity may make at once
 	// before DefaultRateLimit applies.
 	DefaultRateBurst = 100
+	// DefaultMaxBlobBytesPerUser bounds the blobs one user uploads, in all
+	// rooms together: 1 GiB, 16 blobs of DefaultMaxBlobBytes.
+	DefaultMaxBlobBytesPerUser = 1 << 30
+	// DefaultMaxBlobBytesPerRoom bounds the blobs of one room, whoever
+	// uploaded them: 4 GiB.
+	DefaultMaxBlobBytesPerRoom = 4 << 30
+	// DefaultBlobUploadTimeout is how long an upload may take from its
+	// first chunk to its last before it is removed.
+	DefaultBlobUploadTimeout = time.Hour
 
 	// maxWorkers bounds Config.Workers.
 	maxWorkers = 4096
@@ -184,6 +193,23 @@ type Config struct {
 	// Version is the services' semantic version (x.y.z…), shown by
 	// "nats micro ls"; empty means DefaultVersion.
 	Version string
+	// MaxBlobBytesPerUser bounds the total size of the blobs one user
+	// stores, complete or being uploaded, in all rooms; zero means
+	// DefaultMaxBlobBytesPerUser, a negative value no limit. A blob whose
+	// first chunk would take its uploader over it is refused with 413,
+	// and nothing is stored. It must be at least MaxBlobBytes.
+	MaxBlobBytesPerUser int64
+	// MaxBlobBytesPerRoom bounds the total size of the blobs of one room,
+	// whoever uploaded them, in the same way; zero means
+	// DefaultMaxBlobBytesPerRoom, a negative value no limit.
+	MaxBlobBytesPerRoom int64
+	// BlobUploadTimeout is how long an upload may take from its first
+	// chunk to its completion; zero means DefaultBlobUploadTimeout. An
+	// upload accepts chunks until RequestTimeout before it runs out (so
+	// that no chunk is still being written then), and once it has run out
+	// the services remove it, its chunks and its place in the quotas. It
+	// must be at least twice RequestTimeout.
+	BlobUploadTimeout time.Duration
 }
 
 // semVer is the semantic-version pattern micro requires.
@@ -207,6 +233,9 @@ func (c Config) withDefaults() Config {
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
 	c.MaxBlobBytes = cmp.Or(c.MaxBlobBytes, DefaultMaxBlobBytes)
 	c.Version = cmp.Or(c.Version, DefaultVersion)
+	c.MaxBlobBytesPerUser = cmp.Or(c.MaxBlobBytesPerUser, DefaultMaxBlobBytesPerUser)
+	c.MaxBlobBytesPerRoom = cmp.Or(c.MaxBlobBytesPerRoom, DefaultMaxBlobBytesPerRoom)
+	c.BlobUploadTimeout = cmp.Or(c.BlobUploadTimeout, DefaultBlobUploadTimeout)
 	return c
 }
 
@@ -280,6 +309,22 @@ func (c Config) valid() error {
 	}
 	if !semVer.MatchString(c.Version) {
 		return fmt.Errorf("%w: version %q is not a semantic version (x.y.z)", ErrConfigValidation, c.Version)
+	}
+	return c.validBlobQuotas()
+}
+
+// validBlobQuotas checks the blob quotas and the upload timeout.
+func (c Config) validBlobQuotas() error {
+	for _, q := range []struct {
+		name  string
+		quota int64
+	}{{"max blob bytes per user", c.MaxBlobBytesPerUser}, {"max blob bytes per room", c.MaxBlobBytesPerRoom}} {
+		if q.quota > 0 && q.quota < c.MaxBlobBytes {
+			return fmt.Errorf("%w: %s (%d) must be at least max blob bytes (%d), or negative for no limit", ErrConfigValidation, q.name, q.quota, c.MaxBlobBytes)
+		}
+	}
+	if c.BlobUploadTimeout < 2*c.RequestTimeout {
+		return fmt.Errorf("%w: blob upload timeout (%s) must be at least twice the request timeout (%s): an upload stops taking chunks one request timeout before it runs out", ErrConfigValidation, c.BlobUploadTimeout, c.RequestTimeout)
 	}
 	return nil
 }

@@ -95,7 +95,7 @@ func TestDiscovery(t *testing.T) {
 			if ep.Subject != subjects.RoomsRemove {
 				continue
 			}
-			const req = `{"room_id":"string","pub":"string","rekey?":{"from_epoch":"integer","to_epoch":"integer","keys":{"<key>":"base64"}},"owner_sig?":"base64"}`
+			const req = `{"room_id":"string","pub":"string","rekey?":{"from_epoch":"integer","to_epoch":"integer","keys":{"<key>":"base64"},"grants":{"<key>":"base64"}},"owner_sig?":"base64"}`
 			if ep.Metadata["request"] != req || ep.Metadata["request_type"] != "subjects.RemoveRequest" {
 				t.Errorf("remove request metadata %q (%s), want %q", ep.Metadata["request"], ep.Metadata["request_type"], req)
 			}
@@ -176,13 +176,13 @@ func TestTwoInstances(t *testing.T) {
 	e.invite(t, e.alice, room, e.bob)
 
 	wantRoom := call[subjects.RoomInfo](t, e.alice, subjects.RoomsGet, subjects.RoomRequest{RoomID: room.RoomID})
-	wantMembers := call[subjects.MembersResponse](t, e.alice, subjects.RoomsMembers, subjects.RoomRequest{RoomID: room.RoomID})
+	wantMembers := call[subjects.MembersResponse](t, e.alice, subjects.RoomsMembers, subjects.MembersRequest{RoomID: room.RoomID})
 	for i := range 40 {
 		u := []*user{e.alice, e.bob}[i%2]
 		if got := call[subjects.RoomInfo](t, u, subjects.RoomsGet, subjects.RoomRequest{RoomID: room.RoomID}); !reflect.DeepEqual(got, wantRoom) {
 			t.Fatalf("get %d: %+v, want %+v", i, got, wantRoom)
 		}
-		if got := call[subjects.MembersResponse](t, u, subjects.RoomsMembers, subjects.RoomRequest{RoomID: room.RoomID}); !reflect.DeepEqual(got, wantMembers) {
+		if got := call[subjects.MembersResponse](t, u, subjects.RoomsMembers, subjects.MembersRequest{RoomID: room.RoomID}); !reflect.DeepEqual(got, wantMembers) {
 			t.Fatalf("members %d: %+v, want %+v", i, got, wantMembers)
 		}
 		wantError(t, e.carol.request(t, subjects.RoomsGet, subjects.RoomRequest{RoomID: room.RoomID}), subjects.CodeForbidden, "not a member")

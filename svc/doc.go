@@ -1,6 +1,6 @@
 // Package svc runs the unibus control plane: the NATS micro services
-// unibus-users and unibus-rooms, on the subjects of package subjects, over
-// the state of package kvstore.
+// unibus-users, unibus-rooms and unibus-blobs, on the subjects of package
+// subjects, over the state of package kvstore.
 //
 //	s, err := svc.Start(ctx, svc.Config{Store: store, Conn: nc, Logger: log, Version: version})
 //	...
@@ -22,7 +22,10 @@
 // that fails answers. Steps 1 to 3 need no store and run on micro's
 // handler, before the request takes a place in the queue, so that
 // oversized and unsigned floods and noisy identities are turned away
-// cheaply:
+// cheaply; a request whose signer the instance does not know to be
+// registered takes the stranger lane instead (see "Limits and unknown
+// signers" below), and reaches step 4 only once its signer is found
+// registered:
 //
 //  1. size: the body is at most Config.MaxRequestBytes, or
 //     Config.MaxBundleBytes for the requests that carry sealed keys or
@@ -30,12 +33,11 @@
 //     endpoint's Config.EndpointMaxBytes → 413;
 //  2. signature: subjects.VerifyRequest (headers, key, clock skew within
 //     Config.MaxSkew, Ed25519 signature over the canonical request) → 401;
-//  3. rate: a token bucket per identity (the verified signer) in each
-//     instance, Config.RateLimit per second in bursts of Config.RateBurst
-//     → 429 with a retry hint (subjects.HeaderRetryAfter and the body's
-//     retry_after_ms). Only registered identities get a bucket of their
-//     own; callers without one share a bucket for newcomers, so made-up
-//     keys cost neither memory nor more than that bucket's store reads;
+//  3. rate: a token bucket per registered identity (the verified signer)
+//     in each instance, Config.RateLimit per second in bursts of
+//     Config.RateBurst → 429 with a retry hint (subjects.HeaderRetryAfter
+//     and the body's retry_after_ms). Only identities a store read found
+//     registered get a bucket: no other request is charged to one;
 //  4. a worker: the request joins the service's queue (Config.QueueLength,
 //     and at most 64 MiB of bodies; full → 503 at once) for its bounded
 //     pool (Config.Workers). Config.RequestTimeout runs from the request's
@@ -64,6 +66,49 @@
 // are checked in every mode. Only micro's own discovery ($SRV.>) is
 // outside the pipeline.
 //
+// # Limits and unknown signers
+//
+// Requests that no registered signer vouches for never share anything
+// with registered users but the CPU that answers them: not a bucket, not
+// a worker, not a store round trip. Each instance knows which signers a
+// store read found registered lately (those with a bucket, kept while
+// they are active and for ten minutes after) and which it found
+// unregistered or revoked (for half a second to a second, by a seeded
+// hash, at most 32,768 keys per half second). In AuthEnforce, before
+// step 2:
+//
+//   - a signer found unregistered or revoked is refused (401, "… is not
+//     a registered user" or "… is revoked") without a signature check or a
+//     store read;
+//   - a signer nothing is known of (a key made up by an attacker, or a
+//     registered user new to this instance) goes to the stranger lane: a
+//     bounded queue (4,096 requests, 16 MiB of bodies and headers; full →
+//     429 "too many requests from identities this service does not
+//     know") that one goroutine resolves in batches of up to 256 keys,
+//     one multi-key read of the users bucket each, so that at most one
+//     such read is in flight whatever the rate of requests. A signer found registered gets its
+//     bucket and its request goes on at step 2; any other is refused (401)
+//     without a signature check, no nonce claimed, nothing written;
+//   - a signer found registered goes on at step 2.
+//
+// The refusals of requests whose signer is not verified (unsigned,
+// malformed, forged, oversized, unregistered, revoked, and the lane's
+// 429) are answered at a pace of their own: ten times Config.RateLimit
+// a second, in bursts of ten times Config.RateBurst, apart from every
+// registered identity's bucket. A refusal past that pace waits for its
+// turn (at most 4,096 of them, each without its request's body or
+// headers), and is answered at its request's deadline at the latest;
+// beyond, it is answered at once with 429. A client that waits for its
+// answers therefore floods no faster than the pace, while registered
+// users keep their own buckets, the workers and the store. A user an
+// administrator adds through an instance is served by it as registered
+// at once; a user added through another instance is served by this one
+// less than a second after this one last read that it was not. In
+// AuthSoft and AuthOff, identities without a bucket share one bucket for
+// newcomers (ten identities' rate and burst) instead. A negative
+// Config.RateLimit turns rate limiting off, the pace of refusals
+// included; what an instance knows of signers still applies.
+//
 // # Errors
 //
 // Failures are micro errors: the Nats-Service-Error-Code and
@@ -88,33 +133,109 @@
 //     the last unrevoked administrator (409). Revoking twice is harmless.
 //   - setkey: the caller publishes its own encryption key with a binding
 //     signature by its identity (subjects.VerifyEncKeyBinding; 400 if it
-//     does not verify).
+//     does not verify), numbered and dated: the version must be above the
+//     registered one (409 otherwise; the registered binding sent again is a
+//     no-op) and the time not beyond the clock-skew allowance (400).
 //
 // rooms:
-//   - create: the caller owns the new room. An e2e room (the default)
-//     needs its room_id, chosen by the client (the sealed key binds it), and
-//     the epoch-1 room key sealed to the caller, who must have published an
-//     encryption key; a room ID in use is 409. A cleartext room may leave
-//     room_id to the service, and is 403 when
-//     Config.RequireEncryptedRooms is set.
-//   - get, members, key: members only (403). key returns the caller's sealed
-//     key for the current epoch (epoch 0) or a given one; none is 403 "you
-//     have no key for room R at epoch E".
+//   - create: the caller owns the new room. Its room_id must be
+//     subjects.RoomIDFor(caller, salt), made with subjects.NewRoomID, and
+//     the request carries that salt (400 otherwise: an ID names its owner,
+//     so no one can take an ID that reads like a name or passes for
+//     another's room); the salt is stored and returned in RoomInfo and
+//     RoomRef, so that any member checks subjects.CheckRoomOwner. An e2e
+//     room (the default) needs room_id and salt (the sealed key binds the
+//     ID), the epoch-1 room key sealed to the caller, who must have
+//     published an encryption key, and the caller's key grant of it (grant,
+//     subjects.GrantLen bytes; 400 without it or of another length); a
+//     room ID in use is 409. A cleartext room has neither sealed key nor
+//     grant (400), may leave room_id and salt both to the service, and is
+//     403 when Config.RequireEncryptedRooms is set.
+//   - get, members, key: members only (403). members lists the current
+//     members (revoked users left out), each with its encryption key and,
+//     in an e2e room, the owner's grant of the current epoch, then the
+//     pending invitees (role "invited") the same way, so that the owner's
+//     rekey seals to them; with pub it lists that one user if it is a
+//     current member and nothing otherwise (not 404: a member asks whether
+//     a sender is a member; an invitee is not one), from point reads of
+//     its records instead of the whole list. key returns the caller's
+//     sealed key and the owner's grant of it for the current epoch (epoch
+//     0) or a given one; none is 403 "you have no key for room R at epoch
+//     E". The service cannot check grants (it never knows a room key) and
+//     only requires, stores and returns them: members check them, so that
+//     whoever controls the servers or buckets can deny service but cannot
+//     add a reader or choose a room key.
 //   - invite, remove, rekey: the owner only (403), with the owner's
 //     signature over the request body (subjects.SignOwner; 401 if missing
-//     or wrong). An invitation in an e2e room carries the invitee's sealed
-//     key for the current epoch (another epoch is 409); the invitee must be
-//     registered, unrevoked and have an encryption key. A rekey names
-//     from_epoch (the room's epoch) and to_epoch (its next_epoch, which the
-//     sealed keys bind); it commits with compare-and-set, and a stale epoch,
-//     a lost race or keys that do not cover the members exactly are 409 —
-//     checked before anything is written where possible. Removing a member
-//     of an e2e room needs the rekey bundle for the remaining members (400
-//     without it): the member is removed first, then the room rekeyed. The
-//     owner cannot remove itself (400).
+//     or wrong), grants included. An invitation is a proposal: it stores
+//     the invitation (kvstore.Invitation, which expires after
+//     kvstore.InvitationTTL) and, in an e2e room, the invitee's sealed key
+//     for the current epoch (another epoch is 409) and its grant (400
+//     without it; both refused in a cleartext room); the invitee must be
+//     registered, unrevoked and have an encryption key. It grants the
+//     invitee nothing and counts against none of its quotas, but against
+//     the room's member limit (members and pending invitations together,
+//     409). A member or a pending invitation is 409. A
+//     rekey names from_epoch (the room's epoch) and to_epoch (its
+//     next_epoch, which the sealed keys bind), and grants for exactly the
+//     members of keys, each subjects.GrantLen bytes (400 naming the missing
+//     or extra one, before anything is written); it commits with
+//     compare-and-set, and a stale epoch, a lost race or keys that do not
+//     cover the current members and pending invitees exactly are 409 —
+//     checked before anything is written where possible. Revoked users are
+//     not current members: a rekey leaves them out (one that includes them
+//     is 409), so a revocation sticks. Removing a member of an e2e room
+//     needs the rekey bundle for the remaining members and invitees (400
+//     without it): the member is removed first, then the room rekeyed.
+//     Removing a pending invitee cancels the invitation, with the same
+//     rekey in an e2e room (it holds a sealed key of the current epoch).
+//     The owner cannot remove itself (400).
+//   - accept, decline: the invitee answers its own pending invitation
+//     (404 without one, or when it expired). accept checks the caller's
+//     room limit (Config.MaxRoomsPerUser, 409) now, since joining is the
+//     caller's choice, and makes it a member with the keys from the
+//     invitation's epoch on; the access watcher then refreshes its
+//     permissions. An invitation whose room moved to an epoch without a
+//     key for the invitee (a rekey won a race) is removed and 409. A
+//     member accepting again gets the room (a retry). It replies RoomInfo.
+//     decline removes the invitation and replies with it
+//     (subjects.Invitation); it needs no rekey.
 //   - leave: a member leaves; the owner cannot (400). Leaving an e2e room
 //     does not rekey it: the owner should rekey, or the one who left can
 //     read new frames with the key it holds.
 //   - mine: the caller's rooms (ID, subject, epoch, history policy, role,
-//     mode), {"rooms":[]} when none.
+//     mode, name, owner and salt) and its pending invitations (room ID,
+//     name, mode, owner, salt, epoch, when made and when they expire),
+//     {"rooms":[],"invitations":[]} when none.
+//
+// blobs (members of the blob's room only, 403 otherwise):
+//   - put: one chunk of a blob (subjects.BlobPutRequest), checked against
+//     Config.MaxBlobBytes and the chunk layout before anything is read
+//     (413, 400). A blob already complete stores nothing and answers
+//     complete. The first chunk of a blob claims it for its uploader: its
+//     whole size is reserved against the uploader's quota
+//     (Config.MaxBlobBytesPerUser, all rooms together) and the room's
+//     (Config.MaxBlobBytesPerRoom), uploads in progress included, and
+//     against the room left in the object store; beyond any of them it is
+//     413, with the quota, the usage and the blob's size in the message,
+//     and nothing is stored. The reservation is a record written before
+//     the usage is counted, so two uploads started at once on two
+//     instances never pass a quota together. Until the blob is complete
+//     only its uploader puts its chunks (a co-member's put is 409), and a
+//     chunk is create-only: its digest is recorded before it is stored,
+//     the same bytes again store nothing, other bytes are 409. The last
+//     chunk completes the blob: every chunk read back against its digest,
+//     the whole hashed to the blob's ID (400 on a mismatch, and the upload
+//     is removed; 409 naming a missing chunk), committed by
+//     compare-and-set, then made readable by its manifest. A full object
+//     store, seen coming or refusing a chunk, is 413.
+//   - get: one chunk of a complete blob; an incomplete one is 404.
+//
+// An upload that is not complete within Config.BlobUploadTimeout of its
+// first chunk takes no chunk in its last Config.RequestTimeout (409), and
+// is then removed by a janitor that every instance of the services runs:
+// marked expired by compare-and-set (so it can no longer complete), its
+// chunks deleted, then its records, which frees its place in the quotas.
+// Several janitors may meet on one upload; every step after the
+// compare-and-set may be repeated.
 package svc

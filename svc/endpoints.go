@@ -32,6 +32,8 @@ func handlersOf(h *handlers, bh *blobHandlers) map[string]endpoint {
 		subjects.RoomsCreate:  op(h.createRoom),
 		subjects.RoomsGet:     op(h.getRoom),
 		subjects.RoomsInvite:  op(h.invite),
+		subjects.RoomsAccept:  op(h.accept),
+		subjects.RoomsDecline: op(h.decline),
 		subjects.RoomsRemove:  op(h.remove),
 		subjects.RoomsLeave:   op(h.leave),
 		subjects.RoomsMembers: op(h.members),

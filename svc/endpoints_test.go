@@ -70,11 +70,12 @@ func TestBadBodies(t *testing.T) {
 func TestBundleLimit(t *testing.T) {
 	e := newEnv(t)
 	room := e.createRoom(t, e.alice, subjects.ModeE2E)
-	req := subjects.RekeyRequest{RoomID: room.RoomID, FromEpoch: room.Epoch, ToEpoch: room.NextEpoch, Keys: map[string][]byte{}}
+	req := subjects.RekeyRequest{RoomID: room.RoomID, FromEpoch: room.Epoch, ToEpoch: room.NextEpoch, Keys: map[string][]byte{}, Grants: map[string][]byte{}}
 	for range 999 {
-		req.Keys[e.newIdentity(t, "member").pub] = sealedKey(t)
+		pub := e.newIdentity(t, "member").pub
+		req.Keys[pub], req.Grants[pub] = sealedKey(t), grant(t)
 	}
-	req.Keys[e.alice.pub] = sealedKey(t)
+	req.Keys[e.alice.pub], req.Grants[e.alice.pub] = sealedKey(t), grant(t)
 	if err := subjects.SignOwner(e.alice.kp, &req); err != nil {
 		t.Fatal(err)
 	}

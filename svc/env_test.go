@@ -57,6 +57,10 @@ type env struct {
 	// peerErrs collects the connections' asynchronous errors (permission
 	// violations, refused reconnections of revoked users).
 	peerErrs *logBuffer
+	// invited holds the pending invitations that the tests' requests made
+	// (room ID + "." + invitee), so that kickedBy knows that cancelling one
+	// kicks no one.
+	invited map[string]bool
 
 	// admin is the bootstrap administrator; alice, bob and carol are
 	// registered users with encryption keys, not administrators.
@@ -72,6 +76,8 @@ type user struct {
 	nc        *nats.Conn
 	encKey    []byte
 	encKeySig []byte
+	// encKeyIssuedAt is the time of u's binding (version 1).
+	encKeyIssuedAt time.Time
 	// listen, when set, reads u's replies from u's own inbox while u's
 	// requests travel over another user's connection (nc): a user the
 	// callout does not admit has no connection of its own, and the
@@ -104,7 +110,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	e := &env{t: t, logs: &logBuffer{}, peers: map[*nats.Conn]*peer{}, peerErrs: &logBuffer{}}
+	e := &env{t: t, logs: &logBuffer{}, peers: map[*nats.Conn]*peer{}, peerErrs: &logBuffer{}, invited: map[string]bool{}}
 	e.storeCfg = kvstore.Config{Replicas: 1, Memory: o.memory}
 	e.cfg = svc.Config{
 		Logger:  slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -259,12 +265,13 @@ func (e *env) register(t testing.TB, name string) *user {
 // setKey publishes u's encryption key through users.setkey.
 func (e *env) setKey(t testing.TB, u *user) {
 	t.Helper()
-	sig, err := subjects.SignEncKeyBinding(u.kp, u.encKey)
+	issued := time.Now().Truncate(time.Second)
+	sig, err := subjects.SignEncKeyBinding(u.kp, u.encKey, 1, issued)
 	if err != nil {
 		t.Fatal(err)
 	}
-	call[subjects.UserInfo](t, u, subjects.UsersSetKey, subjects.SetKeyRequest{EncKey: u.encKey, EncKeySig: sig})
-	u.encKeySig = sig
+	call[subjects.UserInfo](t, u, subjects.UsersSetKey, subjects.SetKeyRequest{EncKey: u.encKey, EncKeySig: sig, EncKeyVersion: 1, EncKeyIssuedAt: issued})
+	u.encKeySig, u.encKeyIssuedAt = sig, issued.UTC()
 }
 
 // revoke revokes u (as the admin). The auth callout disconnects a revoked
@@ -423,7 +430,7 @@ func (e *env) snapshot(t testing.TB) snapshot {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	out := snapshot{}
-	for _, b := range []string{kvstore.BucketUsers, kvstore.BucketRooms, kvstore.BucketMembers, kvstore.BucketRoomsByMember, kvstore.BucketRoomKeys} {
+	for _, b := range []string{kvstore.BucketUsers, kvstore.BucketRooms, kvstore.BucketMembers, kvstore.BucketRoomsByMember, kvstore.BucketRoomKeys, kvstore.BucketInvitations} {
 		kv, err := e.js.KeyValue(ctx, b)
 		if err != nil {
 			t.Fatalf("bucket %s: %v", b, err)
@@ -448,32 +455,67 @@ func (e *env) unchanged(t testing.TB, before snapshot) {
 	}
 }
 
-// createRoom creates a room owned by u (an encrypted one with a random
-// sealed key, the stand-in for the client's HPKE sealing).
+// createRoom creates a room owned by u (an encrypted one with an ID made
+// from u's key, and a random sealed key and grant, the stand-ins for the
+// client's HPKE sealing and signature).
 func (e *env) createRoom(t testing.TB, u *user, mode string) subjects.RoomInfo {
 	t.Helper()
 	req := subjects.CreateRoomRequest{Name: "room of " + u.name, Mode: mode}
 	if mode == subjects.ModeE2E {
-		req.RoomID, req.SealedKey = subjects.NewRoomID(), sealedKey(t)
+		req.RoomID, req.Salt = subjects.NewRoomID(u.pub)
+		req.SealedKey, req.Grant = sealedKey(t), grant(t)
 	}
 	return call[subjects.RoomInfo](t, u, subjects.RoomsCreate, req)
 }
 
-// invite makes the owner invite member, with a sealed key in an e2e room.
-func (e *env) invite(t testing.TB, owner *user, room subjects.RoomInfo, member *user) subjects.MemberInfo {
+// invite makes member a member of the owner's room: the owner invites it,
+// with a sealed key and a grant in an e2e room, and it accepts.
+func (e *env) invite(t testing.TB, owner *user, room subjects.RoomInfo, member *user) subjects.RoomInfo {
+	t.Helper()
+	e.propose(t, owner, room, member)
+	return e.accept(t, member, room)
+}
+
+// propose makes the owner invite member, with a sealed key and a grant in
+// an e2e room: a pending invitation, which member has yet to answer.
+func (e *env) propose(t testing.TB, owner *user, room subjects.RoomInfo, member *user) subjects.MemberInfo {
+	t.Helper()
+	return call[subjects.MemberInfo](t, owner, subjects.RoomsInvite, inviteRequest(t, owner, room, member))
+}
+
+// accept makes u accept its invitation to room.
+func (e *env) accept(t testing.TB, u *user, room subjects.RoomInfo) subjects.RoomInfo {
+	t.Helper()
+	return call[subjects.RoomInfo](t, u, subjects.RoomsAccept, subjects.RoomRequest{RoomID: room.RoomID})
+}
+
+// inviteRequest is the owner's signed invitation of member to room at the
+// room's epoch, with a stand-in sealed key and grant in an e2e room.
+func inviteRequest(t testing.TB, owner *user, room subjects.RoomInfo, member *user) subjects.InviteRequest {
 	t.Helper()
 	req := subjects.InviteRequest{RoomID: room.RoomID, Pub: member.pub}
 	if room.Mode == subjects.ModeE2E {
-		req.Epoch, req.SealedKey = room.Epoch, sealedKey(t)
+		req.Epoch, req.SealedKey, req.Grant = room.Epoch, sealedKey(t), grant(t)
 	}
 	if err := subjects.SignOwner(owner.kp, &req); err != nil {
 		t.Fatal(err)
 	}
-	return call[subjects.MemberInfo](t, owner, subjects.RoomsInvite, req)
+	return req
 }
 
 // sealedKey is an opaque stand-in for a room key sealed with HPKE.
 func sealedKey(t testing.TB) []byte { return randomBytes(t, 1120+48) }
+
+// newRoomID returns a new room ID of u's (without its salt: for requests
+// that name a room nobody created).
+func newRoomID(u *user) string {
+	id, _ := subjects.NewRoomID(u.pub)
+	return id
+}
+
+// grant is a stand-in for the owner's key grant: the service checks only
+// its length (it cannot verify it without the room key).
+func grant(t testing.TB) []byte { return randomBytes(t, subjects.GrantLen) }
 
 func randomBytes(t testing.TB, n int) []byte {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -61,17 +62,24 @@ func newDecodeFixture(t testing.TB) *decodeFixture {
 	room := "AAAAAAAAAAAAAAAAAAAAAA"
 	blob := subjects.BlobID([]byte("hello"))
 	sealed := bytes.Repeat([]byte{0x5a}, 48) // short: the validators do not open it
+	grant := bytes.Repeat([]byte{0x67}, subjects.GrantLen)
+	salt := bytes.Repeat([]byte{0x73}, subjects.RoomSaltLen)
 	fx := &decodeFixture{owner: owner, caller: caller, encKey: bytes.Repeat([]byte{0x42}, 64)}
 
-	encSig, err := subjects.SignEncKeyBinding(callerKP, fx.encKey)
+	encSig, err := subjects.SignEncKeyBinding(callerKP, fx.encKey, 1, time.Unix(1767225600, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	invite := &subjects.InviteRequest{RoomID: room, Pub: member, Epoch: 3, SealedKey: sealed}
+	invite := &subjects.InviteRequest{RoomID: room, Pub: member, Epoch: 3, SealedKey: sealed, Grant: grant}
 	remove := &subjects.RemoveRequest{RoomID: room, Pub: member, Rekey: &subjects.RekeyBundle{
-		FromEpoch: 3, ToEpoch: 4, Keys: map[string][]byte{owner: sealed, caller: sealed},
+		FromEpoch: 3, ToEpoch: 4,
+		Keys:   map[string][]byte{owner: sealed, caller: sealed},
+		Grants: map[string][]byte{owner: grant, caller: grant},
 	}}
-	rekey := &subjects.RekeyRequest{RoomID: room, FromEpoch: 3, ToEpoch: 4, Keys: map[string][]byte{owner: sealed, member: sealed}}
+	rekey := &subjects.RekeyRequest{RoomID: room, FromEpoch: 3, ToEpoch: 4,
+		Keys:   map[string][]byte{owner: sealed, member: sealed},
+		Grants: map[string][]byte{owner: grant, member: grant},
+	}
 	for _, r := range []subjects.OwnerSigned{invite, remove, rekey} {
 		if err := subjects.SignOwner(ownerKP, r); err != nil {
 			t.Fatal(err)
@@ -88,9 +96,10 @@ func newDecodeFixture(t testing.TB) *decodeFixture {
 		&subjects.GetUserRequest{Pub: member},
 		&subjects.ListUsersRequest{After: member, Limit: 50},
 		&subjects.RevokeUserRequest{Pub: member},
-		&subjects.SetKeyRequest{EncKey: fx.encKey, EncKeySig: encSig},
-		&subjects.CreateRoomRequest{RoomID: room, Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryNone, SealedKey: sealed},
+		&subjects.SetKeyRequest{EncKey: fx.encKey, EncKeySig: encSig, EncKeyVersion: 1, EncKeyIssuedAt: time.Unix(1767225600, 0)},
+		&subjects.CreateRoomRequest{RoomID: subjects.RoomIDFor(owner, salt), Salt: salt, Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryNone, SealedKey: sealed, Grant: grant},
 		&subjects.RoomRequest{RoomID: room},
+		&subjects.MembersRequest{RoomID: room, Pub: member},
 		invite, remove, rekey,
 		&subjects.KeyRequest{RoomID: room, Epoch: 2},
 		&subjects.BlobPutRequest{RoomID: room, Blob: blob, Size: 5, Index: 0, Data: []byte("hello")},
@@ -203,7 +212,7 @@ func (fx *decodeFixture) validate(t *testing.T, req any) {
 	case *subjects.RevokeUserRequest:
 		checkPub(t, r.Pub)
 	case *subjects.SetKeyRequest:
-		if err := subjects.VerifyEncKeyBinding(fx.caller, r.EncKey, r.EncKeySig); err == nil && !bytes.Equal(r.EncKey, fx.encKey) {
+		if err := subjects.VerifyEncKeyBinding(fx.caller, r.EncKey, r.EncKeyVersion, r.EncKeyIssuedAt, r.EncKeySig); err == nil && !bytes.Equal(r.EncKey, fx.encKey) {
 			t.Fatalf("a forged encryption-key binding verifies: %x", r.EncKey)
 		}
 	case *subjects.CreateRoomRequest:
@@ -211,28 +220,38 @@ func (fx *decodeFixture) validate(t *testing.T, req any) {
 		if r.RoomID != "" {
 			checkRoomID(t, r.RoomID)
 		}
+		fx.checkOwnRoomID(t, r)
 		if len(r.SealedKey) != 0 {
 			checkSealedKeyAccepted(t, r.SealedKey)
 		}
+		if len(r.Grant) != 0 {
+			checkGrantAccepted(t, r.Grant)
+		}
 	case *subjects.RoomRequest:
 		checkRoomID(t, r.RoomID)
+	case *subjects.MembersRequest:
+		checkRoomID(t, r.RoomID)
+		if r.Pub != "" {
+			checkPub(t, r.Pub)
+		}
 	case *subjects.KeyRequest:
 		checkRoomID(t, r.RoomID)
 	case *subjects.InviteRequest:
 		checkRoomID(t, r.RoomID)
 		checkPub(t, r.Pub)
 		checkSealedKeyAccepted(t, r.SealedKey)
+		checkGrantAccepted(t, r.Grant)
 		fx.checkOwnerSig(t, r)
 	case *subjects.RemoveRequest:
 		checkRoomID(t, r.RoomID)
 		checkPub(t, r.Pub)
 		if r.Rekey != nil {
-			checkKeys(t, r.Rekey.Keys)
+			checkKeys(t, r.Rekey.Keys, r.Rekey.Grants)
 		}
 		fx.checkOwnerSig(t, r)
 	case *subjects.RekeyRequest:
 		checkRoomID(t, r.RoomID)
-		checkKeys(t, r.Keys)
+		checkKeys(t, r.Keys, r.Grants)
 		fx.checkOwnerSig(t, r)
 	case *subjects.BlobPutRequest:
 		checkRoomID(t, r.RoomID)
@@ -318,23 +337,64 @@ func checkSealedKeyAccepted(t *testing.T, k []byte) {
 	}
 }
 
-func checkKeys(t *testing.T, keys map[string][]byte) {
+func checkGrantAccepted(t *testing.T, g []byte) {
 	t.Helper()
-	out, err := parseKeys("keys", keys)
+	if err := checkGrant("grant", g); err != nil {
+		checkRefusal(t, "checkGrant", err, subjects.CodeBadRequest)
+		return
+	}
+	if len(g) != subjects.GrantLen {
+		t.Fatalf("checkGrant accepted %d bytes", len(g))
+	}
+}
+
+// checkOwnRoomID: the ID of a room the fixture's owner creates is one
+// RoomIDFor(owner, salt) names, whether the request or the service made it.
+func (fx *decodeFixture) checkOwnRoomID(t *testing.T, r *subjects.CreateRoomRequest) {
+	t.Helper()
+	mode := r.Mode
+	if mode == "" {
+		mode = subjects.ModeE2E
+	}
+	id, salt, err := ownRoomID(fx.owner, mode, r)
+	if err != nil {
+		checkRefusal(t, "ownRoomID", err, subjects.CodeBadRequest)
+		return
+	}
+	if err := subjects.CheckRoomOwner(id, fx.owner, salt); err != nil {
+		t.Fatalf("ownRoomID accepted room_id %q, salt %x: %v", r.RoomID, r.Salt, err)
+	}
+	if r.RoomID != "" && (id != r.RoomID || !bytes.Equal(salt, r.Salt)) {
+		t.Fatalf("ownRoomID turned room_id %q, salt %x into %q, %x", r.RoomID, r.Salt, id, salt)
+	}
+}
+
+func checkKeys(t *testing.T, keys, grants map[string][]byte) {
+	t.Helper()
+	out, err := parseKeys("keys", keys, "grants", grants)
 	if err != nil {
 		checkRefusal(t, "parseKeys", err, subjects.CodeBadRequest)
 		return
 	}
-	if len(out) != len(keys) {
-		t.Fatalf("parseKeys turned %d keys into %d", len(keys), len(out))
+	if len(out) != len(keys) || len(out) != len(grants) {
+		t.Fatalf("parseKeys turned %d keys and %d grants into %d", len(keys), len(grants), len(out))
 	}
 	for pub, k := range keys {
 		n, err := subjects.NormalizeUserKey(pub)
 		if err != nil {
 			t.Fatalf("parseKeys accepted member %q: %v", pub, err)
 		}
-		if got, ok := out[n]; !ok || !bytes.Equal(got, k) || len(k) == 0 || len(k) > MaxSealedKeyBytes {
-			t.Fatalf("parseKeys: member %q has %d bytes, in the result %d (present: %v)", pub, len(k), len(got), ok)
+		if got, ok := out[n]; !ok || !bytes.Equal(got.Sealed, k) || len(k) == 0 || len(k) > MaxSealedKeyBytes {
+			t.Fatalf("parseKeys: member %q has %d bytes, in the result %d (present: %v)", pub, len(k), len(got.Sealed), ok)
+		}
+	}
+	for pub, g := range grants {
+		n, err := subjects.NormalizeUserKey(pub)
+		if err != nil {
+			t.Fatalf("parseKeys accepted a grant for %q: %v", pub, err)
+		}
+		if got, ok := out[n]; !ok || !bytes.Equal(got.Grant, g) || len(g) != subjects.GrantLen {
+			t.Fatalf("parseKeys: the grant for %q has %d bytes, in the result %d (present: %v)", pub, len(g), len(got.Grant), ok)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package svc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/unibus/unibus/kvstore"
@@ -14,6 +15,13 @@ import (
 // request changes nothing stored (except when a race is lost between
 // writes, as remove explains).
 
+// invite stores an invitation: a proposal that the invitee accepts
+// (accept) or declines (decline). It writes the invitee's sealed key (in
+// an e2e room) and the invitation, and nothing that grants access: the
+// invitee is not a member, is granted no room subject, and its room quota
+// is not checked nor used until it accepts. Pending invitations count
+// against the room's member limit, so that an owner cannot pile them up
+// without bound.
 func (h *handlers) invite(ctx context.Context, c caller, req *subjects.InviteRequest) (subjects.MemberInfo, error) {
 	room, err := h.ownedRoom(ctx, c, req.RoomID, "invite", req)
 	if err != nil {
@@ -27,8 +35,11 @@ func (h *handlers) invite(ctx context.Context, c caller, req *subjects.InviteReq
 		if err := checkSealedKey("sealed_key", req.SealedKey); err != nil {
 			return subjects.MemberInfo{}, err
 		}
-	} else if len(req.SealedKey) != 0 || req.Epoch != 0 {
-		return subjects.MemberInfo{}, badRequest("room %s is cleartext: omit sealed_key and epoch", room.ID)
+		if err := checkGrant("grant", req.Grant); err != nil {
+			return subjects.MemberInfo{}, err
+		}
+	} else if len(req.SealedKey) != 0 || len(req.Grant) != 0 || req.Epoch != 0 {
+		return subjects.MemberInfo{}, badRequest("room %s is cleartext: omit sealed_key, grant and epoch", room.ID)
 	}
 	invitee, err := h.store.GetUser(ctx, pub)
 	if err != nil {
@@ -45,26 +56,29 @@ func (h *handlers) invite(ctx context.Context, c caller, req *subjects.InviteReq
 	if err := h.checkMembersOf(ctx, room.ID); err != nil {
 		return subjects.MemberInfo{}, err
 	}
-	if err := h.checkRoomsOf(ctx, pub, false); err != nil {
-		return subjects.MemberInfo{}, err
-	}
-	m, err := h.store.AddMember(ctx, room.ID, pub, subjects.RoleMember, req.Epoch, req.SealedKey)
-	if err != nil {
+	inv, err := h.store.Invite(ctx, room.ID, pub, req.Epoch, kvstore.SealedKey{Sealed: req.SealedKey, Grant: req.Grant})
+	switch {
+	case errors.Is(err, kvstore.ErrAlreadyMember):
+		return subjects.MemberInfo{}, conflict(err, "%s is already a member of room %s", pub, room.ID)
+	case errors.Is(err, kvstore.ErrAlreadyInvited):
+		return subjects.MemberInfo{}, conflict(err, "%s is already invited to room %s and has not answered yet: it accepts or declines the pending invitation (remove it to cancel)", pub, room.ID)
+	case err != nil:
 		return subjects.MemberInfo{}, storeError(err, storeMessages{
 			notFound: "room " + room.ID + " not found",
-			exists:   pub + " is already a member of room " + room.ID,
 			conflict: "room " + room.ID + " moved to a new epoch during the invitation: seal the current room key and retry",
 		})
 	}
-	return memberInfo(m), nil
+	return invitedInfo(inv), nil
 }
 
-// remove removes a member. In an encrypted room the request carries the
-// next epoch's key for everyone who stays; the member is removed first and
-// the room rekeyed second, so that a rekey racing an invitation cannot
-// include the removed member. If that rekey then loses a race (another
-// rekey or membership change in between), the member stays removed and the
-// reply (409) tells the owner to rekey.
+// remove removes a member, or cancels a pending invitation. In an
+// encrypted room the request carries the next epoch's key for everyone who
+// stays (members and pending invitees; an invitee holds a sealed key of
+// the current epoch too); the member is removed (or the invitation
+// cancelled) first and the room rekeyed second, so that a rekey racing an
+// invitation cannot include the removed member. If that rekey then loses a
+// race (another rekey or membership change in between), the member stays
+// removed and the reply (409) tells the owner to rekey.
 func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveRequest) (subjects.RoomInfo, error) {
 	room, err := h.ownedRoom(ctx, c, req.RoomID, "remove members", req)
 	if err != nil {
@@ -77,15 +91,16 @@ func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveReq
 	if pub == room.Owner {
 		return subjects.RoomInfo{}, badRequest("the owner cannot remove itself from room %s", room.ID)
 	}
-	notMember := storeMessages{notFound: pub + " is not a member of room " + room.ID}
+	notMember := storeMessages{notFound: pub + " is neither a member of room " + room.ID + " nor invited to it"}
 	if !room.Encrypted() {
 		if req.Rekey != nil {
 			return subjects.RoomInfo{}, badRequest("room %s is cleartext: omit rekey", room.ID)
 		}
-		if _, err := h.store.GetMember(ctx, room.ID, pub); err != nil {
+		invited, err := h.isMemberOrInvited(ctx, room.ID, pub)
+		if err != nil {
 			return subjects.RoomInfo{}, storeError(err, notMember)
 		}
-		if err := h.store.RemoveMember(ctx, room.ID, pub); err != nil {
+		if err := h.removeOne(ctx, room.ID, pub, invited); err != nil {
 			return subjects.RoomInfo{}, storeError(err, notMember)
 		}
 		return roomInfo(room), nil
@@ -94,7 +109,7 @@ func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveReq
 	if req.Rekey == nil {
 		return subjects.RoomInfo{}, badRequest("removing a member of encrypted room %s needs rekey: the next epoch's room key sealed to every remaining member", room.ID)
 	}
-	keys, err := parseKeys("rekey.keys", req.Rekey.Keys)
+	keys, err := parseKeys("rekey.keys", req.Rekey.Keys, "rekey.grants", req.Rekey.Grants)
 	if err != nil {
 		return subjects.RoomInfo{}, err
 	}
@@ -104,23 +119,31 @@ func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveReq
 	if err := checkEpochs(room, req.Rekey.FromEpoch, req.Rekey.ToEpoch, "rekey."); err != nil {
 		return subjects.RoomInfo{}, err
 	}
-	members, err := h.store.ListMembers(ctx, room.ID)
+	holders, err := h.keyHolders(ctx, room.ID)
 	if err != nil {
-		return subjects.RoomInfo{}, storeError(err, storeMessages{notFound: "room " + room.ID + " not found"})
-	}
-	if !isMember(members, pub) {
-		return subjects.RoomInfo{}, notFound("%s is not a member of room %s", pub, room.ID)
-	}
-	if err := covers(room.ID, members, pub, keys); err != nil {
 		return subjects.RoomInfo{}, err
 	}
-	if err := h.store.RemoveMember(ctx, room.ID, pub); err != nil {
+	invited := false
+	switch role, ok := holders[pub]; {
+	case !ok:
+		return subjects.RoomInfo{}, notFound("%s is neither a member of room %s nor invited to it", pub, room.ID)
+	case role == subjects.RoleInvited:
+		invited = true
+	}
+	if err := h.covers(ctx, room.ID, holders, pub, keys); err != nil {
+		return subjects.RoomInfo{}, err
+	}
+	if err := h.removeOne(ctx, room.ID, pub, invited); err != nil {
 		return subjects.RoomInfo{}, storeError(err, notMember)
 	}
 	epoch, err := h.store.RekeyTo(ctx, room.ID, room.Epoch, req.Rekey.ToEpoch, keys)
 	if err != nil {
 		e := storeError(err, storeMessages{})
-		e.Message = fmt.Sprintf("%s was removed from room %s, but the rekey failed (%s): rekey the room now", pub, room.ID, e.Message)
+		what := "removed from"
+		if invited {
+			what = "no longer invited to"
+		}
+		e.Message = fmt.Sprintf("%s is %s room %s, but the rekey failed (%s): rekey the room now", pub, what, room.ID, e.Message)
 		return subjects.RoomInfo{}, e
 	}
 	room.Epoch, room.KeyClaim = epoch, epoch
@@ -135,7 +158,7 @@ func (h *handlers) rekey(ctx context.Context, c caller, req *subjects.RekeyReque
 	if !room.Encrypted() {
 		return subjects.RoomInfo{}, badRequest("room %s is cleartext: it has no room key to rekey", room.ID)
 	}
-	keys, err := parseKeys("keys", req.Keys)
+	keys, err := parseKeys("keys", req.Keys, "grants", req.Grants)
 	if err != nil {
 		return subjects.RoomInfo{}, err
 	}
@@ -144,11 +167,11 @@ func (h *handlers) rekey(ctx context.Context, c caller, req *subjects.RekeyReque
 	}
 	// Checked here too (the store checks again under its claim) so that a
 	// bundle built from a stale member list claims no epoch.
-	members, err := h.store.ListMembers(ctx, room.ID)
+	holders, err := h.keyHolders(ctx, room.ID)
 	if err != nil {
-		return subjects.RoomInfo{}, storeError(err, storeMessages{notFound: "room " + room.ID + " not found"})
+		return subjects.RoomInfo{}, err
 	}
-	if err := covers(room.ID, members, "", keys); err != nil {
+	if err := h.covers(ctx, room.ID, holders, "", keys); err != nil {
 		return subjects.RoomInfo{}, err
 	}
 	epoch, err := h.store.RekeyTo(ctx, room.ID, req.FromEpoch, req.ToEpoch, keys)
@@ -174,14 +197,14 @@ func (h *handlers) key(ctx context.Context, c caller, req *subjects.KeyRequest) 
 	if epoch == 0 {
 		epoch = room.Epoch
 	}
-	sealed, err := h.store.GetRoomKey(ctx, room.ID, epoch, c.pub)
+	k, err := h.store.GetRoomKey(ctx, room.ID, epoch, c.pub)
 	if err != nil {
 		return subjects.KeyResponse{}, storeError(err, storeMessages{
 			notFound:     fmt.Sprintf("you have no key for room %s at epoch %d", room.ID, epoch),
 			notFoundCode: subjects.CodeForbidden,
 		})
 	}
-	return subjects.KeyResponse{RoomID: room.ID, Epoch: epoch, SealedKey: sealed}, nil
+	return subjects.KeyResponse{RoomID: room.ID, Epoch: epoch, SealedKey: k.Sealed, Grant: k.Grant}, nil
 }
 
 // checkEpochs checks a rekey's epochs: from must be the room's epoch and
@@ -205,30 +228,77 @@ func staleEpoch(room kvstore.Room, epoch uint64) *Error {
 	return conflict(nil, "room %s is at epoch %d, not %d: fetch the room and retry with the current epoch", room.ID, room.Epoch, epoch)
 }
 
-func isMember(members []kvstore.Member, pub string) bool {
-	for _, m := range members {
-		if m.Pub == pub {
-			return true
-		}
+// keyHolders returns who holds the room's keys, by public key with the
+// role: its members and its pending invitees (RoleInvited; a member
+// accepting an invitation shows as a member).
+func (h *handlers) keyHolders(ctx context.Context, roomID string) (map[string]string, error) {
+	members, err := h.store.ListMembers(ctx, roomID)
+	if err != nil {
+		return nil, storeError(err, storeMessages{notFound: "room " + roomID + " not found"})
 	}
-	return false
+	invitations, err := h.store.ListRoomInvitations(ctx, roomID)
+	if err != nil {
+		return nil, storeError(err, storeMessages{notFound: "room " + roomID + " not found"})
+	}
+	out := make(map[string]string, len(members)+len(invitations))
+	for _, inv := range invitations {
+		out[inv.Pub] = subjects.RoleInvited
+	}
+	for _, m := range members {
+		out[m.Pub] = m.Role
+	}
+	return out, nil
 }
 
-// covers checks that keys has a sealed key for every member but except,
-// and for no one else (409: the bundle was built from a stale member list).
-func covers(roomID string, members []kvstore.Member, except string, keys map[string][]byte) error {
+// isMemberOrInvited reports whether pub is a pending invitee of a room
+// (true) or a member (false); neither is kvstore.ErrNotFound.
+func (h *handlers) isMemberOrInvited(ctx context.Context, roomID, pub string) (bool, error) {
+	_, err := h.store.GetMember(ctx, roomID, pub)
+	if !errors.Is(err, kvstore.ErrNotFound) {
+		return false, err
+	}
+	if _, err := h.store.GetInvitation(ctx, roomID, pub); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// removeOne removes a member, or cancels an invitation when invited.
+func (h *handlers) removeOne(ctx context.Context, roomID, pub string, invited bool) error {
+	if invited {
+		_, err := h.store.CancelInvitation(ctx, roomID, pub)
+		return err
+	}
+	return h.store.RemoveMember(ctx, roomID, pub)
+}
+
+// covers checks that keys has a sealed key for every current member and
+// pending invitee of holders but except, and for no one else (409: the
+// bundle was built from a stale member list). Revoked users are not
+// current members: a rekey leaves them out, and one that includes them is
+// refused, so that a revocation sticks. It reads the holders' user records
+// (one direct get); the store checks again under its claim.
+func (h *handlers) covers(ctx context.Context, roomID string, holders map[string]string, except string, keys map[string]kvstore.SealedKey) error {
+	pubs := make([]string, 0, len(holders))
+	for pub := range holders {
+		pubs = append(pubs, pub)
+	}
+	users, err := h.store.GetUsers(ctx, pubs)
+	if err != nil {
+		return storeError(err, storeMessages{})
+	}
 	missing, want := 0, 0
-	for _, m := range members {
-		if m.Pub == except {
+	for _, pub := range pubs {
+		if u, ok := users[pub]; pub == except || ok && u.Revoked() {
 			continue
 		}
 		want++
-		if _, ok := keys[m.Pub]; !ok {
+		if _, ok := keys[pub]; !ok {
 			missing++
 		}
 	}
 	if extra := len(keys) - (want - missing); missing > 0 || extra > 0 {
-		return conflict(nil, "the sealed keys must cover exactly the members of room %s (%d missing, %d for non-members): fetch the members and retry", roomID, missing, extra)
+		return conflict(nil, "the sealed keys must cover exactly the current members and pending invitees of room %s (%d missing, %d for non-members or revoked users): fetch the members and retry", roomID, missing, extra)
 	}
 	return nil
 }

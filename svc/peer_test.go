@@ -194,22 +194,56 @@ func (e *env) downs(pub string) map[*peer]int {
 }
 
 // kickedBy returns whose connections the access watcher disconnects when
-// request m succeeds: the caller's when it creates or leaves a room, the
-// named user's when it is invited, removed or revoked ("" for no one).
-func kickedBy(m *nats.Msg) string {
+// request m succeeds: the caller's when it creates, leaves or joins
+// (accepts an invitation to) a room, the named user's when it is removed
+// or revoked ("" for no one). An invitation kicks no one (it grants
+// nothing), and neither does the removal of an invitee the tests invited
+// (see env.invited).
+func (e *env) kickedBy(m *nats.Msg) string {
 	switch m.Subject {
-	case subjects.RoomsCreate, subjects.RoomsLeave:
+	case subjects.RoomsCreate, subjects.RoomsLeave, subjects.RoomsAccept:
 		return m.Header.Get(subjects.HeaderPub)
-	case subjects.RoomsInvite, subjects.RoomsRemove, subjects.UsersRevoke:
+	case subjects.RoomsRemove, subjects.UsersRevoke:
 		var req struct {
-			Pub string `json:"pub"`
+			RoomID string `json:"room_id"`
+			Pub    string `json:"pub"`
 		}
 		if json.Unmarshal(m.Data, &req) != nil {
+			return ""
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if m.Subject == subjects.RoomsRemove && e.invited[req.RoomID+"."+req.Pub] {
 			return ""
 		}
 		return req.Pub
 	}
 	return ""
+}
+
+// answered records what request m, which succeeded, did to the pending
+// invitations (see env.invited).
+func (e *env) answered(m *nats.Msg) {
+	var req struct {
+		RoomID string `json:"room_id"`
+		Pub    string `json:"pub"`
+	}
+	if json.Unmarshal(m.Data, &req) != nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.invited == nil { // an env made by hand
+		e.invited = map[string]bool{}
+	}
+	switch m.Subject {
+	case subjects.RoomsInvite:
+		e.invited[req.RoomID+"."+req.Pub] = true
+	case subjects.RoomsRemove:
+		delete(e.invited, req.RoomID+"."+req.Pub)
+	case subjects.RoomsAccept, subjects.RoomsDecline:
+		delete(e.invited, req.RoomID+"."+m.Header.Get(subjects.HeaderPub))
+	}
 }
 
 // roundTrip sends m on u's connection, once any kick due on it has landed,
@@ -219,7 +253,7 @@ func (u *user) roundTrip(t testing.TB, m *nats.Msg, again func() *nats.Msg) *nat
 	t.Helper()
 	p := u.env.peer(t, u.nc)
 	p.settle(t)
-	kicked := kickedBy(m)
+	kicked := u.env.kickedBy(m)
 	before := u.env.downs(kicked)
 	var owner string
 	if u.listen != nil {
@@ -234,6 +268,7 @@ func (u *user) roundTrip(t testing.TB, m *nats.Msg, again func() *nats.Msg) *nat
 		t.Fatalf("%s: request %s: %v", u.name, m.Subject, err)
 	}
 	if r.Header.Get(micro.ErrorCodeHeader) == "" {
+		u.env.answered(m)
 		for kp, downs := range before {
 			kp.kickDue(downs)
 		}

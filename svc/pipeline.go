@@ -2,6 +2,7 @@ package svc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -79,6 +80,10 @@ type call struct {
 	// pub is the caller as admit found it: the verified signer, or (in
 	// AuthSoft after a failed check, and in AuthOff) the claimed one.
 	pub string
+	// lookup is the key a signed request claims when nothing is known of
+	// it here (AuthEnforce): the stranger lane reads its record before its
+	// signature is checked and pub set.
+	lookup string
 	// nonce is the verified request nonce, to claim; verified reports
 	// that the signature checked out.
 	nonce    string
@@ -96,7 +101,7 @@ type call struct {
 // (401, 413): such a reply carries a fixed message and nothing from the
 // store, and only the inbox's owner can subscribe to it.
 func (c *call) mayReply() bool {
-	who := c.pub
+	who := cmp.Or(c.pub, c.lookup)
 	if who == "" {
 		if cl, err := claimedCaller(c.header); err == nil {
 			who = cl.pub
@@ -108,8 +113,8 @@ func (c *call) mayReply() bool {
 // logCaller is who the request is from, for logs: the caller admit found
 // or else the one the request claims (unverified); nil if neither.
 func (c *call) logCaller() *caller {
-	if c.pub != "" {
-		return &caller{pub: c.pub}
+	if who := cmp.Or(c.pub, c.lookup); who != "" {
+		return &caller{pub: who}
 	}
 	if cl, err := claimedCaller(c.header); err == nil {
 		return &cl
@@ -175,6 +180,11 @@ func (r asyncReply) Error(code, description string, data []byte, opts ...micro.R
 // for a worker, and refuses it at once when any of that fails or the queue
 // is full. Unsigned and oversized floods and noisy identities are thus
 // turned away before they take a place in the queue or touch the store.
+// A request signed by a key nothing is known of here goes to the stranger
+// lane instead (see strangerLane), and one by a key found unregistered
+// lately is refused without a signature check (401), so that made-up
+// signers never reach the queue; the refusals of requests whose signer is
+// not verified are answered at the stranger lane's pace.
 //
 // A request whose reply subject is not the caller's own inbox is answered
 // nowhere and runs no further (misdirected): the services hold rights the
@@ -211,17 +221,39 @@ func (s *service) handler(ep *endpoint, st *endpointStats, limit int) micro.Hand
 			s.misdirected(ep, st, c)
 			return
 		}
+		if c.lookup != "" {
+			s.limits.lookup(lookup{s: s, ep: ep, st: st, c: c})
+			return
+		}
 		if e := s.enqueue(ep, st, c); e != nil {
 			s.finish(c.w, ep, st, c.logCaller(), c.start, e)
 		}
 	})
 }
 
+// proceed continues the pipeline of a request whose signer the stranger
+// lane found registered, on the lane's goroutine: signature and rate as
+// admit checks a known signer's, then a worker.
+func (s *service) proceed(ep *endpoint, st *endpointStats, c *call) {
+	if e := s.verifySigned(c); e != nil {
+		s.refuse(ep, st, c, e)
+		return
+	}
+	if e := s.enqueue(ep, st, c); e != nil {
+		s.finish(c.w, ep, st, c.logCaller(), c.start, e)
+	}
+}
+
 // refuse answers a request that the handler refused, unless its reply
-// subject is not the caller's inbox.
+// subject is not the caller's inbox. A request whose signer was not
+// verified is answered by the stranger lane, at its pace.
 func (s *service) refuse(ep *endpoint, st *endpointStats, c *call, e *Error) {
 	if !c.mayReply() {
 		s.misdirected(ep, st, c)
+		return
+	}
+	if c.pub == "" {
+		s.limits.refuseStranger(refusalOf(s, ep, st, c, e))
 		return
 	}
 	s.finish(c.w, ep, st, c.logCaller(), c.start, e)
@@ -244,9 +276,13 @@ func (s *service) misdirected(ep *endpoint, st *endpointStats, c *call) {
 // admit is the first stage of the pipeline, the one that needs no store:
 // the request signature (AuthEnforce: 401 when it does not check out;
 // AuthSoft: logged) and then, once the caller is known, its rate limit
-// (429). Only a verified signer is charged in AuthEnforce, so an unsigned
-// or forged flood costs no bucket and no store read.
+// (429). In AuthEnforce (admitSigned) only a verified signer the services
+// know to be registered is charged, so an unsigned, forged or made-up
+// flood costs no bucket of theirs.
 func (s *service) admit(c *call) *Error {
+	if s.cfg.AuthMode == AuthEnforce {
+		return s.admitSigned(c)
+	}
 	if s.cfg.AuthMode == AuthOff {
 		who, err := claimedCaller(c.header)
 		if err != nil {
@@ -258,8 +294,6 @@ func (s *service) admit(c *call) *Error {
 		switch {
 		case verr == nil:
 			c.pub, c.nonce, c.verified = sr.Pub, sr.Nonce, true
-		case s.cfg.AuthMode == AuthEnforce:
-			return s.verifyError(verr)
 		default:
 			who, err := claimedCaller(c.header)
 			if err != nil {
@@ -273,6 +307,55 @@ func (s *service) admit(c *call) *Error {
 		return s.tooManyRequests(c.pub, wait, newcomer)
 	}
 	return nil
+}
+
+// admitSigned is admit in AuthEnforce. What the limiter knows of the
+// claimed signer comes first, before the signature is checked: a key
+// found unregistered or revoked lately is refused (401) from memory; a
+// key nothing is known of is left to the stranger lane (call.lookup),
+// which reads its record first and checks its signature only if it is
+// registered. A known registered signer's signature is checked here, and
+// its rate (verifySigned). A request without all the signature headers
+// is refused by the signature check, which needs no cryptography then.
+func (s *service) admitSigned(c *call) *Error {
+	if pub, ok := signedClaim(c.header); ok {
+		switch s.limits.signer(pub, c.start) {
+		case signerUnknown:
+			c.lookup = pub
+			return nil
+		case signerUnregistered:
+			return errUnregistered(pub)
+		case signerRevoked:
+			return errRevoked(pub)
+		}
+	}
+	return s.verifySigned(c)
+}
+
+// verifySigned checks the signature of a request whose signer is known
+// to be registered (401), and charges its rate (429).
+func (s *service) verifySigned(c *call) *Error {
+	sr, err := subjects.VerifyRequest(c.subject, c.header, c.body, c.start, s.cfg.MaxSkew)
+	if err != nil {
+		return s.verifyError(err)
+	}
+	c.pub, c.nonce, c.verified = sr.Pub, sr.Nonce, true
+	if wait, newcomer, ok := s.limits.takeRegistered(c.pub, c.start); !ok {
+		return s.tooManyRequests(c.pub, wait, newcomer)
+	}
+	return nil
+}
+
+// signedClaim returns the key a request claims to be signed by, if it
+// carries every signature header (none of them is checked).
+func signedClaim(h nats.Header) (string, bool) {
+	for _, name := range [...]string{subjects.HeaderTs, subjects.HeaderNonce, subjects.HeaderSig} {
+		if h.Get(name) == "" {
+			return "", false
+		}
+	}
+	pub, err := subjects.NormalizeUserKey(h.Get(subjects.HeaderPub))
+	return pub, err == nil
 }
 
 // tooManyRequests is the 429 of a caller over its rate, with the wait
@@ -301,6 +384,12 @@ func (s *service) run(ctx context.Context, ep *endpoint, st *endpointStats, c *c
 	if err != nil {
 		s.finish(c.w, ep, st, &who, c.start, asError(err))
 		return
+	}
+	if u, ok := resp.(subjects.UserInfo); ok {
+		// A record of u exists: if u was found unregistered lately, its
+		// next request reads the store again; one just added is served
+		// as registered at once.
+		s.limits.recordSeen(u.Pub, ep.spec.Subject == subjects.UsersAdd, time.Now())
 	}
 	data, err := json.Marshal(resp)
 	if err != nil {
@@ -430,16 +519,17 @@ func (s *service) judgeCaller(c *call, pub string, read userRead, soft bool) (ca
 	var e *Error
 	switch {
 	case err != nil:
-		e = storeError(err, storeMessages{notFound: pub + " is not a registered user", notFoundCode: subjects.CodeUnauthenticated})
+		e = storeError(err, storeMessages{notFound: errUnregistered(pub).Message, notFoundCode: subjects.CodeUnauthenticated})
 		if e.Code != subjects.CodeUnauthenticated {
 			return caller{}, e // a backend failure: 503 in every mode
 		}
 	case u.Revoked():
-		e = unauthenticated(nil, "%s is revoked", pub)
+		e = errRevoked(pub)
 	default:
 		return caller{pub: pub, user: &u}, nil
 	}
 	if !soft {
+		s.limits.refuse(pub, err == nil, time.Now())
 		return caller{}, e
 	}
 	s.softAllow(c, pub, "registration", e)

@@ -1,6 +1,7 @@
 package svc_test
 
 import (
+	"strings"
 	"sync"
 	"testing"
 
@@ -10,12 +11,12 @@ import (
 )
 
 // rekeyRequest is an owner-signed rekey of room from its epoch, with a
-// sealed key for each of members.
+// sealed key and a grant for each of members.
 func rekeyRequest(t testing.TB, owner *user, room subjects.RoomInfo, members ...*user) subjects.RekeyRequest {
 	t.Helper()
-	req := subjects.RekeyRequest{RoomID: room.RoomID, FromEpoch: room.Epoch, ToEpoch: room.NextEpoch, Keys: map[string][]byte{}}
+	req := subjects.RekeyRequest{RoomID: room.RoomID, FromEpoch: room.Epoch, ToEpoch: room.NextEpoch, Keys: map[string][]byte{}, Grants: map[string][]byte{}}
 	for _, m := range members {
-		req.Keys[m.pub] = sealedKey(t)
+		req.Keys[m.pub], req.Grants[m.pub] = sealedKey(t), grant(t)
 	}
 	if err := subjects.SignOwner(owner.kp, &req); err != nil {
 		t.Fatal(err)
@@ -63,6 +64,18 @@ func TestRoomsRekey(t *testing.T) {
 		{"no keys", e.alice, rekeyRequest(t, e.alice, room), subjects.CodeBadRequest, "keys is required"},
 		{"bad member key", e.alice, resign(good, func(r *subjects.RekeyRequest) { r.Keys = map[string][]byte{"bob": {1}} }), subjects.CodeBadRequest, "keys key"},
 		{"empty sealed key", e.alice, resign(good, func(r *subjects.RekeyRequest) { r.Keys = map[string][]byte{e.bob.pub: nil} }), subjects.CodeBadRequest, "is required"},
+		{"no grants", e.alice, resign(good, func(r *subjects.RekeyRequest) { r.Grants = nil }), subjects.CodeBadRequest, "grants has no grant for"},
+		{"a grant missing", e.alice, resign(good, func(r *subjects.RekeyRequest) { r.Grants = map[string][]byte{e.alice.pub: grant(t)} }), subjects.CodeBadRequest, "grants has no grant for " + e.bob.pub + ", which keys names"},
+		{"an extra grant", e.alice, resign(good, func(r *subjects.RekeyRequest) {
+			r.Grants = map[string][]byte{e.alice.pub: grant(t), e.bob.pub: grant(t), e.carol.pub: grant(t)}
+		}), subjects.CodeBadRequest, "grants has a grant for " + e.carol.pub + ", which keys does not name"},
+		{"a grant too short", e.alice, resign(good, func(r *subjects.RekeyRequest) {
+			r.Grants = map[string][]byte{e.alice.pub: grant(t), e.bob.pub: make([]byte, subjects.GrantLen-1)}
+		}), subjects.CodeBadRequest, "grants[" + e.bob.pub + "] is 63 bytes, want 64"},
+		{"an empty grant", e.alice, resign(good, func(r *subjects.RekeyRequest) { r.Grants = map[string][]byte{e.alice.pub: grant(t), e.bob.pub: nil} }), subjects.CodeBadRequest, "grants[" + e.bob.pub + "] is required"},
+		{"a grant named twice", e.alice, resign(good, func(r *subjects.RekeyRequest) {
+			r.Grants = map[string][]byte{e.alice.pub: grant(t), e.bob.pub: grant(t), strings.ToLower(e.bob.pub): grant(t)}
+		}), subjects.CodeBadRequest, "names " + e.bob.pub + " twice"},
 		{"cleartext room", e.alice, rekeyRequest(t, e.alice, clear, e.alice), subjects.CodeBadRequest, "cleartext"},
 		{"no such room", e.alice, resign(good, func(r *subjects.RekeyRequest) { r.RoomID = "nosuchroom" }), subjects.CodeNotFound, "room nosuchroom not found"},
 	} {
@@ -124,9 +137,9 @@ func TestRoomsRemove(t *testing.T) {
 		return req
 	}
 	bundle := func(from uint64, members ...*user) *subjects.RekeyBundle {
-		b := &subjects.RekeyBundle{FromEpoch: from, ToEpoch: room.NextEpoch, Keys: map[string][]byte{}}
+		b := &subjects.RekeyBundle{FromEpoch: from, ToEpoch: room.NextEpoch, Keys: map[string][]byte{}, Grants: map[string][]byte{}}
 		for _, m := range members {
-			b.Keys[m.pub] = sealedKey(t)
+			b.Keys[m.pub], b.Grants[m.pub] = sealedKey(t), grant(t)
 		}
 		return b
 	}
@@ -147,6 +160,16 @@ func TestRoomsRemove(t *testing.T) {
 		{"no rekey in an e2e room", e.alice, remove(e.alice, e.bob.pub, nil), subjects.CodeBadRequest, "needs rekey"},
 		{"rekey includes the removed member", e.alice, remove(e.alice, e.bob.pub, bundle(1, e.alice, e.bob, e.carol)), subjects.CodeBadRequest, "must not include the removed member"},
 		{"rekey leaves a member out", e.alice, remove(e.alice, e.bob.pub, bundle(1, e.alice)), subjects.CodeConflict, "1 missing"},
+		{"rekey without grants", e.alice, func() subjects.RemoveRequest {
+			b := bundle(1, e.alice, e.carol)
+			b.Grants = nil
+			return remove(e.alice, e.bob.pub, b)
+		}(), subjects.CodeBadRequest, "rekey.grants has no grant for"},
+		{"rekey with a grant for the removed member", e.alice, func() subjects.RemoveRequest {
+			b := bundle(1, e.alice, e.carol)
+			b.Grants[e.bob.pub] = grant(t)
+			return remove(e.alice, e.bob.pub, b)
+		}(), subjects.CodeBadRequest, "rekey.grants has a grant for " + e.bob.pub + ", which rekey.keys does not name"},
 		{"stale epoch", e.alice, remove(e.alice, e.bob.pub, bundle(3, e.alice, e.carol)), subjects.CodeConflict, "is at epoch 1, not 3"},
 		{"sealed for another epoch", e.alice, func() subjects.RemoveRequest {
 			b := bundle(1, e.alice, e.carol)
@@ -154,7 +177,7 @@ func TestRoomsRemove(t *testing.T) {
 			return remove(e.alice, e.bob.pub, b)
 		}(), subjects.CodeConflict, "sealed for epoch 7"},
 		{"the owner itself", e.alice, remove(e.alice, e.alice.pub, bundle(1, e.bob, e.carol)), subjects.CodeBadRequest, "the owner cannot remove itself"},
-		{"not a member", e.alice, remove(e.alice, e.admin.pub, bundle(1, e.alice, e.bob, e.carol)), subjects.CodeNotFound, e.admin.pub + " is not a member"},
+		{"not a member", e.alice, remove(e.alice, e.admin.pub, bundle(1, e.alice, e.bob, e.carol)), subjects.CodeNotFound, e.admin.pub + " is neither a member of room " + room.RoomID + " nor invited to it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, tc.from.request(t, subjects.RoomsRemove, tc.req), tc.code, tc.want)
@@ -173,7 +196,7 @@ func TestRoomsRemove(t *testing.T) {
 	if k.Epoch != got.Epoch {
 		t.Errorf("carol's key is for epoch %d, want %d", k.Epoch, got.Epoch)
 	}
-	if m := call[subjects.MembersResponse](t, e.alice, subjects.RoomsMembers, subjects.RoomRequest{RoomID: room.RoomID}); len(m.Members) != 2 {
+	if m := call[subjects.MembersResponse](t, e.alice, subjects.RoomsMembers, subjects.MembersRequest{RoomID: room.RoomID}); len(m.Members) != 2 {
 		t.Errorf("members after remove: %+v", m.Members)
 	}
 
@@ -192,6 +215,6 @@ func TestRoomsRemove(t *testing.T) {
 		if got := call[subjects.RoomInfo](t, e.alice, subjects.RoomsRemove, req); got.Epoch != 0 {
 			t.Errorf("cleartext remove: %+v", got)
 		}
-		wantError(t, e.alice.request(t, subjects.RoomsRemove, req), subjects.CodeNotFound, e.bob.pub+" is not a member")
+		wantError(t, e.alice.request(t, subjects.RoomsRemove, req), subjects.CodeNotFound, e.bob.pub+" is neither a member of room "+clear.RoomID+" nor invited to it")
 	})
 }

@@ -3,6 +3,7 @@ package svc
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
@@ -22,30 +23,28 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 	if err := checkName(req.Name); err != nil {
 		return subjects.RoomInfo{}, err
 	}
-	id := req.RoomID
-	if id != "" {
-		if _, err := parseRoomID(id); err != nil {
-			return subjects.RoomInfo{}, err
-		}
+	id, salt, err := ownRoomID(c.pub, mode, req)
+	if err != nil {
+		return subjects.RoomInfo{}, err
 	}
 	if mode == subjects.ModeCleartext {
-		if id == "" {
-			id = subjects.NewRoomID()
-		}
 		if h.cfg.RequireEncryptedRooms {
 			return subjects.RoomInfo{}, forbidden("this deployment requires encrypted rooms: create the room with mode %q", subjects.ModeE2E)
 		}
 		if len(req.SealedKey) != 0 {
 			return subjects.RoomInfo{}, badRequest("a cleartext room has no room key: omit sealed_key")
 		}
-	} else {
-		if id == "" {
-			return subjects.RoomInfo{}, badRequest("an encrypted room needs room_id, chosen with subjects.NewRoomID: the sealed key binds it")
+		if len(req.Grant) != 0 {
+			return subjects.RoomInfo{}, badRequest("a cleartext room has no room key: omit grant")
 		}
+	} else {
 		if len(req.SealedKey) == 0 {
 			return subjects.RoomInfo{}, badRequest("an encrypted room needs sealed_key: the room key of epoch 1 sealed to your encryption key")
 		}
 		if err := checkSealedKey("sealed_key", req.SealedKey); err != nil {
+			return subjects.RoomInfo{}, err
+		}
+		if err := checkGrant("grant", req.Grant); err != nil {
 			return subjects.RoomInfo{}, err
 		}
 		u, err := h.callerUser(ctx, c, storeMessages{notFound: c.pub + " is not a registered user", notFoundCode: subjects.CodeForbidden})
@@ -65,11 +64,39 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 		Mode:    mode,
 		History: history,
 		Owner:   c.pub,
-	}, req.SealedKey)
+		Salt:    salt,
+	}, kvstore.SealedKey{Sealed: req.SealedKey, Grant: req.Grant})
 	if err != nil {
 		return subjects.RoomInfo{}, storeError(err, storeMessages{exists: "room " + id + " already exists: choose another room_id"})
 	}
 	return roomInfo(room), nil
+}
+
+// ownRoomID returns the ID and salt of the room the caller creates: the
+// request's room_id, which must be subjects.RoomIDFor(caller, salt), so
+// that an ID names its owner and cannot be chosen to read like a name; or,
+// for a cleartext room that leaves both empty, a new one made here.
+func ownRoomID(caller, mode string, req *subjects.CreateRoomRequest) (string, []byte, error) {
+	switch {
+	case req.RoomID == "" && len(req.Salt) == 0 && mode == subjects.ModeCleartext:
+		id, salt := subjects.NewRoomID(caller)
+		return id, salt, nil
+	case req.RoomID == "" && mode == subjects.ModeE2E:
+		return "", nil, badRequest("an encrypted room needs room_id and salt, made with subjects.NewRoomID from your key: the sealed key binds the ID")
+	case req.RoomID == "":
+		return "", nil, badRequest("salt without room_id: send the room_id made with subjects.NewRoomID from your key and that salt, or neither")
+	}
+	id, err := parseRoomID(req.RoomID)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(req.Salt) == 0 {
+		return "", nil, badRequest("room_id needs its salt: the %d bytes subjects.NewRoomID made it with from your key", subjects.RoomSaltLen)
+	}
+	if err := subjects.CheckRoomOwner(id, caller, req.Salt); err != nil {
+		return "", nil, newError(subjects.CodeBadRequest, err, "room_id must be made from your own key and salt with subjects.NewRoomID (subjects.RoomIDFor): %s", err.Error())
+	}
+	return id, req.Salt, nil
 }
 
 func (h *handlers) getRoom(ctx context.Context, c caller, req *subjects.RoomRequest) (subjects.RoomInfo, error) {
@@ -97,16 +124,35 @@ func (h *handlers) leave(ctx context.Context, c caller, req *subjects.RoomReques
 	return roomInfo(room), nil
 }
 
-func (h *handlers) members(ctx context.Context, c caller, req *subjects.RoomRequest) (subjects.MembersResponse, error) {
+// members lists a room's current members: its member records less the
+// revoked users, each with its encryption key and, in an encrypted room,
+// the owner's grant of the current epoch; then its pending invitees in the
+// same way, with role subjects.RoleInvited, so that the owner's rekey
+// seals to them. With req.Pub it answers for that one user from point
+// reads of its records instead of the whole list: a receiver checks a
+// sender it does not know yet, and an invitee is not a member.
+func (h *handlers) members(ctx context.Context, c caller, req *subjects.MembersRequest) (subjects.MembersResponse, error) {
 	room, err := h.memberRoom(ctx, c, req.RoomID)
 	if err != nil {
 		return subjects.MembersResponse{}, err
+	}
+	if req.Pub != "" {
+		pub, err := parsePub("pub", req.Pub)
+		if err != nil {
+			return subjects.MembersResponse{}, err
+		}
+		return h.member(ctx, room, pub)
 	}
 	ms, err := h.store.ListMembers(ctx, room.ID)
 	if err != nil {
 		return subjects.MembersResponse{}, storeError(err, storeMessages{notFound: "room " + room.ID + " not found"})
 	}
-	// The owner first, then by key.
+	invitations, err := h.store.ListRoomInvitations(ctx, room.ID)
+	if err != nil {
+		return subjects.MembersResponse{}, storeError(err, storeMessages{notFound: "room " + room.ID + " not found"})
+	}
+	// The owner first, then by key; then the invitees by key (as listed),
+	// but one being accepted, who shows as a member already.
 	slices.SortFunc(ms, func(a, b kvstore.Member) int {
 		if (a.Role == subjects.RoleOwner) != (b.Role == subjects.RoleOwner) {
 			if a.Role == subjects.RoleOwner {
@@ -116,27 +162,107 @@ func (h *handlers) members(ctx context.Context, c caller, req *subjects.RoomRequ
 		}
 		return strings.Compare(a.Pub, b.Pub)
 	})
-	pubs := make([]string, len(ms))
-	for i, m := range ms {
-		pubs[i] = m.Pub
-	}
-	users, err := h.store.GetUsers(ctx, pubs)
-	if err != nil {
-		return subjects.MembersResponse{}, storeError(err, storeMessages{})
-	}
-	out := subjects.MembersResponse{Members: make([]subjects.MemberInfo, 0, len(ms))}
+	infos := make([]subjects.MemberInfo, 0, len(ms)+len(invitations))
 	for _, m := range ms {
-		info := memberInfo(m)
-		if u, ok := users[m.Pub]; ok {
-			info.EncKey, info.EncKeySig = u.EncKey, u.EncKeySig
+		infos = append(infos, memberInfo(m))
+	}
+	for _, inv := range invitations {
+		if !slices.ContainsFunc(ms, func(m kvstore.Member) bool { return m.Pub == inv.Pub }) {
+			infos = append(infos, invitedInfo(inv))
 		}
+	}
+	users, grants, err := h.membersDetail(ctx, room, infos)
+	if err != nil {
+		return subjects.MembersResponse{}, err
+	}
+	out := subjects.MembersResponse{Members: make([]subjects.MemberInfo, 0, len(infos))}
+	for _, info := range infos {
+		u, ok := users[info.Pub]
+		if ok && u.Revoked() {
+			continue
+		}
+		if ok {
+			info.EncKey, info.EncKeySig, info.EncKeyVersion, info.EncKeyIssuedAt = u.EncKey, u.EncKeySig, u.EncKeyVersion, u.EncKeyIssuedAt
+		}
+		info.Grant = grants[info.Pub]
 		out.Members = append(out.Members, info)
 	}
 	return out, nil
 }
 
+// membersDetail reads, concurrently, the user records of ms and, in an
+// encrypted room, the grants of the room's current epoch: two direct gets
+// that each cost one round trip.
+func (h *handlers) membersDetail(ctx context.Context, room kvstore.Room, ms []subjects.MemberInfo) (map[string]kvstore.User, map[string][]byte, error) {
+	pubs := make([]string, len(ms))
+	for i, m := range ms {
+		pubs[i] = m.Pub
+	}
+	var (
+		grants   map[string][]byte
+		grantErr error
+		done     = make(chan struct{})
+	)
+	if room.Encrypted() {
+		go func() {
+			defer close(done)
+			grants, grantErr = h.store.RoomGrants(ctx, room)
+		}()
+	} else {
+		close(done)
+	}
+	users, err := h.store.GetUsers(ctx, pubs)
+	<-done
+	if err != nil {
+		return nil, nil, storeError(err, storeMessages{})
+	}
+	if grantErr != nil {
+		return nil, nil, storeError(grantErr, storeMessages{notFound: "room " + room.ID + " not found"})
+	}
+	return users, grants, nil
+}
+
+// member answers a members request about one user: it alone if it is a
+// current member (not revoked), an empty list otherwise: a pending invitee
+// is not a member (it has no member record).
+func (h *handlers) member(ctx context.Context, room kvstore.Room, pub string) (subjects.MembersResponse, error) {
+	none := subjects.MembersResponse{Members: []subjects.MemberInfo{}}
+	m, err := h.store.GetMember(ctx, room.ID, pub)
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return none, nil
+	}
+	if err != nil {
+		return subjects.MembersResponse{}, storeError(err, storeMessages{})
+	}
+	info := memberInfo(m)
+	u, err := h.store.GetUser(ctx, pub)
+	switch {
+	case err == nil && u.Revoked():
+		return none, nil
+	case err == nil:
+		info.EncKey, info.EncKeySig, info.EncKeyVersion, info.EncKeyIssuedAt = u.EncKey, u.EncKeySig, u.EncKeyVersion, u.EncKeyIssuedAt
+	case !errors.Is(err, kvstore.ErrNotFound):
+		return subjects.MembersResponse{}, storeError(err, storeMessages{})
+	}
+	if room.Encrypted() {
+		k, err := h.store.GetRoomKey(ctx, room.ID, room.Epoch, pub)
+		switch {
+		case err == nil:
+			info.Grant = k.Grant
+		case !errors.Is(err, kvstore.ErrNotFound):
+			return subjects.MembersResponse{}, storeError(err, storeMessages{})
+		}
+	}
+	return subjects.MembersResponse{Members: []subjects.MemberInfo{info}}, nil
+}
+
+// mine lists the caller's rooms and its pending invitations.
 func (h *handlers) mine(ctx context.Context, c caller, _ *struct{}) (subjects.MineResponse, error) {
 	refs, err := h.store.ListRoomsForEndpoint(ctx, c.pub)
+	if err != nil {
+		return subjects.MineResponse{}, storeError(err, storeMessages{})
+	}
+	invitations, err := h.store.ListInvitations(ctx, c.pub)
 	if err != nil {
 		return subjects.MineResponse{}, storeError(err, storeMessages{})
 	}
@@ -152,7 +278,12 @@ func (h *handlers) mine(ctx context.Context, c caller, _ *struct{}) (subjects.Mi
 			Mode:    r.Mode,
 			Name:    r.Name,
 			Owner:   r.Owner,
+			Salt:    r.Salt,
 		})
+	}
+	out.Invitations = make([]subjects.Invitation, 0, len(invitations))
+	for _, inv := range invitations {
+		out.Invitations = append(out.Invitations, invitation(inv))
 	}
 	return out, nil
 }
@@ -164,9 +295,11 @@ func (h *handlers) mine(ctx context.Context, c caller, _ *struct{}) (subjects.Mi
 // checked before anything is written; concurrent requests may overshoot a
 // limit by their number.
 
-// checkRoomsOf refuses (409) to add pub, the caller itself (self) or an
-// invitee, to one more room when it is in Config.MaxRoomsPerUser rooms.
-func (h *handlers) checkRoomsOf(ctx context.Context, pub string, self bool) error {
+// checkRoomsOf refuses (409) to add the caller pub to one more room,
+// creating it (creating) or accepting an invitation to it, when it is in
+// Config.MaxRoomsPerUser rooms. Pending invitations do not count: only the
+// rooms the caller chose to be in do.
+func (h *handlers) checkRoomsOf(ctx context.Context, pub string, creating bool) error {
 	limit := h.cfg.MaxRoomsPerUser
 	if limit < 0 {
 		return nil
@@ -178,14 +311,14 @@ func (h *handlers) checkRoomsOf(ctx context.Context, pub string, self bool) erro
 	if n < limit {
 		return nil
 	}
-	if self {
+	if creating {
 		return conflict(nil, "you are a member of %d rooms, the most this deployment allows (%d): leave a room before you create another", n, limit)
 	}
-	return conflict(nil, "user %s is a member of %d rooms, the most this deployment allows (%d): it must leave a room before it can be invited", pub, n, limit)
+	return conflict(nil, "you are a member of %d rooms, the most this deployment allows (%d): leave a room before you accept an invitation to another", n, limit)
 }
 
-// checkMembersOf refuses (409) one more member in a room that has
-// Config.MaxMembersPerRoom members.
+// checkMembersOf refuses (409) one more invitation to a room whose members
+// and pending invitees together number Config.MaxMembersPerRoom.
 func (h *handlers) checkMembersOf(ctx context.Context, roomID string) error {
 	limit := h.cfg.MaxMembersPerRoom
 	if limit < 0 {
@@ -195,10 +328,17 @@ func (h *handlers) checkMembersOf(ctx context.Context, roomID string) error {
 	if err != nil {
 		return storeError(err, storeMessages{notFound: "room " + roomID + " not found"})
 	}
-	if n < limit {
+	invited, err := h.store.CountRoomInvitations(ctx, roomID)
+	if err != nil {
+		return storeError(err, storeMessages{notFound: "room " + roomID + " not found"})
+	}
+	if n+invited < limit {
 		return nil
 	}
-	return conflict(nil, "room %s has %d members, the most this deployment allows (%d): remove a member before you invite another", roomID, n, limit)
+	if invited == 0 {
+		return conflict(nil, "room %s has %d members, the most this deployment allows (%d): remove a member before you invite another", roomID, n, limit)
+	}
+	return conflict(nil, "room %s has %d members and %d pending invitations, together the most this deployment allows (%d): remove a member or cancel an invitation (remove) before you invite another", roomID, n, invited, limit)
 }
 
 // room reads a room by the request's room_id (404 if there is none).
@@ -252,6 +392,7 @@ func roomInfo(r kvstore.Room) subjects.RoomInfo {
 		Mode:      r.Mode,
 		History:   cmp.Or(r.History, subjects.HistoryNone),
 		Owner:     r.Owner,
+		Salt:      r.Salt,
 		Epoch:     r.Epoch,
 		NextEpoch: r.NextEpoch(),
 		CreatedAt: r.CreatedAt,
@@ -261,4 +402,18 @@ func roomInfo(r kvstore.Room) subjects.RoomInfo {
 // memberInfo is the wire form of a member.
 func memberInfo(m kvstore.Member) subjects.MemberInfo {
 	return subjects.MemberInfo{Pub: m.Pub, Role: m.Role, JoinedEpoch: m.JoinedEpoch}
+}
+
+// invitedInfo is the wire form of a pending invitee, as a member list
+// shows it.
+func invitedInfo(inv kvstore.Invitation) subjects.MemberInfo {
+	return subjects.MemberInfo{Pub: inv.Pub, Role: subjects.RoleInvited, JoinedEpoch: inv.Epoch}
+}
+
+// invitation is the wire form of an invitation, as its invitee sees it.
+func invitation(inv kvstore.Invitation) subjects.Invitation {
+	return subjects.Invitation{
+		RoomID: inv.RoomID, Name: inv.Name, Mode: inv.Mode, Owner: inv.Owner, Salt: inv.Salt,
+		Epoch: inv.Epoch, InvitedAt: inv.InvitedAt, ExpiresAt: inv.ExpiresAt(),
+	}
 }

@@ -20,9 +20,11 @@ import (
 // and micro's default queue group spreads the requests among them.
 type Services struct {
 	users, rooms, blobs *service
-	once                sync.Once
-	done                chan struct{}
-	err                 error
+	// janitor removes the blobs service's abandoned uploads.
+	janitor *blobJanitor
+	once    sync.Once
+	done    chan struct{}
+	err     error
 
 	mu           sync.Mutex
 	stopOnCancel func() bool // unregisters the stop on ctx; nil until set
@@ -75,7 +77,7 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	if err != nil {
 		return nil, errors.Join(err, rooms.stop(), users.stop())
 	}
-	ss := &Services{users: users, rooms: rooms, blobs: blobs, done: make(chan struct{})}
+	ss := &Services{users: users, rooms: rooms, blobs: blobs, janitor: startBlobJanitor(h), done: make(chan struct{})}
 	// Return only once the server has the subscriptions, so that the
 	// services answer the moment Start returns.
 	if err := flush(ctx, cfg); err != nil {
@@ -105,6 +107,10 @@ func (ss *Services) Stop() error {
 		}
 		ss.mu.Unlock()
 		ss.err = errors.Join(ss.blobs.stop(), ss.rooms.stop(), ss.users.stop())
+		// The services no longer hand it requests: what the stranger lane
+		// holds is answered, and its goroutines end.
+		ss.users.limits.stop()
+		ss.janitor.stop()
 		close(ss.done)
 	})
 	return ss.err
@@ -155,7 +161,7 @@ type service struct {
 	log    *slog.Logger
 	base   context.Context
 	ms     micro.Service
-	limits *limiter                  // shared by the services of one Start; nil when off
+	limits *limiter                  // shared by the services of one Start: rate limits, known signers, the stranger lane
 	logs   *logBudget                // of the refusals logged above debug level
 	pool   *workpool.Pool            // the queue and the workers
 	stats  map[string]*endpointStats // by endpoint name; fixed after start

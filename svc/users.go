@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
@@ -54,7 +55,10 @@ func (h *handlers) getUser(ctx context.Context, c caller, req *subjects.GetUserR
 	if me, err := h.callerUser(ctx, c, storeMessages{}); err == nil && me.Admin && !me.Revoked() {
 		return info, nil
 	}
-	return subjects.UserInfo{Pub: info.Pub, Name: info.Name, EncKey: info.EncKey, EncKeySig: info.EncKeySig}, nil
+	return subjects.UserInfo{
+		Pub: info.Pub, Name: info.Name,
+		EncKey: info.EncKey, EncKeySig: info.EncKeySig, EncKeyVersion: info.EncKeyVersion, EncKeyIssuedAt: info.EncKeyIssuedAt,
+	}, nil
 }
 
 func (h *handlers) listUsers(ctx context.Context, c caller, req *subjects.ListUsersRequest) (subjects.ListUsersResponse, error) {
@@ -150,14 +154,25 @@ func (h *handlers) setKey(ctx context.Context, c caller, req *subjects.SetKeyReq
 		return subjects.UserInfo{}, badRequest("enc_key is %d bytes, over the limit of %d", len(req.EncKey), maxEncKeyBytes)
 	case len(req.EncKeySig) == 0:
 		return subjects.UserInfo{}, badRequest("enc_key_sig is required")
+	case req.EncKeyVersion == 0:
+		return subjects.UserInfo{}, badRequest("enc_key_version is required: 1 for a first key, else one more than your registered enc_key_version")
+	case req.EncKeyIssuedAt.IsZero():
+		return subjects.UserInfo{}, badRequest("enc_key_issued_at is required: when the binding was signed")
+	case req.EncKeyIssuedAt.After(time.Now().Add(h.cfg.MaxSkew)):
+		return subjects.UserInfo{}, badRequest("enc_key_issued_at %s is in the future (beyond the allowed clock skew of %s)", req.EncKeyIssuedAt.UTC().Format(time.RFC3339), h.cfg.MaxSkew)
 	}
-	if err := subjects.VerifyEncKeyBinding(c.pub, req.EncKey, req.EncKeySig); err != nil {
+	if err := subjects.VerifyEncKeyBinding(c.pub, req.EncKey, req.EncKeyVersion, req.EncKeyIssuedAt, req.EncKeySig); err != nil {
 		return subjects.UserInfo{}, newError(subjects.CodeBadRequest, err,
-			"enc_key_sig does not verify: it must be your identity's signature over the binding of enc_key to %s (subjects.SignEncKeyBinding)", c.pub)
+			"enc_key_sig does not verify: it must be your identity's signature over the binding of enc_key to %s at enc_key_version and enc_key_issued_at (subjects.SignEncKeyBinding)", c.pub)
 	}
-	u, err := h.store.SetEncryptionKey(ctx, c.pub, req.EncKey, req.EncKeySig)
+	u, err := h.store.SetEncryptionKey(ctx, c.pub, kvstore.EncKeyBinding{
+		Key: req.EncKey, Sig: req.EncKeySig, Version: req.EncKeyVersion, IssuedAt: req.EncKeyIssuedAt,
+	})
 	if err != nil {
-		return subjects.UserInfo{}, storeError(err, storeMessages{notFound: "user " + c.pub + " not found"})
+		return subjects.UserInfo{}, storeError(err, storeMessages{
+			notFound: "user " + c.pub + " not found",
+			conflict: fmt.Sprintf("enc_key_version %d is not above your registered binding (a binding is never replaced by an older one): read your user record and sign the next version", req.EncKeyVersion),
+		})
 	}
 	return userInfo(u), nil
 }
@@ -199,13 +214,15 @@ func (h *handlers) callerUser(ctx context.Context, c caller, m storeMessages) (k
 // userInfo is the wire form of a user.
 func userInfo(u kvstore.User) subjects.UserInfo {
 	return subjects.UserInfo{
-		Pub:       u.Pub,
-		Name:      u.Name,
-		Admin:     u.Admin,
-		EncKey:    u.EncKey,
-		EncKeySig: u.EncKeySig,
-		AddedAt:   u.AddedAt,
-		Revoked:   u.Revoked(),
-		RevokedAt: u.RevokedAt,
+		Pub:            u.Pub,
+		Name:           u.Name,
+		Admin:          u.Admin,
+		EncKey:         u.EncKey,
+		EncKeySig:      u.EncKeySig,
+		EncKeyVersion:  u.EncKeyVersion,
+		EncKeyIssuedAt: u.EncKeyIssuedAt,
+		AddedAt:        u.AddedAt,
+		Revoked:        u.Revoked(),
+		RevokedAt:      u.RevokedAt,
 	}
 }

@@ -63,7 +63,7 @@ func TestUsersGet(t *testing.T) {
 	if got.Pub != e.alice.pub || !bytes.Equal(got.EncKey, e.alice.encKey) {
 		t.Fatalf("get alice = %+v", got)
 	}
-	if err := subjects.VerifyEncKeyBinding(got.Pub, got.EncKey, got.EncKeySig); err != nil {
+	if err := subjects.VerifyEncKeyBinding(got.Pub, got.EncKey, got.EncKeyVersion, got.EncKeyIssuedAt, got.EncKeySig); err != nil {
 		t.Errorf("the binding read back does not verify: %v", err)
 	}
 	missing := e.newIdentity(t, "missing")
@@ -159,7 +159,7 @@ func TestUsersListPageFitsMaxPayload(t *testing.T) {
 		if _, err := store.AddUser(ctx, kvstore.User{Pub: pub, Admin: i == 0}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := store.SetEncryptionKey(ctx, pub, encKey, sig); err != nil {
+		if _, err := store.SetEncryptionKey(ctx, pub, kvstore.EncKeyBinding{Key: encKey, Sig: sig, Version: 1}); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, pub)
@@ -242,13 +242,24 @@ func TestUsersRevoke(t *testing.T) {
 func TestUsersSetKey(t *testing.T) {
 	e := newEnv(t)
 	key := randomBytes(t, 1216)
-	sig, err := subjects.SignEncKeyBinding(e.alice.kp, key)
+	// alice registered version 1 when the environment started.
+	issued := time.Now().Truncate(time.Second)
+	sig, err := subjects.SignEncKeyBinding(e.alice.kp, key, 2, issued)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bobSig, err := subjects.SignEncKeyBinding(e.bob.kp, key)
+	bobSig, err := subjects.SignEncKeyBinding(e.bob.kp, key, 2, issued)
 	if err != nil {
 		t.Fatal(err)
+	}
+	future := issued.Add(time.Hour)
+	futureSig, err := subjects.SignEncKeyBinding(e.alice.kp, key, 2, future)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := func(r subjects.SetKeyRequest) subjects.SetKeyRequest {
+		r.EncKeyVersion, r.EncKeyIssuedAt = 2, issued
+		return r
 	}
 
 	before := e.snapshot(t)
@@ -257,12 +268,17 @@ func TestUsersSetKey(t *testing.T) {
 		req  subjects.SetKeyRequest
 		want string
 	}{
-		{"signed by someone else", subjects.SetKeyRequest{EncKey: key, EncKeySig: bobSig}, "enc_key_sig does not verify"},
-		{"signature of another key", subjects.SetKeyRequest{EncKey: key[1:], EncKeySig: sig}, "enc_key_sig does not verify"},
-		{"garbage signature", subjects.SetKeyRequest{EncKey: key, EncKeySig: []byte("x")}, "enc_key_sig does not verify"},
-		{"no signature", subjects.SetKeyRequest{EncKey: key}, "enc_key_sig is required"},
-		{"no key", subjects.SetKeyRequest{EncKeySig: sig}, "enc_key is required"},
-		{"huge key", subjects.SetKeyRequest{EncKey: make([]byte, 9000), EncKeySig: sig}, "over the limit"},
+		{"signed by someone else", v(subjects.SetKeyRequest{EncKey: key, EncKeySig: bobSig}), "enc_key_sig does not verify"},
+		{"signature of another key", v(subjects.SetKeyRequest{EncKey: key[1:], EncKeySig: sig}), "enc_key_sig does not verify"},
+		{"garbage signature", v(subjects.SetKeyRequest{EncKey: key, EncKeySig: []byte("x")}), "enc_key_sig does not verify"},
+		{"no signature", v(subjects.SetKeyRequest{EncKey: key}), "enc_key_sig is required"},
+		{"no key", v(subjects.SetKeyRequest{EncKeySig: sig}), "enc_key is required"},
+		{"huge key", v(subjects.SetKeyRequest{EncKey: make([]byte, 9000), EncKeySig: sig}), "over the limit"},
+		{"no version", subjects.SetKeyRequest{EncKey: key, EncKeySig: sig, EncKeyIssuedAt: issued}, "enc_key_version is required"},
+		{"no time", subjects.SetKeyRequest{EncKey: key, EncKeySig: sig, EncKeyVersion: 2}, "enc_key_issued_at is required"},
+		{"another version than signed", subjects.SetKeyRequest{EncKey: key, EncKeySig: sig, EncKeyVersion: 3, EncKeyIssuedAt: issued}, "enc_key_sig does not verify"},
+		{"another time than signed", subjects.SetKeyRequest{EncKey: key, EncKeySig: sig, EncKeyVersion: 2, EncKeyIssuedAt: issued.Add(time.Second)}, "enc_key_sig does not verify"},
+		{"from the future", subjects.SetKeyRequest{EncKey: key, EncKeySig: futureSig, EncKeyVersion: 2, EncKeyIssuedAt: future}, "in the future"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, e.alice.request(t, subjects.UsersSetKey, tc.req), subjects.CodeBadRequest, tc.want)
@@ -270,10 +286,24 @@ func TestUsersSetKey(t *testing.T) {
 	}
 	e.unchanged(t, before)
 
-	got := call[subjects.UserInfo](t, e.alice, subjects.UsersSetKey, subjects.SetKeyRequest{EncKey: key, EncKeySig: sig})
-	if !bytes.Equal(got.EncKey, key) || !bytes.Equal(got.EncKeySig, sig) {
+	// An older binding (alice's version 1, replayed) is refused: 409.
+	old := call[subjects.UserInfo](t, e.alice, subjects.UsersGet, subjects.GetUserRequest{Pub: e.alice.pub})
+	replay := subjects.SetKeyRequest{EncKey: key, EncKeySig: old.EncKeySig, EncKeyVersion: old.EncKeyVersion, EncKeyIssuedAt: old.EncKeyIssuedAt}
+	wantError(t, e.alice.request(t, subjects.UsersSetKey, replay), subjects.CodeBadRequest, "enc_key_sig does not verify")
+	oldSig, err := subjects.SignEncKeyBinding(e.alice.kp, key, 1, issued)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := subjects.SetKeyRequest{EncKey: key, EncKeySig: oldSig, EncKeyVersion: 1, EncKeyIssuedAt: issued}
+	wantError(t, e.alice.request(t, subjects.UsersSetKey, stale), subjects.CodeConflict, "is not above your registered binding")
+	e.unchanged(t, before)
+
+	got := call[subjects.UserInfo](t, e.alice, subjects.UsersSetKey, v(subjects.SetKeyRequest{EncKey: key, EncKeySig: sig}))
+	if !bytes.Equal(got.EncKey, key) || !bytes.Equal(got.EncKeySig, sig) || got.EncKeyVersion != 2 || !got.EncKeyIssuedAt.Equal(issued) {
 		t.Fatalf("setkey = %+v", got)
 	}
+	// The same binding again is a no-op, not a conflict.
+	call[subjects.UserInfo](t, e.alice, subjects.UsersSetKey, v(subjects.SetKeyRequest{EncKey: key, EncKeySig: sig}))
 	read := call[subjects.UserInfo](t, e.bob, subjects.UsersGet, subjects.GetUserRequest{Pub: e.alice.pub})
 	if !bytes.Equal(read.EncKey, key) {
 		t.Errorf("the new key was not stored")

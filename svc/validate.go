@@ -1,9 +1,13 @@
 package svc
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
 )
 
@@ -95,26 +99,81 @@ func checkSealedKey(field string, k []byte) error {
 	return nil
 }
 
-// parseKeys validates a map of sealed keys by member (a rekey bundle) and
-// returns it with normalized keys. A key named twice (in two spellings of
-// the same user) is refused.
-func parseKeys(field string, keys map[string][]byte) (map[string][]byte, error) {
-	if len(keys) == 0 {
-		return nil, badRequest("%s is required: the new room key sealed to every member", field)
+// checkGrant validates a required key grant in field: exactly
+// subjects.GrantLen bytes. The service cannot check the signature (it
+// never knows the room key the grant commits to); members do.
+func checkGrant(field string, g []byte) error {
+	switch {
+	case len(g) == 0:
+		return badRequest("%s is required: the owner's key grant, a signature of %d bytes", field, subjects.GrantLen)
+	case len(g) != subjects.GrantLen:
+		return badRequest("%s is %d bytes, want %d (the owner's key grant, a signature)", field, len(g), subjects.GrantLen)
 	}
-	out := make(map[string][]byte, len(keys))
+	return nil
+}
+
+// parseKeys validates a rekey bundle, sealed keys by member (keysField)
+// and the owner's grants of them (grantsField), and returns them together
+// with normalized member keys. Both maps must name exactly the same
+// members; a member named twice in one map (in two spellings of the same
+// user) is refused.
+func parseKeys(keysField string, keys map[string][]byte, grantsField string, grants map[string][]byte) (map[string]kvstore.SealedKey, error) {
+	if len(keys) == 0 {
+		return nil, badRequest("%s is required: the new room key sealed to every member", keysField)
+	}
+	out := make(map[string]kvstore.SealedKey, len(keys))
 	for pub, k := range keys {
-		n, err := parsePub(field+" key", pub)
+		n, err := parsePub(keysField+" key", pub)
 		if err != nil {
 			return nil, err
 		}
 		if _, dup := out[n]; dup {
-			return nil, badRequest("%s names %s twice", field, n)
+			return nil, badRequest("%s names %s twice", keysField, n)
 		}
-		if err := checkSealedKey(field+"["+n+"]", k); err != nil {
+		if err := checkSealedKey(keysField+"["+n+"]", k); err != nil {
 			return nil, err
 		}
+		out[n] = kvstore.SealedKey{Sealed: k}
+	}
+	granted := make(map[string]bool, len(grants))
+	for pub, g := range grants {
+		n, err := parsePub(grantsField+" key", pub)
+		if err != nil {
+			return nil, err
+		}
+		if granted[n] {
+			return nil, badRequest("%s names %s twice", grantsField, n)
+		}
+		granted[n] = true
+		k, ok := out[n]
+		if !ok {
+			return nil, badRequest("%s has a grant for %s, which %s does not name: grant exactly the members you seal the key to", grantsField, n, keysField)
+		}
+		if err := checkGrant(grantsField+"["+n+"]", g); err != nil {
+			return nil, err
+		}
+		k.Grant = g
 		out[n] = k
 	}
+	if len(granted) != len(out) {
+		missing := make([]string, 0, len(out)-len(granted))
+		for n := range out {
+			if !granted[n] {
+				missing = append(missing, n)
+			}
+		}
+		return nil, badRequest("%s has no grant for %s, which %s names: every sealed key needs the owner's grant", grantsField, listSome(missing), keysField)
+	}
 	return out, nil
+}
+
+// listSome joins the first few of pubs, sorted, for a message, and counts
+// the rest, so that a message stays short however many are named.
+func listSome(pubs []string) string {
+	const most = 3
+	slices.Sort(pubs)
+	if len(pubs) <= most {
+		return strings.Join(pubs, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(pubs[:most], ", "), len(pubs)-most)
 }

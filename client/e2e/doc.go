@@ -27,15 +27,46 @@
 // HPKE's enc ‖ ciphertext, [SealedRoomKeySize] bytes. Epoch 0 (cleartext
 // rooms) has no key.
 //
+// # Key grants
+//
+// HPKE does not say who sealed a key: whoever controls the servers or the
+// buckets could seal a key of its own choosing to every member, or store a
+// ghost member beside the real ones. So the owner also signs, for each
+// member and epoch, a key grant ([SignGrant], [VerifyGrant]), an Ed25519
+// signature by the owner's identity over
+//
+//	"unibus-key-grant-v1\n" ‖ lp(room) ‖ lp(member) ‖ u64(epoch) ‖ commitment
+//	commitment = SHA-256("unibus-key-commitment-v1\n" ‖ roomKey)   ([KeyCommitment])
+//
+// The commitment names the key without revealing it, so grants travel in
+// the clear: the service stores them beside the sealed keys and hands them
+// out, and cannot make one. The room's owner is authentic because the room
+// ID names it (subjects.CheckRoomOwner). A member checks its own grant
+// before it uses a room key (a key the owner did not grant to it is
+// refused); the owner checks every member's grant before it seals a rekey
+// (a member without one is a ghost); and every sealed frame carries its
+// sender's grant (below), which receivers check. The domain tag ends in a
+// newline, so identity.Sign accepts the message and no login nonce has its
+// form, and no other application message starts with it.
+//
 // # Frames
 //
 // A [Frame] is one message in a room, JSON with short keys on the wire
-// (see [Frame] for each key). Optional keys (clear, thr, re, n) are omitted
-// when empty, so a frame that does not use them encodes exactly as it did
-// before they existed; []byte values are standard padded base64.
+// (see [Frame] for each key). Optional keys (clear, thr, re, n, g) are
+// omitted when empty, so a frame that does not use them encodes exactly as
+// it did before they existed; []byte values are standard padded base64.
 //
 //	{"v":1,"t":"MSG","room":"r1","ep":3,"from":"UD…","seq":1767225600000000,
-//	 "ts":1767225600000,"thr":"…","re":"…","n":"…","ct":"…","sig":"…"}
+//	 "ts":1767225600000,"thr":"…","re":"…","n":"…","ct":"…","sig":"…","g":"…"}
+//
+// g is, in a sealed frame, the owner's key grant to the sender for the
+// frame's room and epoch ([GrantSize] bytes); a cleartext frame has none.
+// The frame's signature does not cover g and need not: g is itself the
+// owner's signature, bound to the sender, room, epoch and room key, so
+// changing or moving it only makes receivers refuse the frame, and it
+// changes neither the signed bytes nor the message ID. Decode accepts a
+// sealed frame without g (one made before grants existed); a [Receiver]
+// does not.
 //
 // The canonical header of a frame is a binary encoding of every field except
 // the nonce, the ciphertext and the signature (integers big-endian, lp as
@@ -89,8 +120,42 @@
 // # Receiving
 //
 // A [Receiver] applies, in this order: the frame names the subscribed room;
-// its mode matches the room's; its epoch is the current one, or the previous
-// one within a grace period after a rekey; its sender is a current member;
-// the signature verifies; it is not a replay; it decrypts. Keys, epochs and
-// members come from the caller through a [KeyRing].
+// its mode matches the room's; the signature verifies; its epoch is the
+// current one, or the previous one within a grace period after a rekey (a
+// newer epoch is reported only for a frame whose signature verified, so a
+// forgery never makes a subscriber ask the control plane anything); its
+// timestamp is fresh (below); it is not a replay; its sender may send;
+// it decrypts. In an encrypted room the sender may send if the frame's
+// grant verifies under the room's owner and the room key of the frame's
+// epoch: no request, no member list. A verified grant is cached per room,
+// epoch and sender (bounded, [ReceiverConfig].MaxGrants), so a sender's
+// later frames cost one SHA-256 of the key and a 64-byte comparison; a
+// removed member gets no grant for the epoch its removal starts, so its
+// frames are refused once receivers move to that epoch and the grace
+// period of the previous one ends. In a cleartext room there is no key to
+// grant and the [KeyRing] says whether the sender is a member. Keys,
+// epochs, owners and members come from the caller through a [KeyRing],
+// which must hand out only keys it authenticated with its own grant.
+//
+// # Replays across restarts
+//
+// The replay window lives in memory, so a receiver that restarts has
+// forgotten which frames it accepted. Rather than persist per-sender
+// high-water marks beside the identity, a Receiver refuses frames whose
+// timestamp is older than a maximum age ([DefaultMaxFrameAge]: the grace
+// period plus the clock-skew allowance) or further ahead than the
+// clock-skew allowance ([DefaultMaxClockSkew]), with [ErrFrameAge]. The
+// residual risk: a frame captured within the maximum age can be accepted a
+// second time by a receiver that restarted (or evicted that sender's
+// window) since it first accepted it, until the frame is that old; a
+// sender whose clock is more than the allowance off is refused. Persisted
+// high-water marks would close that window but cost a durable write per
+// sender and room (or lose the guarantee on a crash between accepting and
+// writing), break on a restored backup or a second process of the same
+// identity, and be refused by platforms (mobile) whose storage is not
+// ours to write at message rate; the time check needs no state at all.
+// The check is one place ([Receiver.Accept], configured by
+// ReceiverConfig.MaxFrameAge), which a reader of durable history turns off
+// on purpose with [NoMaxFrameAge] and replaces by the stream's sequence
+// numbers.
 package e2e

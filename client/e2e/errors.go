@@ -83,6 +83,19 @@ var (
 	// ErrReplay reports a frame whose sequence number was already accepted,
 	// or is too far behind the replay window to tell.
 	ErrReplay = errors.New("replayed frame")
+
+	// ErrFrameAge reports a frame whose timestamp is older than the
+	// receiver's maximum frame age, or further in the future than its
+	// clock-skew allowance: the replay window does not survive a restart,
+	// so an old frame is refused whatever its sequence number.
+	ErrFrameAge = errors.New("frame timestamp outside the accepted window")
+
+	// ErrBadGrant reports a key grant that does not verify: missing, of
+	// the wrong size, or not the room owner's signature over this room,
+	// epoch, member and room key (see VerifyGrant). A Receiver's error for
+	// a sealed frame whose sender holds no valid grant matches both
+	// ErrBadGrant and [ErrNotMember].
+	ErrBadGrant = errors.New("bad key grant")
 )
 
 // maxQuotedLen bounds how much of a rejected value an error repeats.

@@ -10,20 +10,24 @@ import (
 	"github.com/unibus/unibus/identity"
 )
 
-// ring is the simplest KeyRing: one room, one epoch, fixed members.
+// ring is the simplest KeyRing: one encrypted room, one epoch, one owner.
 type ring struct {
-	key     []byte
-	members map[string]bool
+	key   []byte
+	owner string
 }
 
 func (r ring) RoomState(string) (e2e.RoomState, error) {
-	return e2e.RoomState{Epoch: 1, Since: time.Now()}, nil
+	return e2e.RoomState{Epoch: 1, Since: time.Now(), Owner: r.owner}, nil
 }
 func (r ring) RoomKey(string, uint64) ([]byte, error) { return r.key, nil }
-func (r ring) IsMember(_, sender string) bool         { return r.members[sender] }
 
-// Alice's encryption key receives the room key; Bob seals a frame that
-// Alice receives.
+// IsMember is asked only about cleartext rooms.
+func (r ring) IsMember(string, string) bool { return false }
+
+// Bob, the room's owner, seals the room key to Alice's encryption key and
+// grants it to her and to himself; Alice checks her grant before she uses
+// the key, and Bob's grant, which his frame carries, before she accepts
+// the frame.
 func Example() {
 	alice, err := identity.Generate()
 	if err != nil {
@@ -35,7 +39,8 @@ func Example() {
 	}
 	const room = "team"
 
-	// The owner seals the room key to Alice's published encryption key.
+	// The owner seals the room key to Alice's published encryption key
+	// and grants it to her.
 	aliceEnc, err := e2e.GenerateEncryptionKey()
 	if err != nil {
 		log.Fatal(err)
@@ -45,13 +50,24 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	aliceGrant, err := e2e.SignGrant(bob, room, 1, alice.PublicKey(), roomKey)
+	if err != nil {
+		log.Fatal(err)
+	}
 	aliceRoomKey, err := e2e.OpenRoomKey(aliceEnc, room, 1, alice.PublicKey(), sealed)
 	if err != nil {
 		log.Fatal(err)
 	}
+	if err := e2e.VerifyGrant(bob.PublicKey(), room, 1, alice.PublicKey(), aliceRoomKey, aliceGrant); err != nil {
+		log.Fatal(err) // a key the owner did not give: never use it
+	}
 
-	// Bob seals a frame.
-	s, err := e2e.NewSealer(e2e.SealerConfig{Identity: bob, Room: room, Epoch: 1, RoomKey: roomKey})
+	// Bob seals a frame, which carries his own grant.
+	bobGrant, err := e2e.SignGrant(bob, room, 1, bob.PublicKey(), roomKey)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := e2e.NewSealer(e2e.SealerConfig{Identity: bob, Room: room, Epoch: 1, RoomKey: roomKey, Grant: bobGrant})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -61,10 +77,7 @@ func Example() {
 	}
 
 	// Alice receives it.
-	r, err := e2e.NewReceiver(e2e.ReceiverConfig{Keys: ring{
-		key:     aliceRoomKey,
-		members: map[string]bool{alice.PublicKey(): true, bob.PublicKey(): true},
-	}})
+	r, err := e2e.NewReceiver(e2e.ReceiverConfig{Keys: ring{key: aliceRoomKey, owner: bob.PublicKey()}})
 	if err != nil {
 		log.Fatal(err)
 	}

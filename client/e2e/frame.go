@@ -100,7 +100,8 @@ type Frame struct {
 	// at least 1, for replay protection.
 	Seq uint64 `json:"seq"`
 	// TS ("ts") is the sender's clock when sealing, in milliseconds since
-	// the Unix epoch. Receivers do not check it.
+	// the Unix epoch. A Receiver refuses a frame older than its maximum
+	// frame age or too far in its future (see ReceiverConfig.MaxFrameAge).
 	TS int64 `json:"ts"`
 	// Thr ("thr", omitted when empty) is the ID of the thread's root
 	// message.
@@ -115,6 +116,15 @@ type Frame struct {
 	CT []byte `json:"ct"`
 	// Sig ("sig") is the sender's Ed25519 signature (64 bytes).
 	Sig []byte `json:"sig"`
+	// Grant ("g", omitted when empty) is, in a sealed frame, the room
+	// owner's key grant to the sender for this room and epoch (GrantSize
+	// bytes; see [SignGrant]); a cleartext frame has none. The signature
+	// does not cover it and need not: it is the owner's own signature,
+	// bound to the sender, room, epoch and room key, so whoever changes it
+	// only makes the frame fail a Receiver's grant check. Decode accepts a
+	// sealed frame without one (frames made before grants existed), which
+	// a Receiver then refuses.
+	Grant []byte `json:"g,omitempty"`
 }
 
 // Decode parses the wire form of a frame and checks that it is well formed.
@@ -186,12 +196,18 @@ func (f *Frame) validate() error {
 		if len(f.Nonce) != 0 {
 			return malformed("cleartext frame with a nonce")
 		}
+		if len(f.Grant) != 0 {
+			return malformed("cleartext frame with a key grant")
+		}
 	} else {
 		if len(f.Nonce) != NonceSize {
 			return malformed("nonce is %d bytes, want %d", len(f.Nonce), NonceSize)
 		}
 		if len(f.CT) < chacha20poly1305.Overhead {
 			return malformed("ciphertext is %d bytes, want at least %d", len(f.CT), chacha20poly1305.Overhead)
+		}
+		if len(f.Grant) != 0 && len(f.Grant) != GrantSize {
+			return malformed("key grant is %d bytes, want %d", len(f.Grant), GrantSize)
 		}
 	}
 	if n := len(f.CT) - f.overhead(); n > MaxPayloadSize {

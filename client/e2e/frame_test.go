@@ -231,6 +231,37 @@ type legacyFrame struct {
 	Sig    []byte `json:"sig"`
 }
 
+// preGrantFrame is the golden "sealed" frame as sealed before frames
+// carried key grants.
+const preGrantFrame = `{"v":1,"t":"MSG","room":"golden-room","ep":7,"from":"UCFIRY65OQE7DFP5KLNS2PF2LVZMUZYJX4OZIEQ36N2IQANUB5XVZ45L","seq":1767225600000000,"ts":1767225600000,"n":"QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZX","ct":"WSt6S+pAwzx50Fey4+bXr6DCrfKt/mDWnajFCKc=","sig":"j2/aMPrRCvOXEppYgTpzK5JQjaE84/y+avQWCZfSRgILlInhQMYt5CkCU4z6F+aVhDxLaHik+pRqI49idSyeCw=="}`
+
+// TestPreGrantFrame: a sealed frame without a key grant still decodes,
+// verifies and opens with the room key (the grant is not signed and
+// changes neither the signature nor the ID), but no Receiver admits its
+// sender.
+func TestPreGrantFrame(t *testing.T) {
+	f, err := Decode([]byte(preGrantFrame))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	golden := goldenFrames(t)[0]
+	if f.ID() != golden.frame.ID() {
+		t.Fatalf("ID = %s, want the golden frame's %s", f.ID(), golden.frame.ID())
+	}
+	if p, err := Open(f, fixedRoomKey()); err != nil || string(p) != golden.payload {
+		t.Fatalf("Open = %q, %v", p, err)
+	}
+	_, err = newReceiver(t, fuzzRing(t)).Accept(testRoom, f, testNow)
+	if !errors.Is(err, ErrNotMember) || !errors.Is(err, ErrBadGrant) {
+		t.Fatalf("Accept = %v, want ErrNotMember and ErrBadGrant", err)
+	}
+	// With the grant the golden frame carries, it is accepted.
+	f.Grant = golden.frame.Grant
+	if _, err := newReceiver(t, fuzzRing(t)).Accept(testRoom, f, testNow); err != nil {
+		t.Fatalf("Accept with the grant: %v", err)
+	}
+}
+
 func TestUnthreadedFrameOmitsOptionalKeys(t *testing.T) {
 	for _, g := range goldenFrames(t) {
 		if g.frame.Thr != "" || g.frame.Re != "" {
@@ -250,6 +281,15 @@ func TestUnthreadedFrameOmitsOptionalKeys(t *testing.T) {
 			legacy, err := json.Marshal(legacyFrame{f.V, f.T, f.Room, f.Epoch, f.Clear, f.Sender, f.Seq, f.TS, f.Nonce, f.CT, f.Sig})
 			if err != nil {
 				t.Fatal(err)
+			}
+			// A sealed frame adds its key grant last, the one key the
+			// legacy encoding lacks.
+			if len(f.Grant) != 0 {
+				grant, err := json.Marshal(f.Grant)
+				if err != nil {
+					t.Fatal(err)
+				}
+				legacy = append(append(append(legacy[:len(legacy)-1], `,"g":`...), grant...), '}')
 			}
 			if !bytes.Equal(legacy, g.wire) {
 				t.Errorf("wire differs from the pre-thread encoding\n got %s\nwant %s", g.wire, legacy)
@@ -334,6 +374,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"empty object", []byte("{}"), ErrMalformedFrame},
 		{"truncated", sealed[:len(sealed)-2], ErrMalformedFrame},
 		{"trailing data", append(bytes.Clone(sealed), `{}`...), ErrMalformedFrame},
+		{"short key grant", mutateJSON(t, sealed, set("g", b64(GrantSize-1))), ErrMalformedFrame},
+		{"long key grant", mutateJSON(t, sealed, set("g", b64(GrantSize+1))), ErrMalformedFrame},
+		{"cleartext with a key grant", mutateJSON(t, clear, set("g", b64(GrantSize))), ErrMalformedFrame},
 		{"trailing garbage", append(bytes.Clone(sealed), 'x'), ErrMalformedFrame},
 		{"too large", append(bytes.Clone(sealed), bytes.Repeat([]byte(" "), MaxFrameSize)...), ErrFrameTooLarge},
 		{"payload too large", mutateJSON(t, sealed, set("ct", bigCT)), ErrFrameTooLarge},
@@ -559,7 +602,7 @@ func TestCleartextFrames(t *testing.T) {
 		t.Errorf("cleartext frame dressed as sealed: Open = %v, want ErrBadSignature", err)
 	}
 	asClear := sf
-	asClear.Clear, asClear.Epoch, asClear.Nonce = true, 0, nil
+	asClear.Clear, asClear.Epoch, asClear.Nonce, asClear.Grant = true, 0, nil, nil
 	if err := asClear.Verify(); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("sealed frame dressed as cleartext: Verify = %v, want ErrBadSignature", err)
 	}
@@ -581,6 +624,9 @@ func TestSealerConfig(t *testing.T) {
 		{"short room key", SealerConfig{Identity: id, Room: testRoom, Epoch: 1, RoomKey: make([]byte, 16)}},
 		{"cleartext with epoch", SealerConfig{Identity: id, Room: testRoom, Epoch: 1, Cleartext: true}},
 		{"cleartext with key", SealerConfig{Identity: id, Room: testRoom, RoomKey: NewRoomKey(), Cleartext: true}},
+		{"cleartext with key grant", SealerConfig{Identity: id, Room: testRoom, Grant: make([]byte, GrantSize), Cleartext: true}},
+		{"no key grant", SealerConfig{Identity: id, Room: testRoom, Epoch: 1, RoomKey: NewRoomKey()}},
+		{"short key grant", SealerConfig{Identity: id, Room: testRoom, Epoch: 1, RoomKey: NewRoomKey(), Grant: make([]byte, GrantSize-1)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,11 +19,11 @@ import (
 const clearRoom = "clear-room"
 
 // fuzzRing knows the rooms of the golden frames: testRoom, encrypted at
-// epoch 7 with fixedRoomKey, and clearRoom, cleartext; the golden sender is
-// a member of both.
+// epoch 7 with fixedRoomKey and owned by fixedOwner, and clearRoom,
+// cleartext; the golden sender is a member of both.
 func fuzzRing(t testing.TB) *testRing {
 	t.Helper()
-	ring := newTestRing()
+	ring := newTestRing(fixedOwner(t).PublicKey())
 	ring.setState(testRoom, RoomState{Epoch: 7})
 	ring.setKey(testRoom, 7, fixedRoomKey())
 	ring.setState(clearRoom, RoomState{Cleartext: true})
@@ -37,7 +37,7 @@ func fuzzRing(t testing.TB) *testRing {
 // other than the key ring's own.
 var frameErrors = []error{
 	ErrMalformedFrame, ErrUnsupportedVersion, ErrFrameTooLarge, ErrBadSignature, ErrModeMismatch,
-	ErrWrongRoom, ErrNotMember, ErrStaleEpoch, ErrFutureEpoch, ErrReplay, ErrDecrypt,
+	ErrWrongRoom, ErrNotMember, ErrStaleEpoch, ErrFutureEpoch, ErrReplay, ErrDecrypt, ErrFrameAge, ErrBadGrant,
 }
 
 // isFrameError reports whether err matches one of frameErrors.
@@ -59,9 +59,11 @@ func isFrameError(err error) bool {
 func FuzzDecodeVerify(f *testing.F) {
 	golden := goldenFrames(f)
 	genuine := make(map[string]string) // ID → payload
+	grants := make(map[string][]byte)  // ID → the owner's grant to the sender
 	for _, g := range golden {
 		f.Add(g.wire)
 		genuine[g.frame.ID()] = g.payload
+		grants[g.frame.ID()] = g.frame.Grant
 	}
 	f.Add([]byte(""))
 	f.Add([]byte("{}"))
@@ -92,6 +94,9 @@ func FuzzDecodeVerify(f *testing.F) {
 			}
 			if !bytes.Equal(got.Payload, []byte(want)) {
 				t.Fatalf("Receive(%s) opened a genuine frame to %q, want %q", room, got.Payload, want)
+			}
+			if !bytes.Equal(got.Frame.Grant, grants[got.ID]) {
+				t.Fatalf("Receive(%s) accepted a genuine frame with another key grant: %x", room, got.Frame.Grant)
 			}
 		}
 		if err != nil {
@@ -164,6 +169,7 @@ const (
 	tamperNonce
 	tamperCT
 	tamperSig
+	tamperGrant     // one byte of the key grant (not signed: only receivers refuse it)
 	tamperCTLonger  // one more byte of ciphertext
 	tamperCTShorter // one byte less
 	tamperSwapIDs   // thread and reply-to swapped (when they differ), or moved
@@ -176,6 +182,7 @@ func cloneFrame(f Frame) Frame {
 	f.Nonce = bytes.Clone(f.Nonce)
 	f.CT = bytes.Clone(f.CT)
 	f.Sig = bytes.Clone(f.Sig)
+	f.Grant = bytes.Clone(f.Grant)
 	return f
 }
 
@@ -226,6 +233,8 @@ func tamper(f Frame, wire []byte, field uint8, pos int, x byte) (Frame, []byte, 
 		f.CT = flipByte(f.CT, pos, x)
 	case tamperSig:
 		f.Sig = flipByte(f.Sig, pos, x)
+	case tamperGrant:
+		f.Grant = flipByte(f.Grant, pos, x)
 	case tamperCTLonger:
 		f.CT = append(f.CT, x)
 	case tamperCTShorter:
@@ -296,6 +305,12 @@ func FuzzTamperFrame(f *testing.F) {
 			}
 			return // another spelling of the same frame
 		}
+		if onlyGrantDiffers(fr, g.frame) {
+			// The signature does not cover the grant: the frame verifies
+			// and opens, but no receiver admits its sender.
+			checkGrantRejected(t, ring, g, wire, fr)
+			return
+		}
 		checkRejected(t, ring, g, wire, &fr)
 		if derr == nil {
 			checkRejected(t, ring, g, nil, &decoded)
@@ -310,7 +325,30 @@ func sameFrame(a, b Frame) bool {
 	a.Nonce, b.Nonce = nilIfEmpty(a.Nonce), nilIfEmpty(b.Nonce)
 	a.CT, b.CT = nilIfEmpty(a.CT), nilIfEmpty(b.CT)
 	a.Sig, b.Sig = nilIfEmpty(a.Sig), nilIfEmpty(b.Sig)
+	a.Grant, b.Grant = nilIfEmpty(a.Grant), nilIfEmpty(b.Grant)
 	return reflect.DeepEqual(a, b)
+}
+
+// onlyGrantDiffers reports whether a and b differ in their key grant
+// alone.
+func onlyGrantDiffers(a, b Frame) bool {
+	a.Grant, b.Grant = nil, nil
+	return sameFrame(a, b)
+}
+
+// checkGrantRejected fails unless a Receiver refuses fr, the golden frame
+// g with another key grant, and its wire form (when not nil); the frame
+// may still verify and open, as its signature is intact.
+func checkGrantRejected(t *testing.T, ring *testRing, g goldenFrame, wire []byte, fr Frame) {
+	t.Helper()
+	if got, err := newReceiver(t, ring).Accept(g.frame.Room, fr, testNow); err == nil {
+		t.Fatalf("tampered %s frame with grant %x accepted: %+v", g.name, fr.Grant, got.Frame)
+	}
+	if wire != nil {
+		if got, err := newReceiver(t, ring).Receive(g.frame.Room, wire, testNow); err == nil {
+			t.Fatalf("tampered %s frame received: %s → %+v", g.name, wire, got.Frame)
+		}
+	}
 }
 
 func nilIfEmpty(b []byte) []byte {

@@ -63,8 +63,27 @@ func (r *countingReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// fixedOwner is the owner of the golden rooms: the identity of 32 bytes
+// of 0x02.
+func fixedOwner(t testing.TB) *identity.Identity { return fixedIdentity(t, 0x02) }
+
+// grantFor returns owner's key grant to member of roomKey in room at epoch.
+func grantFor(t testing.TB, owner *identity.Identity, room string, epoch uint64, member string, roomKey []byte) []byte {
+	t.Helper()
+	g, err := SignGrant(owner, room, epoch, member, roomKey)
+	if err != nil {
+		t.Fatalf("SignGrant: %v", err)
+	}
+	return g
+}
+
+// newSealer returns a sealer for cfg; cfg.Grant, when nil in an encrypted
+// room, becomes the fixed owner's grant to cfg.Identity.
 func newSealer(t testing.TB, cfg SealerConfig) *Sealer {
 	t.Helper()
+	if !cfg.Cleartext && cfg.Grant == nil && cfg.Identity != nil && len(cfg.RoomKey) == RoomKeySize {
+		cfg.Grant = grantFor(t, fixedOwner(t), cfg.Room, cfg.Epoch, cfg.Identity.PublicKey(), cfg.RoomKey)
+	}
 	s, err := NewSealer(cfg)
 	if err != nil {
 		t.Fatalf("NewSealer: %v", err)
@@ -105,22 +124,32 @@ type testRing struct {
 	states   map[string]RoomState
 	keys     map[string]map[uint64][]byte
 	members  map[string]map[string]bool
+	owner    string // the default owner of encrypted rooms
 	keyCalls atomic.Int64
+	isMember atomic.Int64 // IsMember calls
 }
 
 var _ KeyRing = (*testRing)(nil)
 
-func newTestRing() *testRing {
+// newTestRing returns an empty ring whose encrypted rooms belong to
+// owner.
+func newTestRing(owner string) *testRing {
 	return &testRing{
+		owner:   owner,
 		states:  make(map[string]RoomState),
 		keys:    make(map[string]map[uint64][]byte),
 		members: make(map[string]map[string]bool),
 	}
 }
 
+// setState sets room's state; an encrypted room's empty Owner becomes the
+// fixed owner.
 func (r *testRing) setState(room string, st RoomState) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !st.Cleartext && st.Owner == "" {
+		st.Owner = r.owner
+	}
 	r.states[room] = st
 }
 
@@ -140,12 +169,6 @@ func (r *testRing) addMember(room, pub string) {
 		r.members[room] = make(map[string]bool)
 	}
 	r.members[room][pub] = true
-}
-
-func (r *testRing) removeMember(room, pub string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.members[room], pub)
 }
 
 func (r *testRing) RoomState(room string) (RoomState, error) {
@@ -170,6 +193,7 @@ func (r *testRing) RoomKey(room string, epoch uint64) ([]byte, error) {
 }
 
 func (r *testRing) IsMember(room, sender string) bool {
+	r.isMember.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.members[room][sender]

@@ -13,14 +13,8 @@ import (
 // server that sends them as its login nonce gets no frame signature.
 func TestFrameSigningBytesAreNotLoginNonces(t *testing.T) {
 	id := newIdentity(t)
-	sealed, err := NewSealer(SealerConfig{Identity: id, Room: testRoom, Epoch: 1, RoomKey: fixedRoomKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := NewSealer(SealerConfig{Identity: id, Room: testRoom, Cleartext: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sealed := newSealer(t, SealerConfig{Identity: id, Room: testRoom, Epoch: 1, RoomKey: fixedRoomKey()})
+	plain := newSealer(t, SealerConfig{Identity: id, Room: testRoom, Cleartext: true})
 	parent, _, err := sealed.Seal(Message{Payload: []byte("parent")}, testNow)
 	if err != nil {
 		t.Fatal(err)

@@ -11,19 +11,22 @@ import (
 	"github.com/unibus/unibus/identity"
 )
 
-// roomFixture is an encrypted room with two members, alice and bob, at
-// epoch 5 (keys for epochs 3 to 6 exist), seen by a receiver whose epoch 5
-// began at testNow.
+// roomFixture is an encrypted room of the fixed owner with two members,
+// alice and bob, at epoch 5 (keys for epochs 3 to 6 exist), seen by a
+// receiver whose epoch 5 began at testNow. The owner granted every epoch's
+// key to alice and bob (and cleartext members are alice and bob).
 type roomFixture struct {
 	ring       *testRing
 	recv       *Receiver
+	owner      *identity.Identity
 	alice, bob *identity.Identity
 	keys       map[uint64][]byte
 }
 
 func newRoomFixture(t *testing.T) *roomFixture {
 	t.Helper()
-	fx := &roomFixture{ring: newTestRing(), alice: newIdentity(t), bob: newIdentity(t), keys: make(map[uint64][]byte)}
+	owner := fixedOwner(t)
+	fx := &roomFixture{ring: newTestRing(owner.PublicKey()), owner: owner, alice: newIdentity(t), bob: newIdentity(t), keys: make(map[uint64][]byte)}
 	fx.ring.setState(testRoom, RoomState{Epoch: 5, Since: testNow})
 	for ep := uint64(3); ep <= 6; ep++ {
 		fx.keys[ep] = NewRoomKey()
@@ -37,9 +40,16 @@ func newRoomFixture(t *testing.T) *roomFixture {
 	return fx
 }
 
+// sealer returns id's sealer at epoch, with the owner's grant to id.
 func (fx *roomFixture) sealer(t *testing.T, id *identity.Identity, epoch uint64) *Sealer {
 	t.Helper()
 	return newSealer(t, SealerConfig{Identity: id, Room: testRoom, Epoch: epoch, RoomKey: fx.keys[epoch]})
+}
+
+// sealerWithGrant returns id's sealer at epoch whose frames carry grant.
+func (fx *roomFixture) sealerWithGrant(t *testing.T, id *identity.Identity, epoch uint64, grant []byte) *Sealer {
+	t.Helper()
+	return newSealer(t, SealerConfig{Identity: id, Room: testRoom, Epoch: epoch, RoomKey: fx.keys[epoch], Grant: grant})
 }
 
 func TestReceiverAccepts(t *testing.T) {
@@ -47,7 +57,7 @@ func TestReceiverAccepts(t *testing.T) {
 	s := fx.sealer(t, fx.alice, 5)
 	f, wire := seal(t, s, Message{Payload: []byte("hello bob")}, testNow)
 
-	got, err := fx.recv.Receive(testRoom, wire, testNow.Add(time.Hour))
+	got, err := fx.recv.Receive(testRoom, wire, testNow.Add(time.Minute))
 	if err != nil {
 		t.Fatalf("Receive: %v", err)
 	}
@@ -131,7 +141,8 @@ func TestReceiverEpochs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := newRoomFixture(t)
-			_, wire := seal(t, fx.sealer(t, fx.alice, tt.epoch), Message{Payload: []byte("x")}, testNow)
+			// Sealed when received: only the epoch decides.
+			_, wire := seal(t, fx.sealer(t, fx.alice, tt.epoch), Message{Payload: []byte("x")}, testNow.Add(tt.at))
 			_, err := fx.recv.Receive(testRoom, wire, testNow.Add(tt.at))
 			if tt.want == nil && err != nil {
 				t.Fatalf("Receive = %v, want nil", err)
@@ -169,9 +180,14 @@ func TestReceiverEpochs(t *testing.T) {
 
 func TestReceiverRejects(t *testing.T) {
 	fx := newRoomFixture(t)
-	mallory := newIdentity(t)
-	_, fromMallory := seal(t, fx.sealer(t, mallory, 5), Message{Payload: []byte("let me in")}, testNow)
 	good, _ := seal(t, fx.sealer(t, fx.alice, 5), Message{Payload: []byte("x")}, testNow)
+	future, _ := seal(t, newSealer(t, SealerConfig{Identity: fx.alice, Room: testRoom, Epoch: 1 << 60, RoomKey: NewRoomKey()}), Message{Payload: []byte("x")}, testNow)
+	future.Sig = bytes.Clone(future.Sig)
+	future.Sig[0] ^= 1
+	noGrant := good
+	noGrant.Grant = nil
+	old, _ := seal(t, fx.sealer(t, fx.alice, 5), Message{Payload: []byte("x")}, testNow.Add(-DefaultMaxFrameAge-time.Millisecond))
+	ahead, _ := seal(t, fx.sealer(t, fx.alice, 5), Message{Payload: []byte("x")}, testNow.Add(DefaultMaxClockSkew+time.Millisecond))
 	clearSealer := newSealer(t, SealerConfig{Identity: fx.alice, Room: testRoom, Cleartext: true})
 	_, clearWire := seal(t, clearSealer, Message{Payload: []byte("clear")}, testNow)
 	otherRoom := newSealer(t, SealerConfig{Identity: fx.alice, Room: "other-room", Epoch: 5, RoomKey: fx.keys[5]})
@@ -192,8 +208,11 @@ func TestReceiverRejects(t *testing.T) {
 		want error
 	}{
 		{"garbage", testRoom, []byte("garbage"), ErrMalformedFrame},
-		{"non-member", testRoom, fromMallory, ErrNotMember},
+		{"no key grant", testRoom, mustEncode(t, noGrant), ErrBadGrant},
 		{"bad signature", testRoom, mustEncode(t, forged), ErrBadSignature},
+		{"future epoch, bad signature", testRoom, mustEncode(t, future), ErrBadSignature},
+		{"older than the maximum age", testRoom, mustEncode(t, old), ErrFrameAge},
+		{"too far in the future", testRoom, mustEncode(t, ahead), ErrFrameAge},
 		{"garbage ciphertext, bad signature", testRoom, mustEncode(t, garbageCT), ErrBadSignature},
 		{"member impersonating another", testRoom, mustEncode(t, impersonated), ErrBadSignature},
 		{"cleartext frame in an encrypted room", testRoom, clearWire, ErrModeMismatch},
@@ -226,12 +245,151 @@ func TestReceiverRejects(t *testing.T) {
 	}
 }
 
+// TestReceiverGrants: in an encrypted room a sender is admitted by the
+// owner's key grant that its frame carries, for this room, epoch, sender
+// and room key; nothing else admits it, and the key ring is never asked.
+func TestReceiverGrants(t *testing.T) {
+	fx := newRoomFixture(t)
+	mallory := newIdentity(t)
+	key5 := fx.keys[5]
+	otherOwner := newIdentity(t)
+	tests := []struct {
+		name  string
+		id    *identity.Identity
+		grant []byte
+	}{
+		{"self-granted non-member", mallory, grantFor(t, mallory, testRoom, 5, mallory.PublicKey(), key5)},
+		{"granted by another owner", mallory, grantFor(t, otherOwner, testRoom, 5, mallory.PublicKey(), key5)},
+		{"another member's grant", mallory, grantFor(t, fx.owner, testRoom, 5, fx.alice.PublicKey(), key5)},
+		{"grant of another epoch", fx.alice, grantFor(t, fx.owner, testRoom, 4, fx.alice.PublicKey(), fx.keys[4])},
+		{"grant of another room", fx.alice, grantFor(t, fx.owner, "other-room", 5, fx.alice.PublicKey(), key5)},
+		{"grant of another room key (a key the server chose)", fx.alice, grantFor(t, fx.owner, testRoom, 5, fx.alice.PublicKey(), NewRoomKey())},
+		{"garbage grant", fx.alice, bytes.Repeat([]byte{0x55}, GrantSize)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, wire := seal(t, fx.sealerWithGrant(t, tt.id, 5, tt.grant), Message{Payload: []byte("let me in")}, testNow)
+			_, err := fx.recv.Receive(testRoom, wire, testNow)
+			if !errors.Is(err, ErrNotMember) || !errors.Is(err, ErrBadGrant) {
+				t.Fatalf("Receive = %v, want ErrNotMember and ErrBadGrant", err)
+			}
+			if errors.Is(err, ErrDecrypt) {
+				t.Fatalf("Receive = %v: decryption was attempted", err)
+			}
+		})
+	}
+
+	// A granted sender is admitted without asking the key ring about
+	// members; its grant is verified once and then cached.
+	s := fx.sealer(t, fx.alice, 5)
+	good, wire := seal(t, s, Message{Payload: []byte("granted")}, testNow)
+	if _, err := fx.recv.Receive(testRoom, wire, testNow); err != nil {
+		t.Fatalf("Receive from a granted member: %v", err)
+	}
+	if n := fx.recv.grants.len(); n != 1 {
+		t.Fatalf("%d grants cached, want 1", n)
+	}
+	if n := fx.ring.isMember.Load(); n != 0 {
+		t.Fatalf("an encrypted room asked IsMember %d times", n)
+	}
+	// Once cached, a frame of the same sender with another grant is still
+	// checked, and refused: the cache holds the grant, not just the
+	// sender.
+	tampered, _ := seal(t, s, Message{Payload: []byte("tampered grant")}, testNow)
+	tampered.Grant = bytes.Clone(good.Grant)
+	tampered.Grant[5] ^= 1
+	if _, err := fx.recv.Accept(testRoom, tampered, testNow); !errors.Is(err, ErrBadGrant) {
+		t.Fatalf("Accept of a frame with a tampered grant after a cached one = %v, want ErrBadGrant", err)
+	}
+	// The refusal consumed no sequence number: the frame with its genuine
+	// grant goes through.
+	tampered.Grant = good.Grant
+	if _, err := fx.recv.Accept(testRoom, tampered, testNow); err != nil {
+		t.Fatalf("Accept of the frame with its genuine grant: %v", err)
+	}
+
+	// Without a known owner nothing is admitted.
+	fx.ring.setState(testRoom, RoomState{Epoch: 5, Since: testNow, Owner: otherOwner.PublicKey()})
+	_, wire = seal(t, s, Message{Payload: []byte("owner changed")}, testNow)
+	if _, err := fx.recv.Receive(testRoom, wire, testNow); !errors.Is(err, ErrBadGrant) {
+		t.Fatalf("Receive under another owner = %v, want ErrBadGrant", err)
+	}
+}
+
+// TestReceiverGrantCacheBounded: the cache of verified grants never holds
+// more than its bound.
+func TestReceiverGrantCacheBounded(t *testing.T) {
+	fx := newRoomFixture(t)
+	recv, err := NewReceiver(ReceiverConfig{Keys: fx.ring, MaxGrants: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		id := newIdentity(t)
+		_, wire := seal(t, fx.sealer(t, id, 5), Message{}, testNow)
+		if _, err := recv.Receive(testRoom, wire, testNow); err != nil {
+			t.Fatalf("Receive %d: %v", i, err)
+		}
+		if n := recv.grants.len(); n > 3 {
+			t.Fatalf("%d grants cached, bound 3", n)
+		}
+	}
+}
+
+// TestReceiverRemovedMember: a member removed by a rekey has no grant for
+// the new epoch, so its frames of that epoch are refused, and its frames
+// of the old epoch are refused once the grace period is over.
 func TestReceiverRemovedMember(t *testing.T) {
 	fx := newRoomFixture(t)
-	_, wire := seal(t, fx.sealer(t, fx.bob, 5), Message{Payload: []byte("still here?")}, testNow)
-	fx.ring.removeMember(testRoom, fx.bob.PublicKey())
+	fx.ring.setKey(testRoom, 6, fx.keys[6])
+	fx.ring.setState(testRoom, RoomState{Epoch: 6, Since: testNow})
+	// Bob reuses what he has: Alice's grant, his own signature.
+	aliceGrant := grantFor(t, fx.owner, testRoom, 6, fx.alice.PublicKey(), fx.keys[6])
+	_, wire := seal(t, fx.sealerWithGrant(t, fx.bob, 6, aliceGrant), Message{Payload: []byte("still here?")}, testNow)
 	if _, err := fx.recv.Receive(testRoom, wire, testNow); !errors.Is(err, ErrNotMember) {
 		t.Fatalf("Receive from a removed member = %v, want ErrNotMember", err)
+	}
+	later := testNow.Add(time.Minute) // the fixture's grace period
+	_, wire = seal(t, fx.sealer(t, fx.bob, 5), Message{Payload: []byte("old epoch")}, later)
+	if _, err := fx.recv.Receive(testRoom, wire, later); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("Receive of the old epoch after the grace period = %v, want ErrStaleEpoch", err)
+	}
+}
+
+// TestReceiverFrameAge: the replay window does not survive a restart, but
+// a frame older than the maximum age is refused by a new receiver; a
+// receiver configured with NoMaxFrameAge (a history reader) accepts it.
+func TestReceiverFrameAge(t *testing.T) {
+	fx := newRoomFixture(t)
+	_, wire := seal(t, fx.sealer(t, fx.alice, 5), Message{Payload: []byte("captured")}, testNow)
+	if _, err := fx.recv.Receive(testRoom, wire, testNow); err != nil {
+		t.Fatalf("Receive: %v", err)
+	}
+	// A restart: a new receiver, an empty replay window.
+	restarted := newReceiver(t, fx.ring)
+	if _, err := restarted.Receive(testRoom, wire, testNow.Add(DefaultMaxFrameAge)); err != nil {
+		t.Fatalf("Receive at the maximum age: %v", err)
+	}
+	restarted = newReceiver(t, fx.ring)
+	if _, err := restarted.Receive(testRoom, wire, testNow.Add(DefaultMaxFrameAge+time.Millisecond)); !errors.Is(err, ErrFrameAge) {
+		t.Fatalf("replay after a restart past the maximum age = %v, want ErrFrameAge", err)
+	}
+	// From the future: up to the skew allowance.
+	restarted = newReceiver(t, fx.ring)
+	if _, err := restarted.Receive(testRoom, wire, testNow.Add(-DefaultMaxClockSkew)); err != nil {
+		t.Fatalf("Receive of a frame from the skew allowance ahead: %v", err)
+	}
+	restarted = newReceiver(t, fx.ring)
+	if _, err := restarted.Receive(testRoom, wire, testNow.Add(-DefaultMaxClockSkew-time.Millisecond)); !errors.Is(err, ErrFrameAge) {
+		t.Fatalf("Receive of a frame beyond the skew allowance = %v, want ErrFrameAge", err)
+	}
+
+	history, err := NewReceiver(ReceiverConfig{Keys: fx.ring, MaxFrameAge: NoMaxFrameAge, Grace: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := history.Receive(testRoom, wire, testNow.Add(24*time.Hour)); err != nil {
+		t.Fatalf("history reader of a day-old frame: %v", err)
 	}
 }
 
@@ -250,21 +408,37 @@ func TestReceiverKeyMissIsRetriable(t *testing.T) {
 		t.Fatalf("Receive once the key is known: %v", err)
 	}
 
-	// A frame signed by a member but sealed under a wrong key fails to
-	// decrypt, and can be retried when the right key arrives.
+	// A receiver holding a wrong key for the epoch (which a key ring that
+	// checks its own grant never hands out) refuses a member's frame on
+	// the grant, whose commitment names the right key, before decrypting;
+	// the frame can be retried when the right key arrives.
 	fx.ring.setKey(testRoom, 5, NewRoomKey())
 	_, wire = seal(t, s, Message{Payload: []byte("y")}, testNow)
-	if _, err := fx.recv.Receive(testRoom, wire, testNow); !errors.Is(err, ErrDecrypt) {
-		t.Fatalf("Receive with the wrong room key = %v, want ErrDecrypt", err)
+	if _, err := fx.recv.Receive(testRoom, wire, testNow); !errors.Is(err, ErrBadGrant) {
+		t.Fatalf("Receive with the wrong room key = %v, want ErrBadGrant", err)
 	}
 	fx.ring.setKey(testRoom, 5, fx.keys[5])
 	if _, err := fx.recv.Receive(testRoom, wire, testNow); err != nil {
 		t.Fatalf("Receive after the key was corrected: %v", err)
 	}
+
+	// A member granted the key who seals under another key fails to
+	// decrypt, and consumes no sequence number.
+	liar := fx.sealerWithGrant(t, fx.bob, 5, grantFor(t, fx.owner, testRoom, 5, fx.bob.PublicKey(), fx.keys[5]))
+	_, wire = seal(t, liar, Message{Payload: []byte("z")}, testNow)
+	f, err := Decode(wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newSealer(t, SealerConfig{Identity: fx.bob, Room: testRoom, Epoch: 5, RoomKey: NewRoomKey(), Grant: f.Grant})
+	_, wire = seal(t, other, Message{Payload: []byte("under another key")}, testNow)
+	if _, err := fx.recv.Receive(testRoom, wire, testNow); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("Receive of a frame sealed under another key = %v, want ErrDecrypt", err)
+	}
 }
 
 func TestReceiverCleartextRoom(t *testing.T) {
-	ring := newTestRing()
+	ring := newTestRing("")
 	alice := newIdentity(t)
 	ring.setState("open-room", RoomState{Cleartext: true})
 	ring.addMember("open-room", alice.PublicKey())
@@ -288,23 +462,53 @@ func TestReceiverCleartextRoom(t *testing.T) {
 	if ring.keyCalls.Load() != 0 {
 		t.Errorf("a cleartext room fetched %d room keys", ring.keyCalls.Load())
 	}
+
+	// Membership is asked only for frames whose signature verified and
+	// that are no replays: a forgery or a copy costs the key ring nothing.
+	asked := ring.isMember.Load()
+	forged, _ := seal(t, cs, Message{Payload: []byte("forged")}, testNow)
+	forged.Sig = bytes.Clone(forged.Sig)
+	forged.Sig[3] ^= 1
+	if _, err := recv.Accept("open-room", forged, testNow); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("forged cleartext frame = %v, want ErrBadSignature", err)
+	}
+	if _, err := recv.Receive("open-room", wire, testNow); !errors.Is(err, ErrReplay) {
+		t.Fatalf("Receive again = %v, want ErrReplay", err)
+	}
+	if n := ring.isMember.Load() - asked; n != 0 {
+		t.Errorf("a forgery and a replay asked IsMember %d times", n)
+	}
+	mallory := newSealer(t, SealerConfig{Identity: newIdentity(t), Room: "open-room", Cleartext: true})
+	_, wire = seal(t, mallory, Message{Payload: []byte("let me in")}, testNow)
+	if _, err := recv.Receive("open-room", wire, testNow); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("non-member's cleartext frame = %v, want ErrNotMember", err)
+	}
 }
 
 func TestReceiverConfig(t *testing.T) {
+	ring := newTestRing("")
 	for name, cfg := range map[string]ReceiverConfig{
-		"no key ring":    {},
-		"negative grace": {Keys: newTestRing(), Grace: -time.Second},
+		"no key ring":              {},
+		"negative grace":           {Keys: ring, Grace: -time.Second},
+		"negative skew":            {Keys: ring, MaxClockSkew: -time.Second},
+		"negative grant cache":     {Keys: ring, MaxGrants: -1},
+		"negative maximum age":     {Keys: ring, MaxFrameAge: -time.Second},
+		"maximum age below grace":  {Keys: ring, MaxFrameAge: DefaultGrace},
+		"maximum age below grace+": {Keys: ring, Grace: time.Hour, MaxFrameAge: time.Hour + time.Minute},
 	} {
 		if _, err := NewReceiver(cfg); !errors.Is(err, ErrConfigValidation) {
 			t.Errorf("NewReceiver(%s) = %v, want ErrConfigValidation", name, err)
 		}
 	}
-	r, err := NewReceiver(ReceiverConfig{Keys: newTestRing()})
+	r, err := NewReceiver(ReceiverConfig{Keys: ring})
 	if err != nil {
 		t.Fatalf("NewReceiver: %v", err)
 	}
-	if r.grace != DefaultGrace {
-		t.Errorf("grace = %s, want DefaultGrace", r.grace)
+	if r.grace != DefaultGrace || r.maxAge != DefaultMaxFrameAge || r.maxSkew != DefaultMaxClockSkew || r.grants.max != DefaultMaxTracked {
+		t.Errorf("defaults = grace %s, maximum age %s, skew %s, grants %d", r.grace, r.maxAge, r.maxSkew, r.grants.max)
+	}
+	if _, err := NewReceiver(ReceiverConfig{Keys: ring, MaxFrameAge: NoMaxFrameAge}); err != nil {
+		t.Errorf("NewReceiver with NoMaxFrameAge: %v", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/unibus/unibus/subjects"
 )
@@ -137,9 +138,11 @@ type Recipient struct {
 	Pub string
 	// EncKey is the member's encryption public key.
 	EncKey []byte
-	// EncKeySig is the identity's signature binding EncKey to Pub (see
-	// subjects.SignEncKeyBinding).
-	EncKeySig []byte
+	// EncKeySig is the identity's signature binding EncKey to Pub at
+	// EncKeyVersion and EncKeyIssuedAt (see subjects.SignEncKeyBinding).
+	EncKeySig      []byte
+	EncKeyVersion  uint64
+	EncKeyIssuedAt time.Time
 }
 
 // SealRoomKeys seals roomKey, the key of roomID at epoch, to every recipient,
@@ -219,7 +222,7 @@ func SealRoomKeys(roomID string, epoch uint64, roomKey []byte, recipients []Reci
 // sealTo checks r's key binding and seals roomKey to it; pub is r.Pub
 // normalized.
 func sealTo(r Recipient, pub, roomID string, epoch uint64, roomKey []byte) ([]byte, error) {
-	if err := subjects.VerifyEncKeyBinding(pub, r.EncKey, r.EncKeySig); err != nil {
+	if err := subjects.VerifyEncKeyBinding(pub, r.EncKey, r.EncKeyVersion, r.EncKeyIssuedAt, r.EncKeySig); err != nil {
 		return nil, fmt.Errorf("recipient %s: %w: %w", pub, ErrBadSignature, err)
 	}
 	s, err := SealRoomKey(r.EncKey, roomID, epoch, pub, roomKey)

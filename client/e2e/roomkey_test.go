@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/subjects"
@@ -137,11 +138,12 @@ func newMember(t testing.TB) member {
 	if err != nil {
 		t.Fatalf("GenerateEncryptionKey: %v", err)
 	}
-	sig, err := subjects.SignEncKeyBinding(id.KeyPair(), k.PublicKey())
+	issued := time.Unix(1767225600, 0)
+	sig, err := subjects.SignEncKeyBinding(id.KeyPair(), k.PublicKey(), 1, issued)
 	if err != nil {
 		t.Fatalf("SignEncKeyBinding: %v", err)
 	}
-	return member{id: id, pub: id.PublicKey(), enc: k, rcp: Recipient{Pub: id.PublicKey(), EncKey: k.PublicKey(), EncKeySig: sig}}
+	return member{id: id, pub: id.PublicKey(), enc: k, rcp: Recipient{Pub: id.PublicKey(), EncKey: k.PublicKey(), EncKeySig: sig, EncKeyVersion: 1, EncKeyIssuedAt: issued}}
 }
 
 func TestSealRoomKeys(t *testing.T) {
@@ -182,7 +184,7 @@ func TestSealRoomKeysErrors(t *testing.T) {
 	unsigned.EncKeySig = nil
 	badKey := b.rcp
 	badKey.EncKey = []byte("short")
-	sig, err := subjects.SignEncKeyBinding(b.id.KeyPair(), badKey.EncKey)
+	sig, err := subjects.SignEncKeyBinding(b.id.KeyPair(), badKey.EncKey, badKey.EncKeyVersion, badKey.EncKeyIssuedAt)
 	if err != nil {
 		t.Fatalf("SignEncKeyBinding: %v", err)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/cipher"
 	"crypto/rand"
 	"fmt"
@@ -26,8 +27,15 @@ type SealerConfig struct {
 	// cleartext room. NewSealer keeps only the sender's subkey derived from
 	// it; the caller still owns RoomKey.
 	RoomKey []byte
+	// Grant is, in an encrypted room, the room owner's key grant to
+	// Identity for Room, Epoch and RoomKey (GrantSize bytes, see
+	// SignGrant), which every frame carries so that receivers check the
+	// sender without asking anyone. Required in an encrypted room, empty in
+	// a cleartext one. NewSealer does not verify it (it does not know the
+	// owner); receivers do.
+	Grant []byte
 	// Cleartext makes the sealer sign frames without sealing them, for a
-	// cleartext room (Epoch 0, no RoomKey).
+	// cleartext room (Epoch 0, no RoomKey, no Grant).
 	Cleartext bool
 	// Rand is the source of nonces; nil means crypto/rand. Tests set it to
 	// get reproducible frames.
@@ -43,10 +51,13 @@ func (c *SealerConfig) valid() error {
 		return fmt.Errorf("%w: %w", ErrConfigValidation, err)
 	}
 	if c.Cleartext {
-		if c.Epoch != 0 || c.RoomKey != nil {
-			return fmt.Errorf("%w: a cleartext room has epoch 0 and no room key", ErrConfigValidation)
+		if c.Epoch != 0 || c.RoomKey != nil || c.Grant != nil {
+			return fmt.Errorf("%w: a cleartext room has epoch 0, no room key and no key grant", ErrConfigValidation)
 		}
 		return nil
+	}
+	if len(c.Grant) != GrantSize {
+		return fmt.Errorf("%w: %w: key grant of %d bytes, want %d", ErrConfigValidation, ErrBadGrant, len(c.Grant), GrantSize)
 	}
 	if c.Epoch == 0 {
 		return fmt.Errorf("%w: an encrypted room's epoch is at least 1", ErrConfigValidation)
@@ -69,6 +80,7 @@ type Sealer struct {
 	epoch  uint64
 	clear  bool
 	aead   cipher.AEAD // nil in a cleartext room
+	grant  []byte      // nil in a cleartext room
 
 	randMu sync.Mutex // guards rand, which need not be safe for concurrent use
 	rand   io.Reader  // nil means crypto/rand
@@ -96,6 +108,7 @@ func NewSealer(cfg SealerConfig) (*Sealer, error) {
 			return nil, fmt.Errorf("new sealer: %w", err)
 		}
 		s.aead = a
+		s.grant = bytes.Clone(cfg.Grant)
 	}
 	return s, nil
 }
@@ -166,6 +179,7 @@ func (s *Sealer) Seal(m Message, now time.Time) (Frame, []byte, error) {
 			return Frame{}, nil, fmt.Errorf("seal frame: %w", err)
 		}
 		f.CT = s.aead.Seal(nil, f.Nonce, m.Payload, f.header())
+		f.Grant = bytes.Clone(s.grant)
 	}
 
 	sig, err := s.id.Sign(f.signedMessage())

@@ -7,8 +7,8 @@
 // parameters: each method bounds its network work with Timeout. A Session
 // is safe for concurrent use; Close ends every subscription.
 //
-// Room lists are returned as JSON (RoomsJSON), since gomobile cannot bind
-// slices of structs. Incoming messages are delivered to a MessageHandler,
+// Room and invitation lists are returned as JSON (RoomsJSON,
+// InvitationsJSON), since gomobile cannot bind slices of structs. Incoming messages are delivered to a MessageHandler,
 // which the app implements (in Java/Kotlin or Objective-C/Swift).
 //
 // A plaintext url (nats://) is allowed only on loopback, unless the app
@@ -16,7 +16,7 @@
 //
 //	s, err := mobile.NewSession("tls://bus.example:4222", seedPath, caPath)
 //	room, err := s.CreateRoom("ops")
-//	err = s.Invite(room, friendPublicKey)
+//	err = s.Invite(room, friendPublicKey) // the friend calls Accept(room)
 //	err = s.Subscribe(room, handler)
 //	id, err := s.Send(room, "hello")
 package mobile
@@ -220,9 +220,10 @@ func (s *Session) CreateRoom(name string) (string, error) {
 	return info.RoomID, nil
 }
 
-// Invite adds the identity with public key pub to the room (owner only).
-// The new member can send and receive once the bus refreshes its
-// permissions, shortly after.
+// Invite proposes that the identity with public key pub join the room
+// (owner only): it is a member once it accepts (Accept), and until then
+// the invitation grants it nothing. It may decline (Decline), and the
+// invitation lapses unanswered after seven days by default.
 func (s *Session) Invite(roomID, pub string) error {
 	ctx, cancel, err := s.op()
 	if err != nil {
@@ -230,6 +231,56 @@ func (s *Session) Invite(roomID, pub string) error {
 	}
 	defer cancel()
 	_, err = s.conn.Invite(ctx, roomID, pub)
+	return s.done(err)
+}
+
+// InvitationsJSON lists the session identity's pending invitations, each
+// checked (its owner is the one its room ID names), as a JSON array
+// (never null) of objects:
+//
+//	{"room_id": "...", "name": "...", "mode": "e2e" | "cleartext",
+//	 "owner": "U...", "salt": "...", "epoch": 1,
+//	 "invited_at": "RFC 3339", "expires_at": "RFC 3339"}
+//
+// A name is its owner's choice and may read like another room's: show the
+// owner too.
+func (s *Session) InvitationsJSON() (string, error) {
+	ctx, cancel, err := s.op()
+	if err != nil {
+		return "", err
+	}
+	defer cancel()
+	invs, err := s.conn.Invitations(ctx)
+	if err != nil {
+		return "", s.done(err)
+	}
+	b, err := json.Marshal(invs)
+	if err != nil {
+		return "", fmt.Errorf("invitations: %w", err)
+	}
+	return string(b), nil
+}
+
+// Accept accepts the session identity's pending invitation to the room:
+// it becomes a member, and may subscribe and send once Accept returns.
+func (s *Session) Accept(roomID string) error {
+	ctx, cancel, err := s.op()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.conn.Accept(ctx, roomID)
+	return s.done(err)
+}
+
+// Decline declines the session identity's pending invitation to the room.
+func (s *Session) Decline(roomID string) error {
+	ctx, cancel, err := s.op()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.conn.Decline(ctx, roomID)
 	return s.done(err)
 }
 

@@ -129,6 +129,12 @@ func TestSessionEndToEnd(t *testing.T) {
 	if err := alice.Invite(room, bob.PublicKey()); err != nil {
 		t.Fatalf("invite: %v", err)
 	}
+	if js, err := bob.RoomsJSON(); err != nil || js != "[]" {
+		t.Fatalf("bob's rooms before accepting = %q, %v", js, err)
+	}
+	if err := bob.Accept(room); err != nil {
+		t.Fatalf("accept: %v", err)
+	}
 	got := rooms(t, bob)
 	if len(got) != 1 || got[0].RoomID != room || got[0].Role != "member" || got[0].Mode != "e2e" || got[0].Epoch != 1 {
 		t.Fatalf("bob's rooms = %+v", got)
@@ -231,6 +237,107 @@ func TestSessionEndToEnd(t *testing.T) {
 	}
 	if _, err := alice.RoomsJSON(); !errors.Is(err, mobile.ErrClosed) {
 		t.Fatalf("rooms after close: %v", err)
+	}
+}
+
+// invitationJSON is an invitation in InvitationsJSON.
+type invitationJSON struct {
+	RoomID    string    `json:"room_id"`
+	Name      string    `json:"name"`
+	Mode      string    `json:"mode"`
+	Owner     string    `json:"owner"`
+	Epoch     uint64    `json:"epoch"`
+	InvitedAt time.Time `json:"invited_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func invitations(t *testing.T, s *mobile.Session) []invitationJSON {
+	t.Helper()
+	js, err := s.InvitationsJSON()
+	if err != nil {
+		t.Fatalf("invitations: %v", err)
+	}
+	var out []invitationJSON
+	if err := json.Unmarshal([]byte(js), &out); err != nil {
+		t.Fatalf("invitations JSON %q: %v", js, err)
+	}
+	return out
+}
+
+// TestSessionInvitations: an invitation is listed, grants nothing (no
+// room, no subscription) until accepted, and a declined one is gone.
+func TestSessionInvitations(t *testing.T) {
+	b := newBus(t)
+	alice, bob := b.session(t, "alice"), b.session(t, "bob")
+	if js, err := bob.InvitationsJSON(); err != nil || js != "[]" {
+		t.Fatalf("bob's invitations before any = %q, %v", js, err)
+	}
+	ops, err := alice.CreateRoom("ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spam, err := alice.CreateRoom("spam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, room := range []string{ops, spam} {
+		if err := alice.Invite(room, bob.PublicKey()); err != nil {
+			t.Fatalf("invite: %v", err)
+		}
+	}
+	got := invitations(t, bob)
+	if len(got) != 2 {
+		t.Fatalf("bob's invitations = %+v, want 2", got)
+	}
+	for _, inv := range got {
+		if (inv.RoomID != ops && inv.RoomID != spam) || inv.Owner != alice.PublicKey() || inv.Mode != "e2e" || inv.Epoch != 1 ||
+			inv.InvitedAt.IsZero() || !inv.ExpiresAt.After(inv.InvitedAt) {
+			t.Errorf("invitation %+v", inv)
+		}
+	}
+	if js, err := bob.RoomsJSON(); err != nil || js != "[]" {
+		t.Errorf("bob's rooms before accepting = %q, %v", js, err)
+	}
+	if err := bob.Subscribe(ops, newRecorder()); err == nil {
+		t.Error("subscribed to a room before accepting its invitation")
+	}
+
+	if err := bob.Decline(spam); err != nil {
+		t.Fatalf("decline: %v", err)
+	}
+	if err := bob.Decline(spam); err == nil {
+		t.Error("declined the same invitation twice")
+	}
+	if err := bob.Accept(spam); err == nil {
+		t.Error("accepted a declined invitation")
+	}
+	if err := bob.Accept(ops); err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	if got := invitations(t, bob); len(got) != 0 {
+		t.Errorf("bob's invitations after answering = %+v", got)
+	}
+	if got := rooms(t, bob); len(got) != 1 || got[0].RoomID != ops || got[0].Role != "member" {
+		t.Fatalf("bob's rooms after accepting = %+v", got)
+	}
+	r := newRecorder()
+	if err := bob.Subscribe(ops, r); err != nil {
+		t.Fatalf("subscribe after accepting: %v", err)
+	}
+	await(t, r, func() error { _, err := alice.Send(ops, "welcome"); return err },
+		func(m *mobile.Message) bool { return m.Text == "welcome" })
+
+	if err := bob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func() error{
+		"accept":      func() error { return bob.Accept(ops) },
+		"decline":     func() error { return bob.Decline(ops) },
+		"invitations": func() error { _, err := bob.InvitationsJSON(); return err },
+	} {
+		if err := f(); !errors.Is(err, mobile.ErrClosed) {
+			t.Errorf("%s after close: %v, want ErrClosed", name, err)
+		}
 	}
 }
 

@@ -58,6 +58,9 @@ func chatRoomFor(t *testing.T, name string, owner chatPeer, members ...chatPeer)
 		if _, err := owner.conn.Invite(ctx, room.RoomID, m.id.PublicKey()); err != nil {
 			t.Fatalf("invite to %s: %v", name, err)
 		}
+		if _, err := m.conn.Accept(ctx, room.RoomID); err != nil {
+			t.Fatalf("accept %s: %v", name, err)
+		}
 	}
 	return room
 }

@@ -7,8 +7,11 @@
 //	unibus users revoke PUB                    revoke a user (admins)
 //	unibus rooms create NAME [--cleartext]     create a room, print its ID
 //	unibus rooms list [--json]                 the rooms you belong to
-//	unibus rooms invite ROOM PUB               add a member (owner)
-//	unibus rooms remove ROOM PUB               remove a member and rekey (owner)
+//	unibus rooms invite ROOM PUB               invite a user, who accepts to join (owner)
+//	unibus rooms invitations [--json]          your pending invitations
+//	unibus rooms accept ROOM                   accept an invitation: join the room
+//	unibus rooms decline ROOM                  decline an invitation
+//	unibus rooms remove ROOM PUB               remove a member or withdraw an invitation, and rekey (owner)
 //	unibus rooms members ROOM [--json]         list members
 //	unibus rooms rekey ROOM                    fresh room key (owner)
 //	unibus rooms leave ROOM                    leave a room
@@ -21,7 +24,9 @@
 //	unibus sign SUBJECT [BODY|-] [--json]      headers that sign one request, as nats req -H flags
 //	unibus completion bash|zsh|fish|powershell shell completion script
 //
-// ROOM is a room ID or the name of one of the caller's rooms.
+// ROOM is a room ID or the name of one of the caller's rooms (for accept
+// and decline, of one of its invitations); an ambiguous name is a usage
+// error that lists the IDs.
 //
 // Global flags, with their environment variables and defaults:
 //

@@ -84,8 +84,26 @@ func TestCLIEndToEnd(t *testing.T) {
 	if r.code != exitcode.OK || roomID == "" {
 		t.Fatalf("rooms create: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if r := c.run(t, alice, "rooms", "invite", "ops", pubs[bob]); r.code != exitcode.OK {
-		t.Fatalf("rooms invite: code %d, stderr %q", r.code, r.stderr)
+	if r := c.run(t, alice, "rooms", "invite", "ops", pubs[bob]); r.code != exitcode.OK || !strings.Contains(r.stdout, "unibus rooms accept "+roomID) {
+		t.Fatalf("rooms invite: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	// An invitation, not a membership: bob lists it and accepts it.
+	r = c.run(t, bob, "rooms", "invitations", "--json")
+	var invs []invitationJSON
+	if r.code != exitcode.OK || json.Unmarshal([]byte(r.stdout), &invs) != nil {
+		t.Fatalf("rooms invitations --json: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if len(invs) != 1 || invs[0].RoomID != roomID || invs[0].Name != "ops" || invs[0].Owner != pubs[alice] || invs[0].Epoch != 1 || !invs[0].ExpiresAt.After(invs[0].InvitedAt) {
+		t.Fatalf("bob's invitations: %+v", invs)
+	}
+	if r := c.run(t, bob, "send", "ops", "too early"); r.code != exitcode.NotFound {
+		t.Fatalf("send before accepting: code %d, want %d; stderr %q", r.code, exitcode.NotFound, r.stderr)
+	}
+	if r := c.run(t, bob, "rooms", "accept", "ops"); r.code != exitcode.OK || !strings.Contains(r.stdout, roomID) {
+		t.Fatalf("rooms accept: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := c.run(t, bob, "rooms", "accept", "ops"); r.code != exitcode.NotFound || !strings.Contains(r.stderr, "rooms invitations") {
+		t.Fatalf("accepting again: code %d, want %d; stderr %q", r.code, exitcode.NotFound, r.stderr)
 	}
 	r = c.run(t, bob, "rooms", "list", "--json")
 	var rooms []roomJSON

@@ -10,68 +10,106 @@ import (
 	"github.com/unibus/unibus/subjects"
 )
 
-// resolveRoom finds the room that arg names: a room ID, or the name of one
-// of the caller's rooms. An ID wins over a name.
+// resolveRoom finds the one room among the caller's rooms that arg names,
+// by name or by ID. Names come first, and a name must not be ambiguous:
+// when arg is the name of one room and the ID of another, or the name of
+// several, it is a usage error listing their IDs, rather than a guess. So a
+// room that someone else created with a name (or an ID) that reads like one
+// of the caller's rooms never takes its messages silently.
 func resolveRoom(ctx context.Context, conn *client.Conn, arg string) (subjects.RoomInfo, error) {
 	if arg == "" {
 		return subjects.RoomInfo{}, usagef("empty room")
 	}
-	if subjects.ValidateRoomID(arg) == nil {
-		info, err := conn.GetRoom(ctx, arg)
-		if err == nil {
-			return info, nil
-		}
-		if !errors.Is(err, client.ErrNotFound) && !errors.Is(err, client.ErrForbidden) {
-			return subjects.RoomInfo{}, fmt.Errorf("get room %s: %w", arg, err)
-		}
-		info, nerr := roomByName(ctx, conn, arg)
-		if errors.Is(nerr, errNoSuchName) {
-			return subjects.RoomInfo{}, fmt.Errorf("room %q: %s: %w", arg, noSuchRoom, err)
-		}
-		return info, nerr
-	}
-	info, err := roomByName(ctx, conn, arg)
-	if errors.Is(err, errNoSuchName) {
-		return subjects.RoomInfo{}, fmt.Errorf("room %q: %w: %s", arg, client.ErrNotFound, noSuchRoom)
-	}
-	return info, err
-}
-
-const noSuchRoom = "none of your rooms has that ID or name (see `unibus rooms list`)"
-
-// errNoSuchName: none of the caller's rooms has the name.
-var errNoSuchName = errors.New("no room of that name")
-
-// roomByName looks name up among the caller's rooms (the mine reply
-// carries their names) and fetches the one that matches.
-func roomByName(ctx context.Context, conn *client.Conn, name string) (subjects.RoomInfo, error) {
 	refs, err := conn.ListMyRooms(ctx)
 	if err != nil {
 		return subjects.RoomInfo{}, fmt.Errorf("list rooms: %w", err)
 	}
-	var found []subjects.RoomInfo
-	for _, r := range refs {
-		if r.Name != name {
-			continue
+	var byName []subjects.RoomRef
+	byID := -1
+	for i, r := range refs {
+		if r.Name == arg {
+			byName = append(byName, r)
+		} else if r.RoomID == arg {
+			byID = i
 		}
-		info, err := conn.GetRoom(ctx, r.RoomID)
-		if errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrForbidden) {
-			continue // left or removed meanwhile
-		}
+	}
+	var chosen subjects.RoomRef
+	switch {
+	case len(byName) == 0 && byID < 0 && subjects.ValidateRoomID(arg) == nil:
+		// Not among the caller's rooms: the service says why (not a
+		// member, no such room), or it is a room joined since the list.
+		info, err := conn.GetRoom(ctx, arg)
 		if err != nil {
-			return subjects.RoomInfo{}, fmt.Errorf("get room %s: %w", r.RoomID, err)
+			return subjects.RoomInfo{}, fmt.Errorf("room %q: %s: %w", arg, noSuchRoom, err)
 		}
-		found = append(found, info)
+		return info, nil
+	case len(byName) == 0 && byID < 0:
+		return subjects.RoomInfo{}, fmt.Errorf("room %q: %w: %s", arg, client.ErrNotFound, noSuchRoom)
+	case len(byName) == 1 && byID < 0:
+		chosen = byName[0]
+	case len(byName) == 0:
+		chosen = refs[byID]
+	default:
+		ids := make([]string, 0, len(byName)+1)
+		for _, r := range byName {
+			ids = append(ids, fmt.Sprintf("%s (named %q)", r.RoomID, r.Name))
+		}
+		if byID >= 0 {
+			ids = append(ids, refs[byID].RoomID+" (its ID)")
+		}
+		return subjects.RoomInfo{}, usagef("%q names several of your rooms: %s; use the ID of the one you mean", arg, strings.Join(ids, ", "))
 	}
-	switch len(found) {
-	case 0:
-		return subjects.RoomInfo{}, errNoSuchName
-	case 1:
-		return found[0], nil
+	info, err := conn.GetRoom(ctx, chosen.RoomID)
+	if errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrForbidden) {
+		return subjects.RoomInfo{}, fmt.Errorf("room %q: %w: you left it or were removed meanwhile", arg, err)
 	}
-	ids := make([]string, len(found))
-	for i, f := range found {
-		ids[i] = f.RoomID
+	if err != nil {
+		return subjects.RoomInfo{}, fmt.Errorf("get room %s: %w", chosen.RoomID, err)
 	}
-	return subjects.RoomInfo{}, usagef("several of your rooms are named %q: use an ID (%s)", name, strings.Join(ids, ", "))
+	return info, nil
 }
+
+const noSuchRoom = "none of your rooms has that name or ID (see `unibus rooms list`)"
+
+// resolveInvitation finds the one pending invitation of the caller's that
+// arg names, by the room's name or ID, as resolveRoom does for rooms:
+// names first, and a name that is ambiguous (the name of several
+// invitations, or the name of one and the ID of another) is a usage error
+// listing their IDs and owners. An invitation's name is its owner's
+// choice, so one owner's room never passes for another's silently.
+func resolveInvitation(ctx context.Context, conn *client.Conn, arg string) (client.Invitation, error) {
+	if arg == "" {
+		return client.Invitation{}, usagef("empty room")
+	}
+	invs, err := conn.Invitations(ctx)
+	if err != nil {
+		return client.Invitation{}, fmt.Errorf("list invitations: %w", err)
+	}
+	var byName []client.Invitation
+	byID := -1
+	for i, inv := range invs {
+		if inv.Name == arg {
+			byName = append(byName, inv)
+		} else if inv.RoomID == arg {
+			byID = i
+		}
+	}
+	switch {
+	case len(byName) == 0 && byID < 0:
+		return client.Invitation{}, fmt.Errorf("room %q: %w: %s", arg, client.ErrNotFound, noSuchInvitation)
+	case len(byName) == 1 && byID < 0:
+		return byName[0], nil
+	case len(byName) == 0:
+		return invs[byID], nil
+	}
+	ids := make([]string, 0, len(byName)+1)
+	for _, inv := range byName {
+		ids = append(ids, fmt.Sprintf("%s (named %q, owner %s)", inv.RoomID, inv.Name, inv.Owner))
+	}
+	if byID >= 0 {
+		ids = append(ids, fmt.Sprintf("%s (its ID, owner %s)", invs[byID].RoomID, invs[byID].Owner))
+	}
+	return client.Invitation{}, usagef("%q names several of your invitations: %s; use the ID of the one you mean", arg, strings.Join(ids, ", "))
+}
+
+const noSuchInvitation = "none of your invitations has that name or ID (see `unibus rooms invitations`)"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,16 +16,22 @@ func newRoomsCommand(a *app) *cobra.Command {
 	cmd := group(&cobra.Command{
 		Use:   "rooms",
 		Short: "Create rooms, list yours, manage members and keys",
-		Long: `Manage rooms. ROOM is a room ID or the name of one of your rooms.
+		Long: `Manage rooms. ROOM is a room ID or the name of one of your rooms (of one
+of your invitations, for accept and decline).
 
 Rooms are end-to-end encrypted unless created with --cleartext: room keys are
 made and sealed on the clients, and the servers only ever see ciphertext.
-Only a room's owner may invite, remove and rekey.`,
+Only a room's owner may invite, remove and rekey. An invitation is a
+proposal: the invitee is a member only once it accepts it, and until then
+the room is not among its rooms.`,
 	})
 	cmd.AddCommand(
 		newRoomsCreateCommand(a),
 		newRoomsListCommand(a),
 		newRoomsInviteCommand(a),
+		newRoomsInvitationsCommand(a),
+		newRoomsAcceptCommand(a),
+		newRoomsDeclineCommand(a),
 		newRoomsRemoveCommand(a),
 		newRoomsMembersCommand(a),
 		newRoomsRekeyCommand(a),
@@ -140,7 +147,7 @@ func (c *roomsListCommand) Run(ctx context.Context, args []string) error {
 	})
 }
 
-// roomsInviteCommand adds a member to a room the caller owns.
+// roomsInviteCommand invites a user to a room the caller owns.
 type roomsInviteCommand struct {
 	app *app
 }
@@ -149,10 +156,14 @@ func newRoomsInviteCommand(a *app) *cobra.Command {
 	c := &roomsInviteCommand{app: a}
 	return leaf(&cobra.Command{
 		Use:   "invite ROOM PUB",
-		Short: "Add a member to a room you own",
-		Long: `Add the user PUB to ROOM, which you own. In an encrypted room the current
-room key is sealed to the invitee's encryption key, which it registers by
-connecting once (for example with ` + "`unibus whoami`" + `).`,
+		Short: "Invite a user to a room you own (it accepts to join)",
+		Long: `Invite the user PUB to ROOM, which you own. The invitation is a proposal:
+PUB becomes a member when it accepts (` + "`unibus rooms accept ROOM`" + `), may
+decline, and the invitation lapses unanswered after seven days; until then
+it grants PUB nothing. ` + "`unibus rooms remove ROOM PUB`" + ` withdraws it. In an
+encrypted room the current room key is sealed to the invitee's encryption
+key, which it registers by connecting once (for example with
+` + "`unibus whoami`" + `).`,
 	}, c)
 }
 
@@ -179,7 +190,135 @@ func (c *roomsInviteCommand) Run(ctx context.Context, args []string) error {
 		if _, err := conn.Invite(ctx, room.RoomID, pub); err != nil {
 			return fmt.Errorf("invite %s: %w", pub, err)
 		}
-		fmt.Fprintf(c.app.Stdout, "invited %s to %q (%s)\n", pub, cleanLine(room.Name), room.RoomID)
+		fmt.Fprintf(c.app.Stdout, "invited %s to %q (%s); they must accept: `unibus rooms accept %s`\n", pub, cleanLine(room.Name), room.RoomID, room.RoomID)
+		return nil
+	})
+}
+
+// roomsInvitationsCommand lists the caller's pending invitations.
+type roomsInvitationsCommand struct {
+	app  *app
+	JSON bool
+}
+
+func newRoomsInvitationsCommand(a *app) *cobra.Command {
+	c := &roomsInvitationsCommand{app: a}
+	cmd := leaf(&cobra.Command{
+		Use:   "invitations [--json]",
+		Short: "List your pending invitations",
+		Long: `List the rooms you are invited to and have not answered yet: accept one with
+` + "`unibus rooms accept ROOM`" + ` or decline it with ` + "`unibus rooms decline ROOM`" + `. A
+room's name is its owner's choice: check the owner.`,
+	}, c)
+	cmd.Flags().BoolVar(&c.JSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+// invitationJSON is an invitation in `rooms invitations --json`.
+type invitationJSON struct {
+	RoomID    string    `json:"room_id"`
+	Name      string    `json:"name"`
+	Mode      string    `json:"mode"`
+	Owner     string    `json:"owner"`
+	Epoch     uint64    `json:"epoch"`
+	InvitedAt time.Time `json:"invited_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Run lists the invitations.
+func (c *roomsInvitationsCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	return c.app.session(ctx, func(ctx context.Context, conn *client.Conn) error {
+		invs, err := conn.Invitations(ctx)
+		if err != nil {
+			return fmt.Errorf("list invitations: %w", err)
+		}
+		out := make([]invitationJSON, 0, len(invs))
+		for _, inv := range invs {
+			out = append(out, invitationJSON{
+				RoomID: inv.RoomID, Name: inv.Name, Mode: inv.Mode, Owner: inv.Owner,
+				Epoch: inv.Epoch, InvitedAt: inv.InvitedAt, ExpiresAt: inv.ExpiresAt,
+			})
+		}
+		if c.JSON {
+			return writeJSON(c.app.Stdout, out)
+		}
+		tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ROOM\tNAME\tMODE\tOWNER\tEXPIRES")
+		for _, inv := range out {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", inv.RoomID, cleanLine(inv.Name), modeName(inv.Mode), inv.Owner, inv.ExpiresAt.Local().Format(time.DateTime))
+		}
+		return tw.Flush()
+	})
+}
+
+// roomsAcceptCommand accepts an invitation.
+type roomsAcceptCommand struct {
+	app *app
+}
+
+func newRoomsAcceptCommand(a *app) *cobra.Command {
+	c := &roomsAcceptCommand{app: a}
+	return leaf(&cobra.Command{
+		Use:   "accept ROOM",
+		Short: "Accept an invitation: join the room",
+		Long: `Accept your pending invitation to ROOM (the name or ID of one of your
+invitations; see ` + "`unibus rooms invitations`" + `): you become a member. A name that
+several invitations (or one's name and another's ID) share is refused with
+their IDs: give the ID.`,
+	}, c)
+}
+
+// Run accepts the invitation.
+func (c *roomsAcceptCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 1, 1, "ROOM"); err != nil {
+		return err
+	}
+	return c.app.session(ctx, func(ctx context.Context, conn *client.Conn) error {
+		inv, err := resolveInvitation(ctx, conn, args[0])
+		if err != nil {
+			return err
+		}
+		info, err := conn.Accept(ctx, inv.RoomID)
+		if err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+		fmt.Fprintf(c.app.Stdout, "joined %q (%s), owned by %s\n", cleanLine(info.Name), info.RoomID, info.Owner)
+		return nil
+	})
+}
+
+// roomsDeclineCommand declines an invitation.
+type roomsDeclineCommand struct {
+	app *app
+}
+
+func newRoomsDeclineCommand(a *app) *cobra.Command {
+	c := &roomsDeclineCommand{app: a}
+	return leaf(&cobra.Command{
+		Use:   "decline ROOM",
+		Short: "Decline an invitation",
+		Long: `Decline your pending invitation to ROOM (the name or ID of one of your
+invitations; see ` + "`unibus rooms invitations`" + `): it is removed.`,
+	}, c)
+}
+
+// Run declines the invitation.
+func (c *roomsDeclineCommand) Run(ctx context.Context, args []string) error {
+	if err := checkArgs(args, 1, 1, "ROOM"); err != nil {
+		return err
+	}
+	return c.app.session(ctx, func(ctx context.Context, conn *client.Conn) error {
+		inv, err := resolveInvitation(ctx, conn, args[0])
+		if err != nil {
+			return err
+		}
+		if _, err := conn.Decline(ctx, inv.RoomID); err != nil {
+			return fmt.Errorf("decline: %w", err)
+		}
+		fmt.Fprintf(c.app.Stdout, "declined %q (%s) of %s\n", cleanLine(inv.Name), inv.RoomID, inv.Owner)
 		return nil
 	})
 }
@@ -193,9 +332,10 @@ func newRoomsRemoveCommand(a *app) *cobra.Command {
 	c := &roomsRemoveCommand{app: a}
 	return leaf(&cobra.Command{
 		Use:   "remove ROOM PUB",
-		Short: "Remove a member from a room you own (and rekey it)",
-		Long: `Remove the user PUB from ROOM, which you own. An encrypted room is rekeyed in
-the same request: the removed member cannot read what follows.`,
+		Short: "Remove a member from a room you own, or withdraw an invitation (and rekey it)",
+		Long: `Remove the user PUB from ROOM, which you own, or withdraw PUB's pending
+invitation. An encrypted room is rekeyed in the same request: the removed
+member cannot read what follows.`,
 	}, c)
 }
 

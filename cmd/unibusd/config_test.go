@@ -179,7 +179,7 @@ func TestNATSConfigCommand(t *testing.T) {
 	issuer, _ := keys.Issuer.PublicKey()
 	xkey, _ := keys.XKey.PublicKey()
 	service, _ := keys.ServiceUser.PublicKey()
-	for _, want := range []string{issuer, xkey, service, "auth_callout", "jetstream: enabled", "include"} {
+	for _, want := range []string{issuer, xkey, service, "auth_callout", "jetstream: { max_file: 8589934592, max_mem: 1073741824 }", "include"} {
 		if !strings.Contains(out1.String(), want) {
 			t.Errorf("configuration lacks %q", want)
 		}

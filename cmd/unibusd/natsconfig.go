@@ -41,6 +41,8 @@ func (c *natsConfigCommand) Run(_ context.Context, args []string) error {
 	out := fs.String("out", "", "write the configuration to this file instead of standard output")
 	maxPublish := fs.Int64("max-publish-bytes", authcallout.DefaultMaxPublishBytes, "largest message a peer may publish (account limit; give unibusd the same)")
 	maxSubs := fs.Int64("max-subscriptions", authcallout.DefaultMaxSubscriptions, "subscriptions per peer connection (-1: no limit)")
+	var storage storageOptions
+	storage.accountFlags(fs)
 	var cluster authcallout.ClusterSettings
 	var routes string
 	fs.StringVar(&cluster.Name, "cluster-name", "", "print an active cluster block for this cluster name (without it, the block is commented guidance)")
@@ -64,7 +66,7 @@ func (c *natsConfigCommand) Run(_ context.Context, args []string) error {
 		return fmt.Errorf("%w: --creds FILE is required: the deployment credentials every unibusd of the cluster shares", exitcode.ErrUsage)
 	}
 	// Check the limits and the cluster settings before creating anything.
-	limits := authcallout.PeerLimits{MaxPublishBytes: *maxPublish, MaxSubscriptions: *maxSubs}
+	limits := authcallout.PeerLimits{MaxPublishBytes: *maxPublish, MaxSubscriptions: *maxSubs, MaxFileStore: storage.maxFileStore, MaxMemoryStore: storage.maxMemoryStore}
 	if err := limits.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", exitcode.ErrUsage, err)
 	}

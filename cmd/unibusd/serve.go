@@ -78,6 +78,50 @@ type limitOptions struct {
 	rateLimit                          float64
 	rateBurst, workers                 int
 	requestTimeout                     time.Duration
+	storage                            storageOptions
+}
+
+// storageOptions bound what the deployment stores: the account's
+// JetStream storage, the object store of blobs within it, and each user's
+// and room's blobs within that.
+type storageOptions struct {
+	maxFileStore, maxMemoryStore             int64
+	blobStoreMaxBytes                        int64
+	maxBlobBytes                             int64
+	maxBlobBytesPerUser, maxBlobBytesPerRoom int64
+	blobUploadTimeout                        time.Duration
+}
+
+// accountFlags declares the flags of the account's JetStream storage,
+// which both unibusd and unibusd nats-config take.
+func (s *storageOptions) accountFlags(fs *flag.FlagSet) {
+	fs.Int64Var(&s.maxFileStore, "max-file-store", authcallout.DefaultMaxFileStore,
+		"JetStream file storage of account UNIBUS in bytes, every replica counted (-1: only the servers' limit); blobs take at most three quarters, the KV buckets keep the rest (an account limit: attached, give nats-config the same)")
+	fs.Int64Var(&s.maxMemoryStore, "max-memory-store", authcallout.DefaultMaxMemoryStore,
+		"JetStream memory storage of account UNIBUS in bytes (-1: only the servers' limit; an account limit like --max-file-store)")
+}
+
+// flags declares the storage flags of unibusd.
+func (s *storageOptions) flags(fs *flag.FlagSet) {
+	s.accountFlags(fs)
+	fs.Int64Var(&s.blobStoreMaxBytes, "blob-store-max-bytes", 0,
+		"size of the object store of blobs per replica (0: three quarters of --max-file-store divided by --replicas; never more)")
+	fs.Int64Var(&s.maxBlobBytes, "max-blob-bytes", svc.DefaultMaxBlobBytes, "largest blob (413 beyond)")
+	fs.Int64Var(&s.maxBlobBytesPerUser, "max-blob-bytes-per-user", svc.DefaultMaxBlobBytesPerUser,
+		"blob quota of each user, all rooms together, uploads in progress included (413 beyond; -1: no limit)")
+	fs.Int64Var(&s.maxBlobBytesPerRoom, "max-blob-bytes-per-room", svc.DefaultMaxBlobBytesPerRoom,
+		"blob quota of each room, whoever uploads (413 beyond; -1: no limit)")
+	fs.DurationVar(&s.blobUploadTimeout, "blob-upload-timeout", svc.DefaultBlobUploadTimeout,
+		"time an upload has from its first chunk to its last; then it is removed and its quota freed (at least twice --request-timeout)")
+}
+
+// apply puts the storage limits into a node configuration.
+func (s *storageOptions) apply(cfg *node.Config) {
+	cfg.Callout.Limits.MaxFileStore, cfg.Callout.Limits.MaxMemoryStore = s.maxFileStore, s.maxMemoryStore
+	cfg.Store.BlobStoreMaxBytes = s.blobStoreMaxBytes
+	cfg.Services.MaxBlobBytes = s.maxBlobBytes
+	cfg.Services.MaxBlobBytesPerUser, cfg.Services.MaxBlobBytesPerRoom = s.maxBlobBytesPerUser, s.maxBlobBytesPerRoom
+	cfg.Services.BlobUploadTimeout = s.blobUploadTimeout
 }
 
 // flags declares the limit flags (every one also a config file setting).
@@ -92,6 +136,7 @@ func (l *limitOptions) flags(fs *flag.FlagSet) {
 	fs.IntVar(&l.rateBurst, "rate-burst", svc.DefaultRateBurst, "requests an identity may make at once before --rate-limit applies")
 	fs.IntVar(&l.workers, "workers", 0, "requests each service handles at once (0: 4 × CPUs)")
 	fs.DurationVar(&l.requestTimeout, "request-timeout", svc.DefaultRequestTimeout, "bound on each control-plane request, queueing included (503 beyond)")
+	l.storage.flags(fs)
 }
 
 // apply puts the limits into a node configuration.
@@ -105,6 +150,7 @@ func (l *limitOptions) apply(cfg *node.Config) {
 	cfg.Services.Workers = l.workers
 	cfg.Services.RequestTimeout = l.requestTimeout
 	cfg.Callout.Limits = authcallout.PeerLimits{MaxPublishBytes: l.maxPublishBytes, MaxSubscriptions: l.maxSubscriptions}
+	l.storage.apply(cfg)
 }
 
 // envFlags returns the flags an environment variable may set, by flag name.

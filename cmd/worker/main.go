@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/internal/envvar"
 	"github.com/unibus/unibus/internal/exitcode"
+	"github.com/unibus/unibus/subjects"
 )
 
 // The environment variables of the unibus CLI, so that a bot runs with the
@@ -47,6 +49,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	insecure, insecureErr := envvar.Bool(getenv, envInsecure)
 	fs.BoolVar(&w.Insecure, "insecure", insecure, "allow a plaintext (nats://) server URL beyond loopback: anyone on the path can read and rewrite it (env "+envInsecure+"=1)")
 	fs.DurationVar(&w.Poll, "poll", 3*time.Second, "how often to look for new invitations")
+	acceptFrom := fs.String("accept-from", "", "accept only the invitations of these room owners (comma-separated public keys); default: every invitation")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitcode.OK
@@ -70,6 +73,16 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	if w.Poll <= 0 {
 		fmt.Fprintf(stderr, "worker: --poll must be positive, got %s\n", w.Poll)
 		return exitcode.Usage
+	}
+	if *acceptFrom != "" {
+		for _, s := range strings.Split(*acceptFrom, ",") {
+			pub, err := subjects.NormalizeUserKey(s)
+			if err != nil {
+				fmt.Fprintf(stderr, "worker: --accept-from: %v\n", err)
+				return exitcode.Usage
+			}
+			w.AcceptFrom = append(w.AcceptFrom, pub)
+		}
 	}
 	w.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 

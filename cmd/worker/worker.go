@@ -25,8 +25,12 @@ type worker struct {
 	// Insecure allows a plaintext Server beyond loopback
 	// (client.WithInsecure).
 	Insecure bool
-	// Poll is how often the bot looks for rooms it was invited to.
+	// Poll is how often the bot looks for invitations and rooms.
 	Poll time.Duration
+	// AcceptFrom, when not empty, are the owners (public keys) whose
+	// invitations the bot accepts; the others stay pending. Empty: the
+	// bot accepts every invitation.
+	AcceptFrom []string
 	// Logger receives what the bot does; nil discards it.
 	Logger *slog.Logger
 }
@@ -63,7 +67,13 @@ func (w *worker) Run(ctx context.Context) error {
 	}
 	log.Info("worker started", "pub", id.PublicKey(), "server", w.Server)
 
-	b := &bot{conn: conn, self: id.PublicKey(), log: log, rooms: map[string]*client.Subscription{}}
+	b := &bot{conn: conn, self: id.PublicKey(), log: log, rooms: map[string]*client.Subscription{}, ignored: map[string]bool{}}
+	if len(w.AcceptFrom) > 0 {
+		b.acceptFrom = map[string]bool{}
+		for _, pub := range w.AcceptFrom {
+			b.acceptFrom[pub] = true
+		}
+	}
 	defer b.leaveAll()
 
 	poll := w.Poll
@@ -90,16 +100,22 @@ type bot struct {
 	self string // the bot's public key
 	log  *slog.Logger
 
+	// acceptFrom, when not nil, are the owners whose invitations the bot
+	// accepts; ignored the invitations of others it has logged (once).
+	acceptFrom map[string]bool
+	ignored    map[string]bool
+
 	mu    sync.Mutex
 	rooms map[string]*client.Subscription // room ID → subscription
 }
 
-// sync subscribes to the rooms the bot was invited to since the last poll
-// and drops the rooms it was removed from. Errors are logged: the next
-// poll retries.
+// sync accepts the invitations the bot takes (see worker.AcceptFrom),
+// subscribes to the rooms it joined since the last poll and drops the
+// rooms it was removed from. Errors are logged: the next poll retries.
 func (b *bot) sync(runCtx context.Context) {
 	ctx, cancel := context.WithTimeout(runCtx, client.DefaultRequestTimeout)
 	defer cancel()
+	b.acceptInvitations(ctx)
 	refs, err := b.conn.ListMyRooms(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -137,6 +153,32 @@ func (b *bot) sync(runCtx context.Context) {
 			delete(b.rooms, roomID)
 			b.log.Info("left room", "room", roomID)
 		}
+	}
+}
+
+// acceptInvitations accepts the pending invitations of the owners the bot
+// accepts from (all, by default); the others stay pending, logged once.
+func (b *bot) acceptInvitations(ctx context.Context) {
+	invs, err := b.conn.Invitations(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Warn("list invitations", "err", err)
+		}
+		return
+	}
+	for _, inv := range invs {
+		if b.acceptFrom != nil && !b.acceptFrom[inv.Owner] {
+			if !b.ignored[inv.RoomID] {
+				b.ignored[inv.RoomID] = true
+				b.log.Info("invitation left pending: its owner is not in --accept-from", "room", inv.RoomID, "owner", inv.Owner)
+			}
+			continue
+		}
+		if _, err := b.conn.Accept(ctx, inv.RoomID); err != nil {
+			b.log.Warn("accept invitation", "room", inv.RoomID, "owner", inv.Owner, "err", err)
+			continue
+		}
+		b.log.Info("accepted invitation", "room", inv.RoomID, "owner", inv.Owner)
 	}
 }
 

@@ -182,6 +182,7 @@ func TestWorkerFlags(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, nil, exitcode.Usage, "nope"},
 		{"argument", []string{"--identity", "x.nk", "extra"}, nil, exitcode.Usage, "extra"},
 		{"bad poll", []string{"--poll", "0s"}, map[string]string{envIdentity: "x.nk"}, exitcode.Usage, "--poll"},
+		{"bad accept-from", []string{"--accept-from", "UABC,bob"}, map[string]string{envIdentity: "x.nk"}, exitcode.Usage, "--accept-from"},
 		{"missing identity file", nil, map[string]string{envIdentity: filepath.Join(t.TempDir(), "none.nk")}, exitcode.Error, "none.nk"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -256,5 +257,84 @@ func TestWorkerInsecure(t *testing.T) {
 		if code := run(context.Background(), args, &stderr, env(c.env)); code != exitcode.Unavailable {
 			t.Fatalf("%q %v: code %d, want %d; stderr %q", args, c.env, code, exitcode.Unavailable, stderr.String())
 		}
+	}
+}
+
+// TestWorkerAcceptsFromListedOwners: with AcceptFrom, the bot accepts the
+// invitations of the listed owners and leaves the others pending (an
+// invitation grants it nothing until it accepts).
+func TestWorkerAcceptsFromListedOwners(t *testing.T) {
+	n := nodetest.Run(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	botID := nodetest.AddUser(t, n, "bot", false)
+	botSeed := filepath.Join(dir, "bot.nk")
+	if err := identity.Save(botSeed, botID); err != nil {
+		t.Fatal(err)
+	}
+	owner := func(name string) *client.Conn {
+		t.Helper()
+		c, err := client.Connect(ctx, n.ClientURL(), nodetest.AddUser(t, n, name, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if err := c.SetEncryptionKey(ctx, filepath.Join(dir, name+".nk.enc")); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	alice, mallory := owner("alice"), owner("mallory")
+
+	var logs testio.Buffer
+	w := &worker{IdentityFile: botSeed, Server: n.ClientURL(), Poll: 100 * time.Millisecond,
+		AcceptFrom: []string{alice.Identity().PublicKey()}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("bot log:\n%s", logs.String())
+		}
+	})
+	waitUntil(t, 30*time.Second, "the bot's encryption key", func() bool {
+		u, err := alice.GetUser(ctx, botID.PublicKey())
+		return err == nil && len(u.EncKey) > 0
+	})
+	spam, err := mallory.CreateRoom(ctx, "spam", subjects.ModeE2E)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mallory.Invite(ctx, spam.RoomID, botID.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the bot to leave mallory's invitation pending", func() bool {
+		return strings.Contains(logs.String(), `msg="invitation left pending: its owner is not in --accept-from" room=`+spam.RoomID)
+	})
+	ops, err := alice.CreateRoom(ctx, "ops", subjects.ModeE2E)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Invite(ctx, ops.RoomID, botID.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the bot to join alice's room", func() bool {
+		return strings.Contains(logs.String(), `msg="joined room" room=`+ops.RoomID)
+	})
+	members, err := mallory.Members(ctx, spam.RoomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if m.Pub == botID.PublicKey() && m.Role != subjects.RoleInvited {
+			t.Errorf("the bot in mallory's room: %+v, want still invited", m)
+		}
+	}
+	if strings.Contains(logs.String(), `msg="accepted invitation" room=`+spam.RoomID) {
+		t.Error("the bot accepted mallory's invitation")
 	}
 }

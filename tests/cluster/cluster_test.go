@@ -36,9 +36,12 @@ func TestChatAcrossNodes(t *testing.T) {
 	if _, err := alice.Invite(ctx, room.RoomID, bobID.PublicKey()); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
 	got := make(chan client.Message, 16)
 	// Bob's permission for the room arrives with the reconnect that
-	// follows the invite: subscribe once it has.
+	// follows his acceptance: subscribe once it has.
 	eventually(t, 10*time.Second, "bob subscribes", func() error {
 		sub, err := bob.Subscribe(ctx, room.RoomID, func(m client.Message) { got <- m }, nil)
 		if err == nil {

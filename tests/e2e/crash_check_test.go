@@ -159,6 +159,10 @@ func verifyRoom(ctx context.Context, t *testing.T, l *ledger, r *roomRec, byPub 
 			continue
 		case r.encrypted() && m.JoinedEpoch > info.Epoch:
 			t.Errorf("room %s at epoch %d lists %s as joined at epoch %d", r.id, info.Epoch, a.name, m.JoinedEpoch)
+		case m.Role == subjects.RoleInvited:
+			// An invitation in flight at the kill, not accepted yet: a
+			// proposal, which holds no key it could fetch.
+			continue
 		}
 		listed = append(listed, a)
 	}
@@ -257,7 +261,7 @@ func retryPending(t *testing.T, l *ledger, admin *actor) (found, retried int) {
 				l.ackRoom(p.room)
 			}
 		case writeInvite:
-			if _, err := p.room.owner.conn.Invite(ctx, p.room.id, p.member.pub()); err != nil && !errors.Is(err, client.ErrConflict) {
+			if err := join(ctx, p.room, p.member); err != nil {
 				t.Errorf("retry %s: %v", p, err)
 				continue
 			}

@@ -66,6 +66,18 @@ type actor struct {
 
 func (a *actor) pub() string { return a.id.PublicKey() }
 
+// join makes m a member of r: r's owner invites m, and m accepts (an
+// invitation is a proposal). An invitation or a membership that an earlier
+// attempt left (ErrConflict) is accepted as it stands: accepting is
+// idempotent.
+func join(ctx context.Context, r *roomRec, m *actor) error {
+	if _, err := r.owner.conn.Invite(ctx, r.id, m.pub()); err != nil && !errors.Is(err, client.ErrConflict) {
+		return err
+	}
+	_, err := m.conn.Accept(ctx, r.id)
+	return err
+}
+
 // roomRec is what the acknowledged writes say about a room.
 type roomRec struct {
 	id, name, mode string
@@ -499,7 +511,7 @@ func ownRooms(ctx context.Context, l *ledger, o *actor, k, cycle int, members []
 	}
 	invite := func(r *roomRec, m *actor) bool {
 		return do(pending{kind: writeInvite, room: r, member: m}, func(ctx context.Context) error {
-			_, err := o.conn.Invite(ctx, r.id, m.pub())
+			err := join(ctx, r, m)
 			if err == nil {
 				l.ackInvite(r, m)
 			}

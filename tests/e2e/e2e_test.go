@@ -46,10 +46,10 @@ func waitMessage(t *testing.T, listener *proc, what string, match func(listenLin
 
 // TestEndToEnd runs a conversation over the built binaries: an admin made
 // with `unibus keygen` registers two users and a bot; alice creates an
-// encrypted room and invites bob and the bot; bob listens with --json;
-// alice sends "hello"; bob's listener prints it decrypted with alice as
-// the sender, then the worker bot's answer in the message's thread and its
-// reaction. A registered non-member and an unregistered identity cannot
+// encrypted room and invites bob and the bot, who accept; bob listens
+// with --json; alice sends "hello"; bob's listener prints it decrypted
+// with alice as the sender, then the worker bot's answer in the message's
+// thread and its reaction. A registered non-member and an unregistered identity cannot
 // listen to the room; refusals by the live server have their documented
 // exit codes. Finally every process stops cleanly on its signal.
 func TestEndToEnd(t *testing.T) {
@@ -112,10 +112,18 @@ func TestEndToEnd(t *testing.T) {
 	// Room IDs are URL-safe base64 and may start with "-", which would
 	// parse as a flag: "--" ends the flags before them.
 	for _, name := range []string{"bob", "bot"} {
-		c.must(t, seed("alice"), "rooms", "invite", "--", room, pubs[name])
+		if out := c.must(t, seed("alice"), "rooms", "invite", "--", room, pubs[name]); !strings.Contains(out, "must accept") {
+			t.Fatalf("rooms invite printed %q, want it to say the invitee must accept", out)
+		}
+	}
+	// An invitation is a proposal: bob accepts it (by the room's name,
+	// the only invitation of that name); the bot accepts its own.
+	if out := c.must(t, seed("bob"), "rooms", "accept", "ops"); !strings.Contains(out, room) {
+		t.Fatalf("rooms accept printed %q, want the room %s", out, room)
 	}
 
-	// The bot finds the room through `mine` and subscribes.
+	// The bot finds the invitation through `mine`, accepts it and
+	// subscribes.
 	bot := start(t, "worker", workerBin, env, "--identity", seed("bot"), "--server", d.url, "--poll", "200ms")
 	bot.waitFor(t, bot.stderr, "worker joining room "+room, func() bool {
 		return strings.Contains(bot.stderr.String(), `msg="joined room" room=`+room)
@@ -153,7 +161,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// No such room: not found (4).
 	r = c.run(t, seed("bob"), "send", "--", "no-such-room", "hello")
-	if r.code != exitNotFound || !strings.Contains(r.stderr, "none of your rooms has that ID or name") {
+	if r.code != exitNotFound || !strings.Contains(r.stderr, "none of your rooms has that name or ID") {
 		t.Fatalf("send to a room that does not exist: want exit code %d: %s", exitNotFound, r)
 	}
 	// mallory is registered but not a member: refused (exit code 3).
