@@ -116,7 +116,7 @@ func (p *peer) expectPermissionError(t *testing.T, subject string, within time.D
 func createRoom(t *testing.T, n *node.Node, owner *identity.Identity, members ...*identity.Identity) string {
 	t.Helper()
 	ctx := context.Background()
-	id, salt := subjects.NewRoomID(owner.PublicKey())
+	id, salt := subjects.NewRoomID(owner.PublicKey(), subjects.ModeE2E)
 	room, err := n.Store.CreateRoom(ctx, kvstore.Room{ID: id, Salt: salt, Mode: subjects.ModeE2E, Owner: owner.PublicKey()}, sealedKey())
 	if err != nil {
 		t.Fatal(err)

@@ -77,7 +77,7 @@ func startMembershipFlood(t testing.TB, nodes []*node.Node, writers, members int
 	}
 	for w := range writers {
 		st := nodes[w%len(nodes)].Store
-		id, salt := subjects.NewRoomID(owner.PublicKey())
+		id, salt := subjects.NewRoomID(owner.PublicKey(), subjects.ModeCleartext)
 		room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Salt: salt, Mode: subjects.ModeCleartext, Owner: owner.PublicKey()}, kvstore.SealedKey{})
 		if err != nil {
 			t.Fatalf("create room: %v", err)

@@ -145,7 +145,7 @@ func addUser(t testing.TB, st *kvstore.Store, name string) *identity.Identity {
 // seal) and returns its ID.
 func newCleartextRoom(t testing.TB, st *kvstore.Store, owner *identity.Identity) string {
 	t.Helper()
-	id, salt := subjects.NewRoomID(owner.PublicKey())
+	id, salt := subjects.NewRoomID(owner.PublicKey(), subjects.ModeCleartext)
 	r, err := st.CreateRoom(context.Background(), kvstore.Room{ID: id, Salt: salt, Mode: subjects.ModeCleartext, Owner: owner.PublicKey()}, kvstore.SealedKey{})
 	if err != nil {
 		t.Fatalf("create room: %v", err)

@@ -195,7 +195,7 @@ func newBenchRoom(b *testing.B, n *node.Node, mode string) *benchRoom {
 	}
 	r := &benchRoom{n: n, mode: mode, enc: enc, owner: nodetest.NewIdentity(b)}
 	r.register(b, r.owner)
-	id, salt := subjects.NewRoomID(r.owner.PublicKey())
+	id, salt := subjects.NewRoomID(r.owner.PublicKey(), mode)
 	r.id = id
 	var ownerKey kvstore.SealedKey
 	if mode == subjects.ModeE2E {

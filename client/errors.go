@@ -50,8 +50,9 @@ var ErrUntrustedMember = errors.New("member without the owner's key grant")
 var ErrUnauthenticatedKey = errors.New("room key not granted by the room's owner")
 
 // ErrUntrustedRoom reports a room whose description does not hold
-// together: its ID is not derived from its claimed owner's key and salt
-// (subjects.CheckRoomOwner; a server replaced the owner), or its owner or
+// together: its ID is not derived from its claimed owner's key, mode and
+// salt (subjects.CheckRoomOwner; a server replaced the owner, or claims
+// that an encrypted room is cleartext), or its owner or
 // mode differ from what this client learned before. The client refuses
 // the room.
 var ErrUntrustedRoom = errors.New("room description not trusted")

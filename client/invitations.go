@@ -25,7 +25,7 @@ func (c *Conn) Invitations(ctx context.Context) ([]Invitation, error) {
 	}
 	out := make([]Invitation, 0, len(r.Invitations))
 	for _, inv := range r.Invitations {
-		if err := subjects.CheckRoomOwner(inv.RoomID, inv.Owner, inv.Salt); err != nil {
+		if err := subjects.CheckRoomOwner(inv.RoomID, inv.Owner, inv.Mode, inv.Salt); err != nil {
 			return nil, fmt.Errorf("invitation to room %s claims owner %s: %w: %w", inv.RoomID, inv.Owner, ErrUntrustedRoom, err)
 		}
 		out = append(out, inv)

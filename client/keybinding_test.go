@@ -130,3 +130,44 @@ func TestUnnumberedBindingRegisteredAgain(t *testing.T) {
 		t.Fatalf("invite after the key was registered again: %v", err)
 	}
 }
+
+// TestHostileServerModeDowngrade: the operator presents an encrypted room
+// as a cleartext one to a client meeting it for the first time, so that
+// the client would publish in the clear. The room's ID binds its mode, so
+// the client refuses the room instead.
+func TestHostileServerModeDowngrade(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), hostileWait)
+	defer cancel()
+	b := newBus(t)
+	alice, bob := b.peer(t, "alice"), b.peer(t, "bob")
+	room, err := alice.CreateRoom(ctx, "team", subjects.ModeE2E)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	// The store hides a record whose salt does not derive its ID, so the
+	// operator drops the salt too; the epoch goes to 0 as in a cleartext
+	// room.
+	rewriteRoom(t, b, room.RoomID, func(m map[string]any) {
+		m["mode"] = subjects.ModeCleartext
+		m["epoch"] = 0
+		delete(m, "salt")
+	})
+	fresh := b.connect(t, bob.Identity())
+	if _, err := fresh.GetRoom(ctx, room.RoomID); !errors.Is(err, client.ErrUntrustedRoom) {
+		t.Fatalf("get a room presented as cleartext = %v, want ErrUntrustedRoom", err)
+	}
+	if _, err := fresh.Publish(ctx, room.RoomID, []byte("secret")); !errors.Is(err, client.ErrUntrustedRoom) {
+		t.Fatalf("publish into a room presented as cleartext = %v, want ErrUntrustedRoom", err)
+	}
+	// With the salt kept, the store itself refuses to serve the record.
+	rewriteRoom(t, b, room.RoomID, func(m map[string]any) { m["salt"] = room.Salt })
+	if _, err := b.connect(t, bob.Identity()).GetRoom(ctx, room.RoomID); err == nil {
+		t.Fatal("a room whose mode does not match its ID was served")
+	}
+}

@@ -237,11 +237,12 @@ func later(a, b time.Time) time.Time {
 }
 
 // checkRoomInfo checks what a room's description claims on its own: its
-// ID is derived from its owner's key and salt, so that a server cannot
-// replace the owner, whose grants admit everyone else.
+// ID is derived from its owner's key, mode and salt, so that a server can
+// neither replace the owner, whose grants admit everyone else, nor present
+// an encrypted room as cleartext.
 func checkRoomInfo(info subjects.RoomInfo) error {
-	if err := subjects.CheckRoomOwner(info.RoomID, info.Owner, info.Salt); err != nil {
-		return fmt.Errorf("room %s claims owner %s: %w: %w", info.RoomID, info.Owner, ErrUntrustedRoom, err)
+	if err := subjects.CheckRoomOwner(info.RoomID, info.Owner, info.Mode, info.Salt); err != nil {
+		return fmt.Errorf("room %s claims owner %s and mode %s: %w: %w", info.RoomID, info.Owner, info.Mode, ErrUntrustedRoom, err)
 	}
 	if info.Mode != subjects.ModeE2E && info.Mode != subjects.ModeCleartext {
 		return fmt.Errorf("room %s: %w: unknown mode %q", info.RoomID, ErrUntrustedRoom, info.Mode)

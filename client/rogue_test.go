@@ -218,7 +218,7 @@ func craftedNonces(t *testing.T, victim *identity.Identity) map[string]string {
 	}
 	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	request := subjects.CanonicalRequest(subjects.UsersSetKey, ts, goodNonce(t)+goodNonce(t), body)
-	roomID, _ := subjects.NewRoomID(victim.PublicKey())
+	roomID, _ := subjects.NewRoomID(victim.PublicKey(), subjects.ModeE2E)
 	invite, err := (&subjects.InviteRequest{RoomID: roomID, Pub: victim.PublicKey(), Epoch: 1, SealedKey: []byte("sealed"), Grant: make([]byte, e2e.GrantSize)}).SigningBytes()
 	if err != nil {
 		t.Fatal(err)

@@ -127,7 +127,7 @@ func (c *Conn) CreateRoom(ctx context.Context, name, mode string) (subjects.Room
 		mode = subjects.ModeE2E
 	}
 	self := c.id.PublicKey()
-	id, salt := subjects.NewRoomID(self)
+	id, salt := subjects.NewRoomID(self, mode)
 	req := subjects.CreateRoomRequest{RoomID: id, Salt: salt, Name: name, Mode: mode}
 	const firstEpoch = 1
 	var roomKey []byte

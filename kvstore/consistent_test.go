@@ -41,7 +41,7 @@ type roomWriter interface {
 func newRoom(t *testing.T, st roomWriter, owner string, members ...string) string {
 	t.Helper()
 	ctx := context.Background()
-	id, salt := subjects.NewRoomID(owner)
+	id, salt := subjects.NewRoomID(owner, subjects.ModeCleartext)
 	r, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Salt: salt, Mode: subjects.ModeCleartext, Owner: owner, Name: "r"}, kvstore.SealedKey{})
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +302,7 @@ func BenchmarkListRoomsFromLeader(b *testing.B) {
 			}
 			owner, member := newUserKey(b), newUserKey(b)
 			for range 10 {
-				id, salt := subjects.NewRoomID(owner)
+				id, salt := subjects.NewRoomID(owner, subjects.ModeCleartext)
 				if _, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Salt: salt, Mode: subjects.ModeCleartext, Owner: owner}, kvstore.SealedKey{}); err != nil {
 					b.Fatal(err)
 				}

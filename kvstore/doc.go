@@ -36,7 +36,7 @@
 //
 // # Owner-bound rooms and key grants
 //
-// A room's ID is subjects.RoomIDFor(owner, salt), and the room record keeps
+// A room's ID is subjects.RoomIDFor(owner, mode, salt), and the room record keeps
 // the salt (Room.Salt): CreateRoom refuses a salted room whose ID does not
 // name its owner (ErrInvalid), and a salted record that does not is an
 // invalid record when read, so a record whose owner was swapped behind the

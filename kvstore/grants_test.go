@@ -30,7 +30,7 @@ func testGrantsKeptBesideKeys(t *testing.T, e *storeEnv) {
 	ctx := context.Background()
 	st := e.open(t, kvstore.DefaultConfig())
 	owner, bob := natstest.NewUserKey(t), natstest.NewUserKey(t)
-	id, salt := subjects.NewRoomID(owner)
+	id, salt := subjects.NewRoomID(owner, subjects.ModeE2E)
 	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Salt: salt, Mode: subjects.ModeE2E, Owner: owner}, sealedKey("k1-owner"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func testKeysWithoutGrantRefused(t *testing.T, e *storeEnv) {
 	ctx := context.Background()
 	st := e.open(t, kvstore.DefaultConfig())
 	owner, bob := natstest.NewUserKey(t), natstest.NewUserKey(t)
-	id, salt := subjects.NewRoomID(owner)
+	id, salt := subjects.NewRoomID(owner, subjects.ModeE2E)
 	if _, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Salt: salt, Mode: subjects.ModeE2E, Owner: owner}, sealedKey("k1")); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestSwappedRoomOwner(t *testing.T) {
 	ctx := context.Background()
 	st, js := openStore(t, kvstore.DefaultConfig())
 	owner, mallory := newUserKey(t), newUserKey(t)
-	id, salt := subjects.NewRoomID(owner)
+	id, salt := subjects.NewRoomID(owner, subjects.ModeE2E)
 	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Salt: salt, Mode: subjects.ModeE2E, Owner: owner}, sealedKey("k1"))
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ var invitationCases = []storeCase{
 func invitationRoom(t *testing.T, st *suiteStore) (kvstore.Room, string) {
 	t.Helper()
 	owner := natstest.NewUserKey(t)
-	id, salt := subjects.NewRoomID(owner)
+	id, salt := subjects.NewRoomID(owner, subjects.ModeE2E)
 	room, err := st.CreateRoom(context.Background(), kvstore.Room{ID: id, Salt: salt, Name: "ops", Mode: subjects.ModeE2E, Owner: owner}, sealedKey("k1"))
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func testInvitationsGrantNothing(t *testing.T, e *storeEnv) {
 	}
 
 	// A cleartext room: no key, epoch 0.
-	id, salt := subjects.NewRoomID(owner)
+	id, salt := subjects.NewRoomID(owner, subjects.ModeCleartext)
 	clear, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Salt: salt, Mode: subjects.ModeCleartext, Owner: owner}, kvstore.SealedKey{})
 	if err != nil {
 		t.Fatal(err)

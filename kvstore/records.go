@@ -58,7 +58,7 @@ func (r Room) checkKey(key string) error {
 	// one with a salt must name its owner, so that a record whose owner
 	// was swapped behind the store's back is not served.
 	if len(r.Salt) != 0 {
-		if err := subjects.CheckRoomOwner(r.ID, r.Owner, r.Salt); err != nil {
+		if err := subjects.CheckRoomOwner(r.ID, r.Owner, r.Mode, r.Salt); err != nil {
 			return fmt.Errorf("owner: %w", err)
 		}
 	}
@@ -111,7 +111,7 @@ func (i Invitation) checkKey(key string) error {
 		return fmt.Errorf("no invitation time")
 	}
 	if len(i.Salt) != 0 {
-		if err := subjects.CheckRoomOwner(i.RoomID, i.Owner, i.Salt); err != nil {
+		if err := subjects.CheckRoomOwner(i.RoomID, i.Owner, i.Mode, i.Salt); err != nil {
 			return fmt.Errorf("owner: %w", err)
 		}
 	}

@@ -25,7 +25,7 @@ func BenchmarkRecordValidation(b *testing.B) {
 	s := &Store{logger: slog.New(slog.DiscardHandler)}
 	var rooms, index []entry
 	for range 5 {
-		id, salt := subjects.NewRoomID(pub)
+		id, salt := subjects.NewRoomID(pub, subjects.ModeE2E)
 		subject, _ := subjects.Room(id)
 		r, _ := json.Marshal(Room{ID: id, Subject: subject, Mode: subjects.ModeE2E, History: "none", Owner: pub, Salt: salt, Epoch: 3, CreatedAt: time.Now()})
 		x, _ := json.Marshal(indexEntry{Pub: pub, RoomID: id, Role: subjects.RoleMember})

@@ -24,7 +24,7 @@ type Room struct {
 	History string `json:"policy,omitempty"`
 	Owner   string `json:"owner"`
 	// Salt is the salt the ID was made with: ID is
-	// subjects.RoomIDFor(Owner, Salt), checked when the room is created and
+	// subjects.RoomIDFor(Owner, Mode, Salt), checked when the room is created and
 	// whenever the record is read. Empty in a room stored before room IDs
 	// named their owner (or by a test).
 	Salt []byte `json:"salt,omitempty"`
@@ -96,7 +96,7 @@ func validRoomID(id string) error {
 }
 
 // CreateRoom stores a new room owned by r.Owner with the owner as its first
-// member. A room with a salt must have the ID subjects.RoomIDFor(r.Owner,
+// member. A room with a salt must have the ID subjects.RoomIDFor(r.Owner, r.Mode,
 // r.Salt) (ErrInvalid otherwise). In an encrypted room ownerKey is the room
 // key of epoch 1 sealed to the owner, with the owner's grant, and is
 // required; in a cleartext room it must be empty. A room with the same ID
@@ -112,7 +112,7 @@ func (s *Store) CreateRoom(ctx context.Context, r Room, ownerKey SealedKey) (Roo
 	}
 	r.Owner = owner
 	if len(r.Salt) != 0 {
-		if err := subjects.CheckRoomOwner(r.ID, r.Owner, r.Salt); err != nil {
+		if err := subjects.CheckRoomOwner(r.ID, r.Owner, r.Mode, r.Salt); err != nil {
 			return Room{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}

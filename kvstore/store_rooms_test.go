@@ -28,7 +28,7 @@ func testRoomsLifecycle(t *testing.T, e *storeEnv) {
 	ctx := context.Background()
 	st := e.open(t, kvstore.DefaultConfig())
 	owner, bob, carol := natstest.NewUserKey(t), natstest.NewUserKey(t), natstest.NewUserKey(t)
-	id, salt := subjects.NewRoomID(owner)
+	id, salt := subjects.NewRoomID(owner, subjects.ModeE2E)
 
 	room, err := st.CreateRoom(ctx, kvstore.Room{ID: id, Name: "ops", Mode: subjects.ModeE2E, History: "none", Owner: owner, Salt: salt}, sealedKey("k1-owner"))
 	if err != nil {
@@ -168,8 +168,8 @@ func testInvalidRoomInputStoresNothing(t *testing.T, e *storeEnv) {
 	st := e.open(t, kvstore.DefaultConfig())
 	js := e.js
 	owner := natstest.NewUserKey(t)
-	ownID, ownSalt := subjects.NewRoomID(owner)
-	othersID, othersSalt := subjects.NewRoomID(natstest.NewUserKey(t))
+	ownID, ownSalt := subjects.NewRoomID(owner, subjects.ModeE2E)
+	othersID, othersSalt := subjects.NewRoomID(natstest.NewUserKey(t), subjects.ModeE2E)
 	for _, tc := range []struct {
 		name string
 		room kvstore.Room

@@ -316,7 +316,7 @@ func latestRoomKey(ctx context.Context, st roomKeyReader, roomID, pub string) (u
 // a test or an older version stores one: the store checks the ID against
 // the owner only when the room has a salt.
 func anyRoomID() string {
-	id, _ := subjects.NewRoomID("a room stored without a salt")
+	id, _ := subjects.NewRoomID("a room stored without a salt", subjects.ModeE2E)
 	return id
 }
 

@@ -24,8 +24,8 @@ func TestUploads(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	alice, bob := natstest.NewUserKey(t), natstest.NewUserKey(t)
-	room, _ := subjects.NewRoomID(alice)
-	other, _ := subjects.NewRoomID(alice)
+	room, _ := subjects.NewRoomID(alice, subjects.ModeE2E)
+	other, _ := subjects.NewRoomID(alice, subjects.ModeE2E)
 	upload := func(pub, roomID, content string, size int64) kvstore.Upload {
 		return kvstore.Upload{RoomID: roomID, Blob: subjects.BlobID([]byte(content)), Uploader: pub, Size: size, Started: time.Now().UTC()}
 	}

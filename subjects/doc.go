@@ -88,7 +88,7 @@
 //
 // # Owner-bound room IDs and key grants
 //
-// A room ID names its owner: it is RoomIDFor(owner, salt), the first 16
+// A room ID names its owner: it is RoomIDFor(owner, mode, salt), the first 16
 // bytes of SHA-256("unibus-room-id-v1\n" + owner + "\n" + salt) in
 // unpadded base64url, with a salt of RoomSaltLen random bytes (NewRoomID).
 // CreateRoomRequest carries the salt, the service refuses an ID that is not

@@ -262,7 +262,7 @@ var kvKey = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
 // match ErrInvalidToken exactly when ValidateToken fails, and that Room and
 // RoomIDFromSubject are inverses on it.
 func FuzzValidateRoomID(f *testing.F) {
-	id, _ := subjects.NewRoomID("UOWNER")
+	id, _ := subjects.NewRoomID("UOWNER", subjects.ModeE2E)
 	for _, s := range []string{
 		id, "AAAAAAAAAAAAAAAAAAAAAA", "a", "room_1-x", "a.b", "a*", ">", "a b", "é",
 		"\xff", "a/b", "a=b", strings.Repeat("a", subjects.MaxRoomIDLen), strings.Repeat("a", subjects.MaxRoomIDLen+1),
@@ -313,19 +313,19 @@ func FuzzValidateRoomID(f *testing.F) {
 func FuzzCheckRoomOwner(f *testing.F) {
 	owner := "UCEEXCCX6TVKCYJ4MFIE3M2NJPVPGRSRPIHDDXR43XKNTNBADWOQXRMY"
 	salt := []byte("0123456789abcdef")
-	f.Add(owner, salt, subjects.RoomIDFor(owner, salt))
+	f.Add(owner, salt, subjects.RoomIDFor(owner, subjects.ModeE2E, salt))
 	f.Add(owner, salt, "ops")
-	f.Add(owner, salt[:15], subjects.RoomIDFor(owner, salt[:15]))
+	f.Add(owner, salt[:15], subjects.RoomIDFor(owner, subjects.ModeE2E, salt[:15]))
 	f.Add("", []byte{}, "")
-	f.Add(owner+"\n", salt, subjects.RoomIDFor(owner, append([]byte("\n"), salt...)))
+	f.Add(owner+"\n", salt, subjects.RoomIDFor(owner, subjects.ModeE2E, append([]byte("\n"), salt...)))
 	f.Fuzz(func(t *testing.T, owner string, salt []byte, claimed string) {
-		id := subjects.RoomIDFor(owner, salt)
+		id := subjects.RoomIDFor(owner, subjects.ModeE2E, salt)
 		if err := subjects.ValidateRoomID(id); err != nil || len(id) != 22 {
-			t.Fatalf("RoomIDFor(%q, %x) = %q: %v", owner, salt, id, err)
+			t.Fatalf("RoomIDFor(%q, e2e, %x) = %q: %v", owner, salt, id, err)
 		}
-		err := subjects.CheckRoomOwner(claimed, owner, salt)
+		err := subjects.CheckRoomOwner(claimed, owner, subjects.ModeE2E, salt)
 		if want := claimed == id && len(salt) == subjects.RoomSaltLen; (err == nil) != want {
-			t.Fatalf("CheckRoomOwner(%q, %q, %x) = %v; RoomIDFor = %q", claimed, owner, salt, err, id)
+			t.Fatalf("CheckRoomOwner(%q, %q, e2e, %x) = %v; RoomIDFor = %q", claimed, owner, salt, err, id)
 		}
 		if err != nil {
 			checkValidationError(t, "CheckRoomOwner", err, subjects.ErrInvalidRoomID)

@@ -24,7 +24,7 @@ func TestSigningBytesAreNotLoginNonces(t *testing.T) {
 	pub := id.PublicKey()
 	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	nonce := "AAAAAAAAAAAAAAAAAAAAAA"
-	roomID, _ := subjects.NewRoomID(pub)
+	roomID, _ := subjects.NewRoomID(pub, subjects.ModeE2E)
 	grant := bytes.Repeat([]byte{9}, subjects.GrantLen)
 	owner := func(b []byte, err error) []byte {
 		t.Helper()

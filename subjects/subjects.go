@@ -158,47 +158,52 @@ const RoomSaltLen = 16
 // roomIDDomain starts the bytes a room ID hashes.
 const roomIDDomain = "unibus-room-id-v1\n"
 
-// RoomIDFor returns the ID of the room that owner creates with salt: the
-// first 16 bytes of SHA-256(roomIDDomain, owner, '\n', salt) as unpadded
-// base64url, 22 characters of [A-Za-z0-9_-]. The ID thus names its owner:
-// whoever knows the salt checks that a room claimed to be owner's really is
-// (CheckRoomOwner), so a server cannot swap a room's owner for a key of its
-// own; and no one can choose an ID that reads like a name.
-func RoomIDFor(owner string, salt []byte) string {
+// RoomIDFor returns the ID of the room that owner creates in mode
+// (ModeE2E or ModeCleartext) with salt: the first 16 bytes of
+// SHA-256(roomIDDomain, owner, '\n', mode, '\n', salt) as unpadded
+// base64url, 22 characters of [A-Za-z0-9_-]. The ID thus names its owner and
+// its mode: whoever knows the salt checks that a room claimed to be owner's
+// really is, and is of the mode claimed (CheckRoomOwner), so a server can
+// neither swap a room's owner for a key of its own nor present an
+// encrypted room as a cleartext one (whose members would then publish in
+// the clear); and no one can choose an ID that reads like a name.
+func RoomIDFor(owner, mode string, salt []byte) string {
 	h := sha256.New()
 	h.Write([]byte(roomIDDomain))
 	h.Write([]byte(owner))
+	h.Write([]byte{'\n'})
+	h.Write([]byte(mode))
 	h.Write([]byte{'\n'})
 	h.Write(salt)
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
 }
 
-// NewRoomID returns a new room ID for owner and the salt it was made with
-// (see RoomIDFor): RoomSaltLen bytes from crypto/rand, drawn again until the
-// ID does not start with '-', which reads as a flag on command lines (one
-// in 64 would).
-func NewRoomID(owner string) (id string, salt []byte) {
+// NewRoomID returns a new ID for a room of owner in mode, and the salt it
+// was made with (see RoomIDFor): RoomSaltLen bytes from crypto/rand, drawn
+// again until the ID does not start with '-', which reads as a flag on
+// command lines (one in 64 would).
+func NewRoomID(owner, mode string) (id string, salt []byte) {
 	salt = make([]byte, RoomSaltLen)
 	for {
 		// crypto/rand.Read never returns an error; it crashes the program
 		// if the system's randomness is unavailable.
 		_, _ = rand.Read(salt)
-		if id := RoomIDFor(owner, salt); id[0] != '-' {
+		if id := RoomIDFor(owner, mode, salt); id[0] != '-' {
 			return id, salt
 		}
 	}
 }
 
 // CheckRoomOwner returns an error matching ErrInvalidRoomID unless roomID is
-// RoomIDFor(owner, salt) with a salt of RoomSaltLen bytes: the check a
+// RoomIDFor(owner, mode, salt) with a salt of RoomSaltLen bytes: the check a
 // service makes when a room is created and a client makes before it trusts
-// a room's owner.
-func CheckRoomOwner(roomID, owner string, salt []byte) error {
+// a room's owner and mode.
+func CheckRoomOwner(roomID, owner, mode string, salt []byte) error {
 	switch {
 	case len(salt) != RoomSaltLen:
 		return &invalidError{kind: ErrInvalidRoomID, value: roomID, reason: fmt.Sprintf("salt of %d bytes, want %d", len(salt), RoomSaltLen)}
-	case RoomIDFor(owner, salt) != roomID:
-		return &invalidError{kind: ErrInvalidRoomID, value: roomID, reason: "not derived from its owner's key and salt (see RoomIDFor)"}
+	case RoomIDFor(owner, mode, salt) != roomID:
+		return &invalidError{kind: ErrInvalidRoomID, value: roomID, reason: "not derived from its owner's key, mode and salt (see RoomIDFor)"}
 	}
 	return nil
 }

@@ -236,14 +236,14 @@ func TestNewRoomID(t *testing.T) {
 	// 5,000 draws: with one ID in 64 starting with '-' unfiltered, a
 	// regression shows here every time.
 	for range 5000 {
-		id, salt := subjects.NewRoomID(owner)
-		if len(salt) != subjects.RoomSaltLen || id != subjects.RoomIDFor(owner, salt) {
-			t.Fatalf("NewRoomID() = %q, salt %x: not RoomIDFor(owner, salt)", id, salt)
+		id, salt := subjects.NewRoomID(owner, subjects.ModeE2E)
+		if len(salt) != subjects.RoomSaltLen || id != subjects.RoomIDFor(owner, subjects.ModeE2E, salt) {
+			t.Fatalf("NewRoomID() = %q, salt %x: not RoomIDFor(owner, mode, salt)", id, salt)
 		}
-		if err := subjects.CheckRoomOwner(id, owner, salt); err != nil {
+		if err := subjects.CheckRoomOwner(id, owner, subjects.ModeE2E, salt); err != nil {
 			t.Fatalf("NewRoomID() = %q: CheckRoomOwner: %v", id, err)
 		}
-		if err := subjects.CheckRoomOwner(id, other, salt); !errors.Is(err, subjects.ErrInvalidRoomID) {
+		if err := subjects.CheckRoomOwner(id, other, subjects.ModeE2E, salt); !errors.Is(err, subjects.ErrInvalidRoomID) {
 			t.Fatalf("NewRoomID() = %q passes for another owner: %v", id, err)
 		}
 		if strings.HasPrefix(id, "-") {
@@ -267,8 +267,8 @@ func TestNewRoomID(t *testing.T) {
 func TestRoomIDFor(t *testing.T) {
 	owner := testPub(t, nkeys.PrefixByteUser, 1)
 	salt := bytes.Repeat([]byte{7}, subjects.RoomSaltLen)
-	id := subjects.RoomIDFor(owner, salt)
-	h := sha256.Sum256([]byte("unibus-room-id-v1\n" + owner + "\n" + string(salt)))
+	id := subjects.RoomIDFor(owner, subjects.ModeE2E, salt)
+	h := sha256.Sum256([]byte("unibus-room-id-v1\n" + owner + "\n" + subjects.ModeE2E + "\n" + string(salt)))
 	if want := base64.RawURLEncoding.EncodeToString(h[:16]); id != want {
 		t.Fatalf("RoomIDFor = %q, want %q", id, want)
 	}
@@ -278,14 +278,17 @@ func TestRoomIDFor(t *testing.T) {
 	salt2 := bytes.Clone(salt)
 	salt2[15]++
 	for _, other := range []string{
-		subjects.RoomIDFor(testPub(t, nkeys.PrefixByteUser, 2), salt),
-		subjects.RoomIDFor(owner, salt2),
-		subjects.RoomIDFor(owner, salt[:15]),
+		subjects.RoomIDFor(testPub(t, nkeys.PrefixByteUser, 2), subjects.ModeE2E, salt),
+		subjects.RoomIDFor(owner, subjects.ModeE2E, salt2),
+		// The mode is bound: an encrypted room's ID is not a cleartext
+		// room's.
+		subjects.RoomIDFor(owner, subjects.ModeCleartext, salt),
+		subjects.RoomIDFor(owner, subjects.ModeE2E, salt[:15]),
 		// The separator keeps owner and salt apart.
-		subjects.RoomIDFor(owner[:len(owner)-1], append([]byte(owner[len(owner)-1:]+"\n"), salt...)),
+		subjects.RoomIDFor(owner[:len(owner)-1], subjects.ModeE2E, append([]byte(owner[len(owner)-1:]+"\n"), salt...)),
 	} {
 		if other == id {
-			t.Errorf("another owner or salt gives the same ID %q", id)
+			t.Errorf("another owner, mode or salt gives the same ID %q", id)
 		}
 	}
 }
@@ -293,25 +296,26 @@ func TestRoomIDFor(t *testing.T) {
 func TestCheckRoomOwner(t *testing.T) {
 	owner := testPub(t, nkeys.PrefixByteUser, 1)
 	other := testPub(t, nkeys.PrefixByteUser, 2)
-	id, salt := subjects.NewRoomID(owner)
-	othersID, othersSalt := subjects.NewRoomID(other)
+	id, salt := subjects.NewRoomID(owner, subjects.ModeE2E)
+	othersID, othersSalt := subjects.NewRoomID(other, subjects.ModeE2E)
 	for _, tt := range []struct {
-		name       string
-		id, owner  string
-		salt       []byte
-		wantReason string
+		name            string
+		id, owner, mode string
+		salt            []byte
+		wantReason      string
 	}{
-		{"its owner", id, owner, salt, ""},
-		{"another owner", id, other, salt, "not derived from its owner's key and salt"},
-		{"another salt", id, owner, othersSalt, "not derived from its owner's key and salt"},
-		{"another's ID and salt", othersID, owner, othersSalt, "not derived from its owner's key and salt"},
-		{"an ID that reads as a name", "ops", owner, salt, "not derived from its owner's key and salt"},
-		{"no salt", id, owner, nil, "salt of 0 bytes, want 16"},
-		{"short salt", id, owner, salt[:15], "salt of 15 bytes, want 16"},
-		{"long salt", id, owner, append(bytes.Clone(salt), 0), "salt of 17 bytes, want 16"},
+		{"its owner", id, owner, subjects.ModeE2E, salt, ""},
+		{"another owner", id, other, subjects.ModeE2E, salt, "not derived from its owner's key, mode and salt"},
+		{"another mode", id, owner, subjects.ModeCleartext, salt, "not derived from its owner's key, mode and salt"},
+		{"another salt", id, owner, subjects.ModeE2E, othersSalt, "not derived from its owner's key, mode and salt"},
+		{"another's ID and salt", othersID, owner, subjects.ModeE2E, othersSalt, "not derived from its owner's key, mode and salt"},
+		{"an ID that reads as a name", "ops", owner, subjects.ModeE2E, salt, "not derived from its owner's key, mode and salt"},
+		{"no salt", id, owner, subjects.ModeE2E, nil, "salt of 0 bytes, want 16"},
+		{"short salt", id, owner, subjects.ModeE2E, salt[:15], "salt of 15 bytes, want 16"},
+		{"long salt", id, owner, subjects.ModeE2E, append(bytes.Clone(salt), 0), "salt of 17 bytes, want 16"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := subjects.CheckRoomOwner(tt.id, tt.owner, tt.salt)
+			err := subjects.CheckRoomOwner(tt.id, tt.owner, tt.mode, tt.salt)
 			if tt.wantReason == "" {
 				if err != nil {
 					t.Fatalf("CheckRoomOwner = %v, want nil", err)
@@ -326,7 +330,7 @@ func TestCheckRoomOwner(t *testing.T) {
 }
 
 func TestRoom(t *testing.T) {
-	id, _ := subjects.NewRoomID(testPub(t, nkeys.PrefixByteUser, 1))
+	id, _ := subjects.NewRoomID(testPub(t, nkeys.PrefixByteUser, 1), subjects.ModeE2E)
 	subj, err := subjects.Room(id)
 	if err != nil {
 		t.Fatalf("Room(%q): %v", id, err)

@@ -47,7 +47,7 @@ const GrantLen = 64
 // Reply: RoomInfo.
 type CreateRoomRequest struct {
 	// RoomID is the new room's ID, made by the client with NewRoomID from
-	// its own key: RoomIDFor(caller, Salt), or 400. Required in an
+	// its own key: RoomIDFor(caller, Mode, Salt), or 400. Required in an
 	// encrypted room, because SealedKey binds it; in a cleartext room the
 	// service makes one when RoomID and Salt are both empty. An ID in use
 	// is 409.
@@ -86,7 +86,7 @@ type RoomInfo struct {
 	// Owner is the owner's public key.
 	Owner string `json:"owner"`
 	// Salt is the salt of RoomID: a client checks CheckRoomOwner(RoomID,
-	// Owner, Salt) before it trusts Owner.
+	// Owner, Mode, Salt) before it trusts Owner and Mode.
 	Salt []byte `json:"salt,omitempty"`
 	// Epoch is the current key epoch: 1 when an encrypted room is created,
 	// raised by every rekey. Cleartext rooms have no keys and epoch 0.
@@ -285,7 +285,7 @@ type Invitation struct {
 	Mode string `json:"mode"`
 	// Owner is the room owner's public key, who invited the caller, and
 	// Salt the salt of RoomID: a client checks CheckRoomOwner(RoomID,
-	// Owner, Salt) before it trusts Owner.
+	// Owner, Mode, Salt) before it trusts Owner and Mode.
 	Owner string `json:"owner"`
 	Salt  []byte `json:"salt,omitempty"`
 	// Epoch is the room's epoch at the invitation: once accepted, the

@@ -139,7 +139,7 @@
 //
 // rooms:
 //   - create: the caller owns the new room. Its room_id must be
-//     subjects.RoomIDFor(caller, salt), made with subjects.NewRoomID, and
+//     subjects.RoomIDFor(caller, mode, salt), made with subjects.NewRoomID, and
 //     the request carries that salt (400 otherwise: an ID names its owner,
 //     so no one can take an ID that reads like a name or passes for
 //     another's room); the salt is stored and returned in RoomInfo and

@@ -462,7 +462,7 @@ func (e *env) createRoom(t testing.TB, u *user, mode string) subjects.RoomInfo {
 	t.Helper()
 	req := subjects.CreateRoomRequest{Name: "room of " + u.name, Mode: mode}
 	if mode == subjects.ModeE2E {
-		req.RoomID, req.Salt = subjects.NewRoomID(u.pub)
+		req.RoomID, req.Salt = subjects.NewRoomID(u.pub, mode)
 		req.SealedKey, req.Grant = sealedKey(t), grant(t)
 	}
 	return call[subjects.RoomInfo](t, u, subjects.RoomsCreate, req)
@@ -509,7 +509,7 @@ func sealedKey(t testing.TB) []byte { return randomBytes(t, 1120+48) }
 // newRoomID returns a new room ID of u's (without its salt: for requests
 // that name a room nobody created).
 func newRoomID(u *user) string {
-	id, _ := subjects.NewRoomID(u.pub)
+	id, _ := subjects.NewRoomID(u.pub, subjects.ModeE2E)
 	return id
 }
 

@@ -97,7 +97,7 @@ func newDecodeFixture(t testing.TB) *decodeFixture {
 		&subjects.ListUsersRequest{After: member, Limit: 50},
 		&subjects.RevokeUserRequest{Pub: member},
 		&subjects.SetKeyRequest{EncKey: fx.encKey, EncKeySig: encSig, EncKeyVersion: 1, EncKeyIssuedAt: time.Unix(1767225600, 0)},
-		&subjects.CreateRoomRequest{RoomID: subjects.RoomIDFor(owner, salt), Salt: salt, Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryNone, SealedKey: sealed, Grant: grant},
+		&subjects.CreateRoomRequest{RoomID: subjects.RoomIDFor(owner, subjects.ModeE2E, salt), Salt: salt, Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryNone, SealedKey: sealed, Grant: grant},
 		&subjects.RoomRequest{RoomID: room},
 		&subjects.MembersRequest{RoomID: room, Pub: member},
 		invite, remove, rekey,
@@ -349,7 +349,7 @@ func checkGrantAccepted(t *testing.T, g []byte) {
 }
 
 // checkOwnRoomID: the ID of a room the fixture's owner creates is one
-// RoomIDFor(owner, salt) names, whether the request or the service made it.
+// RoomIDFor(owner, mode, salt) names, whether the request or the service made it.
 func (fx *decodeFixture) checkOwnRoomID(t *testing.T, r *subjects.CreateRoomRequest) {
 	t.Helper()
 	mode := r.Mode
@@ -361,7 +361,7 @@ func (fx *decodeFixture) checkOwnRoomID(t *testing.T, r *subjects.CreateRoomRequ
 		checkRefusal(t, "ownRoomID", err, subjects.CodeBadRequest)
 		return
 	}
-	if err := subjects.CheckRoomOwner(id, fx.owner, salt); err != nil {
+	if err := subjects.CheckRoomOwner(id, fx.owner, mode, salt); err != nil {
 		t.Fatalf("ownRoomID accepted room_id %q, salt %x: %v", r.RoomID, r.Salt, err)
 	}
 	if r.RoomID != "" && (id != r.RoomID || !bytes.Equal(salt, r.Salt)) {

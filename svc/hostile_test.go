@@ -530,7 +530,7 @@ func TestRoomLimits(t *testing.T) {
 	e.createRoom(t, e.carol, subjects.ModeCleartext)
 	hostileCase{name: "third room of a user", from: e.carol, subject: subjects.RoomsCreate,
 		body: func() subjects.CreateRoomRequest {
-			id, salt := subjects.NewRoomID(e.carol.pub)
+			id, salt := subjects.NewRoomID(e.carol.pub, subjects.ModeE2E)
 			return subjects.CreateRoomRequest{RoomID: id, Salt: salt, SealedKey: sealedKey(t), Grant: grant(t)}
 		}(),
 		code: subjects.CodeConflict, want: []string{"you are a member of 2 rooms", "(2)", "leave a room"}}.run(t, e, e.alice)

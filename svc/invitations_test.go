@@ -141,7 +141,7 @@ func TestInvitationGrantsNothing(t *testing.T) {
 		inv.Epoch != room.Epoch || inv.InvitedAt.Before(before) || inv.InvitedAt.After(time.Now()) || !inv.ExpiresAt.Equal(inv.InvitedAt.Add(kvstore.InvitationTTL)) {
 		t.Errorf("invitation %+v, of room %+v", inv, room)
 	}
-	if err := subjects.CheckRoomOwner(inv.RoomID, inv.Owner, inv.Salt); err != nil {
+	if err := subjects.CheckRoomOwner(inv.RoomID, inv.Owner, inv.Mode, inv.Salt); err != nil {
 		t.Errorf("the invitation does not prove its owner: %v", err)
 	}
 

@@ -187,7 +187,17 @@ func (e *env) downs(pub string) map[*peer]int {
 	out := map[*peer]int{}
 	for _, p := range e.peers {
 		if p.pub == pub {
-			out[p], _, _ = p.state()
+			downs, ups, _ := p.state()
+			// A connection that is down now comes back after the request
+			// is sent: if it comes back after the change is stored, it
+			// already has the new permissions and is rightly not kicked
+			// (the watcher kicks only connections older than the change);
+			// if before, the watcher kicks it and the next disconnection
+			// shows it. So the reconnection itself counts.
+			if downs > ups {
+				downs--
+			}
+			out[p] = downs
 		}
 	}
 	return out

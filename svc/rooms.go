@@ -73,13 +73,13 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 }
 
 // ownRoomID returns the ID and salt of the room the caller creates: the
-// request's room_id, which must be subjects.RoomIDFor(caller, salt), so
+// request's room_id, which must be subjects.RoomIDFor(caller, mode, salt), so
 // that an ID names its owner and cannot be chosen to read like a name; or,
 // for a cleartext room that leaves both empty, a new one made here.
 func ownRoomID(caller, mode string, req *subjects.CreateRoomRequest) (string, []byte, error) {
 	switch {
 	case req.RoomID == "" && len(req.Salt) == 0 && mode == subjects.ModeCleartext:
-		id, salt := subjects.NewRoomID(caller)
+		id, salt := subjects.NewRoomID(caller, mode)
 		return id, salt, nil
 	case req.RoomID == "" && mode == subjects.ModeE2E:
 		return "", nil, badRequest("an encrypted room needs room_id and salt, made with subjects.NewRoomID from your key: the sealed key binds the ID")
@@ -93,7 +93,7 @@ func ownRoomID(caller, mode string, req *subjects.CreateRoomRequest) (string, []
 	if len(req.Salt) == 0 {
 		return "", nil, badRequest("room_id needs its salt: the %d bytes subjects.NewRoomID made it with from your key", subjects.RoomSaltLen)
 	}
-	if err := subjects.CheckRoomOwner(id, caller, req.Salt); err != nil {
+	if err := subjects.CheckRoomOwner(id, caller, mode, req.Salt); err != nil {
 		return "", nil, newError(subjects.CodeBadRequest, err, "room_id must be made from your own key and salt with subjects.NewRoomID (subjects.RoomIDFor): %s", err.Error())
 	}
 	return id, req.Salt, nil

@@ -18,14 +18,14 @@ func TestRoomsCreate(t *testing.T) {
 	e := newEnv(t)
 	t.Run("e2e", func(t *testing.T) {
 		key, g := sealedKey(t), grant(t)
-		id, salt := subjects.NewRoomID(e.alice.pub)
+		id, salt := subjects.NewRoomID(e.alice.pub, subjects.ModeE2E)
 		got := call[subjects.RoomInfo](t, e.alice, subjects.RoomsCreate, subjects.CreateRoomRequest{RoomID: id, Salt: salt, Name: "ops", SealedKey: key, Grant: g})
 		want, err := subjects.Room(id)
 		if err != nil || got.RoomID != id || got.Subject != want || got.Mode != subjects.ModeE2E || got.History != subjects.HistoryNone ||
 			got.Owner != e.alice.pub || !bytes.Equal(got.Salt, salt) || got.Epoch != 1 || got.NextEpoch != 2 || got.Name != "ops" || got.CreatedAt.IsZero() {
 			t.Fatalf("created %+v (subject %s, %v)", got, want, err)
 		}
-		if err := subjects.CheckRoomOwner(got.RoomID, got.Owner, got.Salt); err != nil {
+		if err := subjects.CheckRoomOwner(got.RoomID, got.Owner, got.Mode, got.Salt); err != nil {
 			t.Errorf("the reply does not prove its owner: %v", err)
 		}
 		if again := call[subjects.RoomInfo](t, e.alice, subjects.RoomsGet, subjects.RoomRequest{RoomID: id}); !reflect.DeepEqual(again, got) {
@@ -47,10 +47,10 @@ func TestRoomsCreate(t *testing.T) {
 		if subjects.ValidateRoomID(got.RoomID) != nil || got.Mode != subjects.ModeCleartext || got.History != subjects.HistoryNone || got.Epoch != 0 || got.NextEpoch != 0 {
 			t.Fatalf("created %+v", got)
 		}
-		if err := subjects.CheckRoomOwner(got.RoomID, e.alice.pub, got.Salt); err != nil {
+		if err := subjects.CheckRoomOwner(got.RoomID, e.alice.pub, got.Mode, got.Salt); err != nil {
 			t.Errorf("the ID the service made does not name its owner: %v", err)
 		}
-		id, salt := subjects.NewRoomID(e.alice.pub)
+		id, salt := subjects.NewRoomID(e.alice.pub, subjects.ModeCleartext)
 		if got := call[subjects.RoomInfo](t, e.alice, subjects.RoomsCreate, subjects.CreateRoomRequest{RoomID: id, Salt: salt, Mode: subjects.ModeCleartext}); got.RoomID != id || !bytes.Equal(got.Salt, salt) {
 			t.Fatalf("created %+v, want room %s with its salt", got, id)
 		}
@@ -60,9 +60,9 @@ func TestRoomsCreate(t *testing.T) {
 		fresh := e.newIdentity(t, "fresh")
 		call[subjects.UserInfo](t, e.admin, subjects.UsersAdd, subjects.AddUserRequest{Pub: fresh.pub})
 		e.connect(t, fresh)
-		ownID, ownSalt := subjects.NewRoomID(e.alice.pub)
-		bobsID, bobsSalt := subjects.NewRoomID(e.bob.pub)
-		freshID, freshSalt := subjects.NewRoomID(fresh.pub)
+		ownID, ownSalt := subjects.NewRoomID(e.alice.pub, subjects.ModeE2E)
+		bobsID, bobsSalt := subjects.NewRoomID(e.bob.pub, subjects.ModeE2E)
+		freshID, freshSalt := subjects.NewRoomID(fresh.pub, subjects.ModeE2E)
 		k, g := []byte("k"), grant(t)
 
 		before := e.snapshot(t)
@@ -77,7 +77,7 @@ func TestRoomsCreate(t *testing.T) {
 			{"a room ID that reads as a name", e.alice, subjects.CreateRoomRequest{RoomID: "ops", Salt: ownSalt, SealedKey: k, Grant: g}, "room_id must be made from your own key"},
 			{"room ID without salt", e.alice, subjects.CreateRoomRequest{RoomID: ownID, SealedKey: k, Grant: g}, "room_id needs its salt"},
 			{"salt without room ID", e.alice, subjects.CreateRoomRequest{Salt: ownSalt, Mode: subjects.ModeCleartext}, "salt without room_id"},
-			{"wrong salt", e.alice, subjects.CreateRoomRequest{RoomID: ownID, Salt: bobsSalt, SealedKey: k, Grant: g}, "not derived from its owner's key and salt"},
+			{"wrong salt", e.alice, subjects.CreateRoomRequest{RoomID: ownID, Salt: bobsSalt, SealedKey: k, Grant: g}, "not derived from its owner's key, mode and salt"},
 			{"short salt", e.alice, subjects.CreateRoomRequest{RoomID: ownID, Salt: ownSalt[:8], SealedKey: k, Grant: g}, "salt of 8 bytes, want 16"},
 			{"someone else's room ID", e.alice, subjects.CreateRoomRequest{RoomID: bobsID, Salt: bobsSalt, SealedKey: k, Grant: g}, "room_id must be made from your own key"},
 			{"someone else's cleartext room ID", e.alice, subjects.CreateRoomRequest{RoomID: bobsID, Salt: bobsSalt, Mode: subjects.ModeCleartext}, "room_id must be made from your own key"},
@@ -123,7 +123,7 @@ func TestRequireEncryptedRooms(t *testing.T) {
 
 func TestRoomsGetAndMembers(t *testing.T) {
 	e := newEnv(t)
-	id, salt := subjects.NewRoomID(e.alice.pub)
+	id, salt := subjects.NewRoomID(e.alice.pub, subjects.ModeE2E)
 	aliceGrant, bobGrant := grant(t), grant(t)
 	room := call[subjects.RoomInfo](t, e.alice, subjects.RoomsCreate, subjects.CreateRoomRequest{RoomID: id, Salt: salt, SealedKey: sealedKey(t), Grant: aliceGrant})
 	invite := subjects.InviteRequest{RoomID: room.RoomID, Pub: e.bob.pub, Epoch: 1, SealedKey: sealedKey(t), Grant: bobGrant}
@@ -265,7 +265,7 @@ func TestRoomsMine(t *testing.T) {
 		t.Fatalf("mine = %+v, want 2 rooms sorted by ID", got)
 	}
 	for _, ref := range got.Rooms {
-		if err := subjects.CheckRoomOwner(ref.RoomID, ref.Owner, ref.Salt); err != nil {
+		if err := subjects.CheckRoomOwner(ref.RoomID, ref.Owner, ref.Mode, ref.Salt); err != nil {
 			t.Errorf("room %s does not prove its owner: %v", ref.RoomID, err)
 		}
 		if !reflect.DeepEqual(ref, want[ref.RoomID]) {

@@ -131,7 +131,7 @@ func startFlood(t *testing.T, cl *clustertest.Cluster, writers, members int) *fl
 	}
 	for w := range writers {
 		st := cl.Node(w % cl.Size()).Store
-		id, salt := subjects.NewRoomID(owner.PublicKey())
+		id, salt := subjects.NewRoomID(owner.PublicKey(), subjects.ModeCleartext)
 		var room kvstore.Room
 		eventually(t, 30*time.Second, "create a room", func() error {
 			var err error
