@@ -99,15 +99,8 @@ func (s *Store) Invite(ctx context.Context, roomID, pub string, epoch uint64, ke
 	if err != nil {
 		return Invitation{}, err
 	}
-	if room.Encrypted() {
-		if err := key.check(pub); err != nil {
-			return Invitation{}, fmt.Errorf("invite: %w", err)
-		}
-		if epoch != room.Epoch {
-			return Invitation{}, fmt.Errorf("invite: key for epoch %d but room %s is at epoch %d: %w", epoch, roomID, room.Epoch, ErrConflict)
-		}
-	} else if len(key.Sealed) != 0 || len(key.Grant) != 0 {
-		return Invitation{}, fmt.Errorf("%w: a cleartext room has no room key", ErrInvalid)
+	if err := checkKeyFor(room, pub, epoch, key); err != nil {
+		return Invitation{}, fmt.Errorf("invite: %w", err)
 	}
 	switch _, err := s.getMember(ctx, roomID, pub); {
 	case err == nil || pub == room.Owner:

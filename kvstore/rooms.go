@@ -241,15 +241,8 @@ func (s *Store) AddMember(ctx context.Context, roomID, pub, role string, epoch u
 	if err != nil {
 		return Member{}, err
 	}
-	if room.Encrypted() {
-		if err := key.check(pub); err != nil {
-			return Member{}, fmt.Errorf("add member: %w", err)
-		}
-		if epoch != room.Epoch {
-			return Member{}, fmt.Errorf("add member: key for epoch %d but room %s is at epoch %d: %w", epoch, roomID, room.Epoch, ErrConflict)
-		}
-	} else if len(key.Sealed) != 0 || len(key.Grant) != 0 {
-		return Member{}, fmt.Errorf("%w: a cleartext room has no room key", ErrInvalid)
+	if err := checkKeyFor(room, pub, epoch, key); err != nil {
+		return Member{}, fmt.Errorf("add member: %w", err)
 	}
 
 	existing, err := s.getMember(ctx, roomID, pub)
@@ -501,4 +494,23 @@ func (s *Store) ListRoomsForEndpoint(ctx context.Context, pub string) ([]RoomRef
 		})
 	}
 	return out, nil
+}
+
+// checkKeyFor checks the sealed key that gives pub a room's key of epoch:
+// in an encrypted room a valid key and grant for the room's current epoch
+// (ErrInvalid, or ErrConflict for another epoch), in a cleartext room none.
+func checkKeyFor(room Room, pub string, epoch uint64, key SealedKey) error {
+	if !room.Encrypted() {
+		if len(key.Sealed) != 0 || len(key.Grant) != 0 {
+			return fmt.Errorf("%w: a cleartext room has no room key", ErrInvalid)
+		}
+		return nil
+	}
+	if err := key.check(pub); err != nil {
+		return err
+	}
+	if epoch != room.Epoch {
+		return fmt.Errorf("key for epoch %d but room %s is at epoch %d: %w", epoch, room.ID, room.Epoch, ErrConflict)
+	}
+	return nil
 }
