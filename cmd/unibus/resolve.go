@@ -69,7 +69,7 @@ func resolveRoom(ctx context.Context, conn *client.Conn, arg string) (subjects.R
 	return info, nil
 }
 
-const noSuchRoom = "none of your rooms has that name or ID (see `unibus rooms list`)"
+const noSuchRoom = "none of your rooms has that name or ID (see `unibus rooms list`; an invitation counts once accepted: `unibus rooms invitations`)"
 
 // resolveInvitation finds the one pending invitation of the caller's that
 // arg names, by the room's name or ID, as resolveRoom does for rooms:
