@@ -86,10 +86,7 @@ func (s *Store) live(inv Invitation) bool { return s.now().Before(inv.ExpiresAt(
 // and ErrConflict returned. The member records and the reverse index are
 // not touched: the invitation grants nothing.
 func (s *Store) Invite(ctx context.Context, roomID, pub string, epoch uint64, key SealedKey) (Invitation, error) {
-	if err := validRoomID(roomID); err != nil {
-		return Invitation{}, err
-	}
-	pub, err := normalizeUser(pub)
+	pub, err := roomAndUser(roomID, pub)
 	if err != nil {
 		return Invitation{}, err
 	}
@@ -158,10 +155,7 @@ func (s *Store) Invite(ctx context.Context, roomID, pub string, epoch uint64, ke
 // GetInvitation returns pub's pending invitation to a room: ErrNotFound if
 // there is none, or it expired.
 func (s *Store) GetInvitation(ctx context.Context, roomID, pub string) (Invitation, error) {
-	if err := validRoomID(roomID); err != nil {
-		return Invitation{}, err
-	}
-	pub, err := normalizeUser(pub)
+	pub, err := roomAndUser(roomID, pub)
 	if err != nil {
 		return Invitation{}, err
 	}
@@ -278,10 +272,7 @@ func (s *Store) CountRoomInvitations(ctx context.Context, roomID string) (int, e
 // a crash leaves a member record without an index entry, which grants
 // nothing and which the retry completes.
 func (s *Store) AcceptInvitation(ctx context.Context, roomID, pub string) (Member, error) {
-	if err := validRoomID(roomID); err != nil {
-		return Member{}, err
-	}
-	pub, err := normalizeUser(pub)
+	pub, err := roomAndUser(roomID, pub)
 	if err != nil {
 		return Member{}, err
 	}
@@ -394,10 +385,7 @@ func (s *Store) completeAccept(ctx context.Context, m Member, pending bool) (Mem
 // ErrNotFound, and nothing is written. The invitee's sealed keys stay (as
 // a removed member's do): no one hands them out but to members.
 func (s *Store) CancelInvitation(ctx context.Context, roomID, pub string) (Invitation, error) {
-	if err := validRoomID(roomID); err != nil {
-		return Invitation{}, err
-	}
-	pub, err := normalizeUser(pub)
+	pub, err := roomAndUser(roomID, pub)
 	if err != nil {
 		return Invitation{}, err
 	}

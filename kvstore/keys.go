@@ -78,10 +78,7 @@ func decodeSealedKey(key string, data []byte) (SealedKey, error) {
 // Epochs the room has not committed (a claim in progress, or the future)
 // are ErrNotFound.
 func (s *Store) GetRoomKey(ctx context.Context, roomID string, epoch uint64, pub string) (SealedKey, error) {
-	if err := validRoomID(roomID); err != nil {
-		return SealedKey{}, err
-	}
-	pub, err := normalizeUser(pub)
+	pub, err := roomAndUser(roomID, pub)
 	if err != nil {
 		return SealedKey{}, err
 	}

@@ -88,6 +88,15 @@ func roomKeyKey(roomID string, epoch uint64, pub string) string {
 	return fmt.Sprintf("%s.%d.%s", roomID, epoch, pub)
 }
 
+// roomAndUser validates a room ID and returns pub normalized: the
+// arguments of every operation on one user's place in one room.
+func roomAndUser(roomID, pub string) (string, error) {
+	if err := validRoomID(roomID); err != nil {
+		return "", err
+	}
+	return normalizeUser(pub)
+}
+
 func validRoomID(id string) error {
 	if err := subjects.ValidateRoomID(id); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -196,10 +205,7 @@ func (s *Store) getRoom(ctx context.Context, roomID string) (Room, uint64, error
 
 // GetMember returns pub's membership of a room.
 func (s *Store) GetMember(ctx context.Context, roomID, pub string) (Member, error) {
-	if err := validRoomID(roomID); err != nil {
-		return Member{}, err
-	}
-	pub, err := normalizeUser(pub)
+	pub, err := roomAndUser(roomID, pub)
 	if err != nil {
 		return Member{}, err
 	}
@@ -225,10 +231,7 @@ func (s *Store) getMember(ctx context.Context, roomID, pub string) (Member, erro
 // must be empty. An existing member is ErrExists; a member half-added by an
 // earlier attempt is completed.
 func (s *Store) AddMember(ctx context.Context, roomID, pub, role string, epoch uint64, key SealedKey) (Member, error) {
-	if err := validRoomID(roomID); err != nil {
-		return Member{}, err
-	}
-	pub, err := normalizeUser(pub)
+	pub, err := roomAndUser(roomID, pub)
 	if err != nil {
 		return Member{}, err
 	}
