@@ -29,6 +29,7 @@
 //	unibus.v1.users.list     ListUsersRequest   ListUsersResponse  administrators
 //	unibus.v1.users.revoke   RevokeUserRequest  UserInfo           administrators
 //	unibus.v1.users.setkey   SetKeyRequest      UserInfo           any registered user, for itself
+//	unibus.v1.users.events   EventsRequest      EventsResponse     any registered user, for itself
 //	unibus.v1.rooms.create   CreateRoomRequest  RoomInfo           any registered user
 //	unibus.v1.rooms.get      RoomRequest        RoomInfo           members of the room
 //	unibus.v1.rooms.invite   InviteRequest      MemberInfo         the room owner, with owner_sig over the request (subjects.SignOwner)
@@ -40,6 +41,7 @@
 //	unibus.v1.rooms.mine     (empty)            MineResponse       any registered user
 //	unibus.v1.rooms.rekey    RekeyRequest       RoomInfo           the room owner, with owner_sig over the request (subjects.SignOwner)
 //	unibus.v1.rooms.key      KeyRequest         KeyResponse        members of the room
+//	unibus.v1.rooms.history  HistoryRequest     HistoryResponse    members of the room
 //	unibus.v1.blobs.put      BlobPutRequest     BlobInfo           members of the room
 //	unibus.v1.blobs.get      BlobGetRequest     BlobChunk          members of the room
 //

@@ -58,6 +58,8 @@ var endpoints = []Endpoint{
 		"revoke a user (not the last administrator)"),
 	endpoint[SetKeyRequest, UserInfo](UsersService, UsersGroup, EndpointSetKey, AccessSelf, false,
 		"publish the caller's encryption key, bound to its identity by enc_key_sig"),
+	endpoint[EventsRequest, EventsResponse](UsersService, UsersGroup, EndpointEvents, AccessSelf, false,
+		"read the caller's events (invitations, removals, rekeys, revocation) from a sequence on"),
 
 	endpoint[CreateRoomRequest, RoomInfo](RoomsService, RoomsGroup, EndpointCreate, AccessUser, true,
 		"create a room owned by the caller (e2e: with its room_id and the epoch-1 key sealed to the caller)"),
@@ -81,6 +83,8 @@ var endpoints = []Endpoint{
 		"start epoch to_epoch (the room's next_epoch), compare-and-set on from_epoch"),
 	endpoint[KeyRequest, KeyResponse](RoomsService, RoomsGroup, EndpointKey, AccessMember, false,
 		"fetch the caller's sealed room key for an epoch (0: the current one)"),
+	endpoint[HistoryRequest, HistoryResponse](RoomsService, RoomsGroup, EndpointHistory, AccessMember, false,
+		"read a page of the room log, from the caller's invitation on: from a sequence or a time, or the last N"),
 
 	// A chunk is about 700 KB of JSON: blobs.put has the bundle limit.
 	endpoint[BlobPutRequest, BlobInfo](BlobsService, BlobsGroup, EndpointPut, AccessMember, true,

@@ -27,9 +27,9 @@ func TestEndpoints(t *testing.T) {
 		}
 	}
 	want := []string{
-		subjects.UsersAdd, subjects.UsersGet, subjects.UsersList, subjects.UsersRevoke, subjects.UsersSetKey,
+		subjects.UsersAdd, subjects.UsersGet, subjects.UsersList, subjects.UsersRevoke, subjects.UsersSetKey, subjects.UsersEvents,
 		subjects.RoomsCreate, subjects.RoomsGet, subjects.RoomsInvite, subjects.RoomsAccept, subjects.RoomsDecline, subjects.RoomsRemove, subjects.RoomsLeave,
-		subjects.RoomsMembers, subjects.RoomsMine, subjects.RoomsRekey, subjects.RoomsKey,
+		subjects.RoomsMembers, subjects.RoomsMine, subjects.RoomsRekey, subjects.RoomsKey, subjects.RoomsHistory,
 		subjects.BlobsPut, subjects.BlobsGet,
 	}
 	for _, s := range want {

@@ -67,6 +67,8 @@ const (
 	EndpointRekey   = "rekey"
 	EndpointKey     = "key"
 	EndpointPut     = "put"
+	EndpointHistory = "history"
+	EndpointEvents  = "events"
 )
 
 // Control-plane subjects, group + "." + endpoint name: Endpoints (and the
@@ -77,6 +79,7 @@ const (
 	UsersList   = UsersGroup + sep + EndpointList
 	UsersRevoke = UsersGroup + sep + EndpointRevoke
 	UsersSetKey = UsersGroup + sep + EndpointSetKey
+	UsersEvents = UsersGroup + sep + EndpointEvents
 
 	RoomsCreate  = RoomsGroup + sep + EndpointCreate
 	RoomsGet     = RoomsGroup + sep + EndpointGet
@@ -89,6 +92,7 @@ const (
 	RoomsMine    = RoomsGroup + sep + EndpointMine
 	RoomsRekey   = RoomsGroup + sep + EndpointRekey
 	RoomsKey     = RoomsGroup + sep + EndpointKey
+	RoomsHistory = RoomsGroup + sep + EndpointHistory
 
 	BlobsPut = BlobsGroup + sep + EndpointPut
 	BlobsGet = BlobsGroup + sep + EndpointGet

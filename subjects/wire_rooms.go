@@ -15,12 +15,20 @@ const (
 	ModeCleartext = "cleartext"
 )
 
-// HistoryNone is the history policy of every room (CreateRoomRequest.History,
-// RoomInfo.History, RoomRef.History): the bus keeps no frames, so members see
-// what is published while they are subscribed. The field exists so that a
-// policy that keeps frames can come without a change of wire format; until
-// then the service refuses any other value (400).
-const HistoryNone = "none"
+// History policies of a room (CreateRoomRequest.History, RoomInfo.History,
+// RoomRef.History).
+const (
+	// HistoryKeep, the default for new rooms, stores the room's frames,
+	// exactly as sealed, in the room log: members read them back
+	// (RoomsHistory) from the point they were invited, and a subscription
+	// resumes where it stopped. The deployment bounds how long and how
+	// many frames a room keeps; a room may keep them for less
+	// (CreateRoomRequest.HistoryMaxAge).
+	HistoryKeep = "keep"
+	// HistoryNone stores nothing: members see what is sent while they are
+	// subscribed, and frames carry no sequence (SendAck.Seq is 0).
+	HistoryNone = "none"
+)
 
 // Member roles (MemberInfo.Role, RoomRef.Role).
 const (
@@ -58,8 +66,12 @@ type CreateRoomRequest struct {
 	Name string `json:"name,omitempty"`
 	// Mode is ModeE2E (the default when empty) or ModeCleartext.
 	Mode string `json:"mode,omitempty"`
-	// History is HistoryNone, also when empty.
+	// History is HistoryKeep (the default when empty) or HistoryNone.
 	History string `json:"history,omitempty"`
+	// HistoryMaxAge, with HistoryKeep, keeps the room's frames for less
+	// than the deployment does: a Go duration ("72h"), at least a minute and
+	// at most the deployment's maximum age. Empty means the deployment's.
+	HistoryMaxAge string `json:"history_max_age,omitempty"`
 	// SealedKey is, in an encrypted room, the room key of epoch 1 sealed to
 	// the owner's own encryption key. Empty in cleartext rooms.
 	SealedKey []byte `json:"sealed_key,omitempty"`
@@ -81,8 +93,11 @@ type RoomInfo struct {
 	Name string `json:"name,omitempty"`
 	// Mode is ModeE2E or ModeCleartext.
 	Mode string `json:"mode"`
-	// History is HistoryNone.
+	// History is HistoryKeep or HistoryNone.
 	History string `json:"history"`
+	// HistoryMaxAge is the room's own maximum age of frames, a Go duration,
+	// when it keeps them for less than the deployment does.
+	HistoryMaxAge string `json:"history_max_age,omitempty"`
 	// Owner is the owner's public key.
 	Owner string `json:"owner"`
 	// Salt is the salt of RoomID: a client checks CheckRoomOwner(RoomID,
@@ -254,7 +269,7 @@ type RoomRef struct {
 	// Epoch is the room's current key epoch.
 	Epoch uint64 `json:"epoch"`
 	// History is the room's history policy, the same value as
-	// RoomInfo.History: HistoryNone. On the wire it is "policy", as it
+	// RoomInfo.History: HistoryKeep or HistoryNone. On the wire it is "policy", as it
 	// always was.
 	History string `json:"policy"`
 	// Role is the caller's role, RoleOwner or RoleMember.
