@@ -105,6 +105,10 @@ mobile-bind: ## generate the Java and Objective-C bindings of client/mobile with
 	  { echo "mobile-bind: MobileNewSession(url, seedPath, caPath) is missing from the Objective-C binding"; exit 1; }
 	@grep -q 'void subscribe(String roomID, MessageHandler h)' $(MOBILE_OUT)/out/java/mobile/Session.java || \
 	  { echo "mobile-bind: Session.subscribe(roomID, MessageHandler) is missing from the Java binding"; exit 1; }
+	@grep -q 'subscribeFrom(String roomID, MessageHandler h, long fromSeq, long sinceUnixMs, long last)' $(MOBILE_OUT)/out/java/mobile/Session.java || \
+	  { echo "mobile-bind: Session.subscribeFrom(roomID, h, fromSeq, sinceUnixMs, last) is missing from the Java binding"; exit 1; }
+	@grep -q 'watchEvents(long fromSeq, EventHandler h)' $(MOBILE_OUT)/out/java/mobile/Session.java || \
+	  { echo "mobile-bind: Session.watchEvents(fromSeq, EventHandler) is missing from the Java binding"; exit 1; }
 	@if grep -rn 'skipped' $(MOBILE_OUT)/out; then echo "mobile-bind: gobind skipped the declarations above"; exit 1; fi
 	@echo "bindings in $(MOBILE_OUT)/out (java/, src/gobind/*.objc.h)"
 

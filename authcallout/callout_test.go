@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/unibus/unibus/authcallout"
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/node"
@@ -18,8 +19,7 @@ import (
 	"github.com/unibus/unibus/tests/nodetest"
 )
 
-// refreshBound is how fast revocations and membership changes must reach
-// live connections.
+// refreshBound is how fast a revocation must reach live connections.
 const refreshBound = time.Second
 
 // TestCallout runs the same suite with and without xkey encryption of the
@@ -37,7 +37,7 @@ func TestCallout(t *testing.T) {
 			t.Run("Refused", func(t *testing.T) { testRefused(t, env.opts) })
 			t.Run("RevokedLive", func(t *testing.T) { testRevokedLive(t, env.opts) })
 			t.Run("Permissions", func(t *testing.T) { testPermissions(t, env.opts) })
-			t.Run("MembershipRefresh", func(t *testing.T) { testMembershipRefresh(t, env.opts) })
+			t.Run("MembershipNoKick", func(t *testing.T) { testMembershipNoKick(t, env.opts) })
 			t.Run("StoreUnavailable", func(t *testing.T) { testStoreUnavailable(t, env.opts) })
 			t.Run("StoreSlow", func(t *testing.T) { testStoreSlow(t, env.opts) })
 		})
@@ -53,6 +53,13 @@ type peer struct {
 }
 
 func connectPeer(t *testing.T, n *node.Node, id *identity.Identity, extra ...nats.Option) (*peer, error) {
+	t.Helper()
+	return connectPeerURL(t, n.ClientURL(), id, extra...)
+}
+
+// connectPeerURL connects id to url, reconnecting for ever, with its
+// asynchronous errors, disconnects and reconnects collected.
+func connectPeerURL(t *testing.T, url string, id *identity.Identity, extra ...nats.Option) (*peer, error) {
 	t.Helper()
 	p := &peer{errs: make(chan error, 64), disconnects: make(chan time.Time, 16), reconnects: make(chan time.Time, 16)}
 	opts := append(nodetest.ConnectOptions(id),
@@ -79,7 +86,7 @@ func connectPeer(t *testing.T, n *node.Node, id *identity.Identity, extra ...nat
 		nats.IgnoreAuthErrorAbort(),
 	)
 	opts = append(opts, extra...)
-	nc, err := nats.Connect(n.ClientURL(), opts...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +216,10 @@ func testRevokedLive(t *testing.T, opts []nodetest.Option) {
 	}
 }
 
+// testPermissions: a peer's permissions name no room. Members and
+// outsiders alike may neither use a room's subject (the room log) nor
+// another user's inbox, deliveries or events, nor JetStream, KV or micro
+// discovery; a member listens to its own deliveries and events.
 func testPermissions(t *testing.T, opts []nodetest.Option) {
 	n := nodetest.Run(t, opts...)
 	owner := nodetest.AddUser(t, n, "owner", false)
@@ -216,112 +227,126 @@ func testPermissions(t *testing.T, opts []nodetest.Option) {
 	outsider := nodetest.AddUser(t, n, "outsider", false)
 	room := createRoom(t, n, owner, member)
 
-	o := mustConnect(t, n, owner)
 	m := mustConnect(t, n, member)
 	x := mustConnect(t, n, outsider)
 
-	// The outsider can neither read the room nor another user's inbox.
-	if _, err := x.nc.SubscribeSync(room); err != nil {
+	for _, subj := range []string{mustSubject(t)(subjects.DeliverOf(member.PublicKey())), mustSubject(t)(subjects.Events(member.PublicKey()))} {
+		if _, err := m.nc.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A refusal is recorded before the flush's answer is read.
+	if err := m.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	x.expectPermissionError(t, room, 2*time.Second)
-	memberInbox, _ := subjects.InboxAll(member.PublicKey())
-	if _, err := x.nc.SubscribeSync(memberInbox); err != nil {
-		t.Fatal(err)
+	if err := m.nc.LastError(); err != nil {
+		t.Fatalf("the member may not listen to its own deliveries and events: %v", err)
 	}
-	x.expectPermissionError(t, memberInbox, 2*time.Second)
-	// Nor publish to the room or reach JetStream, KV or micro discovery.
-	for _, subj := range []string{room, "$KV.UNIBUS_users.x", "$JS.API.INFO", "$SRV.PING"} {
-		if err := x.nc.Publish(subj, []byte("x")); err != nil {
+
+	for name, p := range map[string]*peer{"member": m, "outsider": x} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := p.nc.SubscribeSync(room); err != nil {
+				t.Fatal(err)
+			}
+			p.expectPermissionError(t, room, 2*time.Second)
+			for _, subj := range []string{room, "$KV.UNIBUS_users.x", "$JS.API.INFO", "$SRV.PING"} {
+				if err := p.nc.Publish(subj, []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				p.expectPermissionError(t, subj, 2*time.Second)
+			}
+		})
+	}
+	for _, subj := range []string{
+		mustSubject(t)(subjects.InboxAll(member.PublicKey())),
+		mustSubject(t)(subjects.DeliverOf(member.PublicKey())),
+		mustSubject(t)(subjects.Events(member.PublicKey())),
+	} {
+		if _, err := x.nc.SubscribeSync(subj); err != nil {
 			t.Fatal(err)
 		}
 		x.expectPermissionError(t, subj, 2*time.Second)
 	}
+}
 
-	// Members use their room.
-	sub, err := m.nc.SubscribeSync(room)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.nc.Publish(room, []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	msg, err := sub.NextMsg(2 * time.Second)
-	if err != nil || string(msg.Data) != "hello" {
-		t.Fatalf("member did not get the room message: %v", err)
+// mustSubject returns a function that returns a subject, failing the test
+// on the error of the builder that made it.
+func mustSubject(t *testing.T) func(string, error) string {
+	return func(s string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
 }
 
-// testMembershipRefresh: an invite grants the room within the bound, a
-// removal takes it away within the bound, with no action by the client.
-func testMembershipRefresh(t *testing.T, opts []nodetest.Option) {
+// testMembershipNoKick: invitations, joins and removals change no
+// permission and so disconnect no one: the member's connection stays up
+// and in use, while a revocation made after them is still acted on.
+func testMembershipNoKick(t *testing.T, opts []nodetest.Option) {
 	ctx := context.Background()
 	n := nodetest.Run(t, opts...)
 	owner := nodetest.AddUser(t, n, "owner", false)
 	carol := nodetest.AddUser(t, n, "carol", false)
-	room := createRoom(t, n, owner)
-	roomID, _ := subjects.RoomIDFromSubject(room)
-	o := mustConnect(t, n, owner)
+	sentinel := nodetest.AddUser(t, n, "sentinel", false)
 	c := mustConnect(t, n, carol)
+	s := mustConnect(t, n, sentinel)
 
-	sub, err := c.nc.SubscribeSync(room)
+	invited := createRoom(t, n, owner)
+	invitedID, _ := subjects.RoomIDFromSubject(invited)
+	added := createRoom(t, n, owner)
+	addedID, _ := subjects.RoomIDFromSubject(added)
+	start := time.Now()
+	r, err := n.Store.GetRoom(ctx, invitedID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.expectPermissionError(t, room, 2*time.Second)
-
-	// Invite: carol's existing subscription starts receiving.
-	r, err := n.Store.GetRoom(ctx, roomID)
-	if err != nil {
+	if _, err := n.Store.Invite(ctx, invitedID, carol.PublicKey(), r.Epoch, sealedKey()); err != nil {
 		t.Fatal(err)
 	}
-	invited := time.Now()
-	if _, err := n.Store.AddMember(ctx, roomID, carol.PublicKey(), subjects.RoleMember, r.Epoch, sealedKey()); err != nil {
+	if _, err := n.Store.AcceptInvitation(ctx, invitedID, carol.PublicKey()); err != nil {
 		t.Fatal(err)
 	}
-	receiveWithin(t, o.nc, sub, room, invited, refreshBound)
-
-	// Removal: carol is disconnected, her resubscription refused.
-	removed := time.Now()
-	if err := n.Store.RemoveMember(ctx, roomID, carol.PublicKey()); err != nil {
+	if r, err = n.Store.GetRoom(ctx, addedID); err != nil {
 		t.Fatal(err)
 	}
-	c.expectPermissionError(t, room, 5*time.Second)
-	if took := time.Since(removed); took > refreshBound {
-		t.Errorf("permissions refreshed %s after removal, want within %s", took, refreshBound)
-	}
-	for { // drain what arrived before the removal
-		if _, err := sub.NextMsg(10 * time.Millisecond); err != nil {
-			break
-		}
-	}
-	if err := o.nc.Publish(room, []byte("after removal")); err != nil {
+	if _, err := n.Store.AddMember(ctx, addedID, carol.PublicKey(), subjects.RoleMember, r.Epoch, sealedKey()); err != nil {
 		t.Fatal(err)
 	}
-	if msg, err := sub.NextMsg(300 * time.Millisecond); err == nil {
-		t.Fatalf("removed member still receives: %q", msg.Data)
-	}
-}
-
-// receiveWithin publishes on room until sub receives, failing past bound.
-func receiveWithin(t *testing.T, pub *nats.Conn, sub *nats.Subscription, room string, since time.Time, bound time.Duration) {
-	t.Helper()
-	deadline := since.Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := pub.Publish(room, []byte("ping")); err != nil {
+	for _, id := range []string{invitedID, addedID} {
+		if err := n.Store.RemoveMember(ctx, id, carol.PublicKey()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := sub.NextMsg(50 * time.Millisecond); err == nil {
-			if took := time.Since(since); took > bound {
-				t.Errorf("room usable %s after the change, want within %s", took, bound)
-			}
-			return
-		}
 	}
-	t.Fatalf("room not usable 5s after the change")
+	// The watcher is live: a revocation after the changes disconnects.
+	if _, err := n.Store.RevokeUser(ctx, sentinel.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.disconnects:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the revoked sentinel is still connected 5s after its revocation")
+	}
+	// Beyond the kick delay of the last change, with room to spare.
+	time.Sleep(time.Until(start.Add(4 * authcallout.KickDelay)))
+	select {
+	case at := <-c.disconnects:
+		t.Fatalf("the member was disconnected %s after its membership changes began", at.Sub(start))
+	default:
+	}
+	h, err := subjects.SignRequest(carol.KeyPair(), subjects.RoomsMine, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.nc.RequestMsg(&nats.Msg{Subject: subjects.RoomsMine, Header: h}, 5*time.Second); err != nil {
+		t.Fatalf("the member's connection is not served after its membership changes: %v", err)
+	}
+	select {
+	case <-c.disconnects:
+		t.Fatal("the member was disconnected after its membership changes")
+	default:
+	}
 }
 
 func testStoreUnavailable(t *testing.T, opts []nodetest.Option) {

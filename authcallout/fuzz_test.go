@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -66,13 +67,12 @@ func newCalloutFixture(t testing.TB) *calloutFixture {
 		assigned:   mustPub(fuzzKey(t, nkeys.PrefixByteUser, 0x18)),
 	}
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	// The allowlist: users by key, each a member of one room.
+	// The allowlist: users by key.
 	fx.store = natstest.MemoryCalloutStore{
 		Users: map[string]kvstore.User{
 			mustPub(fx.user):    {Pub: mustPub(fx.user), AddedAt: at},
 			mustPub(fx.revoked): {Pub: mustPub(fx.revoked), AddedAt: at, RevokedAt: &at},
 		},
-		Rooms: []kvstore.RoomRef{{RoomID: "fuzzroom", Subject: "unibus.v1.room.fuzzroom"}},
 	}
 	return fx
 }
@@ -213,6 +213,10 @@ func authorizeBytes(s *Service, serverXKey string, data []byte) (*jwt.Authorizat
 	inbox, err := subjects.InboxAll(pub)
 	if err != nil || !uc.Sub.Allow.Contains(inbox) || uc.Pub.Allow.Contains(">") || !uc.Pub.Deny.Contains("$JS.>") {
 		return req, errors.New("the user JWT grants the wrong permissions")
+	}
+	// Exactly the user's own permissions, the same whatever its rooms.
+	if want, err := Permissions(pub, false); err != nil || !reflect.DeepEqual(uc.Permissions, want) {
+		return req, fmt.Errorf("the user JWT grants %+v, want %+v (%v)", uc.Permissions, want, err)
 	}
 	return req, nil
 }

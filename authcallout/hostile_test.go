@@ -382,27 +382,34 @@ func TestBurstBeyondTheQueue(t *testing.T) {
 	}
 }
 
+// sendSubject returns the subject pub sends a frame for a fresh room on.
+func sendSubject(t testing.TB, pub string) string {
+	t.Helper()
+	room, _ := subjects.NewRoomID(pub, subjects.ModeE2E)
+	send, err := subjects.Send(room, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return send
+}
+
 // TestPublishLimit: the server refuses a message over PeerLimits'
 // MaxPublishBytes from a peer (it closes the connection, which comes
 // back), while one under it is delivered; a peer cannot hold more than
 // MaxSubscriptions subscriptions.
 func TestPublishLimit(t *testing.T) {
-	n := nodetest.Run(t)
-	alice := nodetest.AddUser(t, n, "alice", false)
-	bob := nodetest.AddUser(t, n, "bob", false)
-	room := createRoom(t, n, alice, bob)
-	a := mustConnect(t, n, alice)
-	b := mustConnect(t, n, bob)
-	sub, err := b.nc.SubscribeSync(room)
+	bus := startKickBus(t)
+	alice := addUser(t, bus.store, "alice")
+	send := sendSubject(t, alice.PublicKey())
+	a, err := connectPeerURL(t, bus.url, alice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	// A witness where the routing service would be.
+	sub := subscribe(t, bus.witness(t), send)
 
 	under := make([]byte, authcallout.DefaultMaxPublishBytes-1024)
-	if err := a.nc.Publish(room, under); err != nil {
+	if err := a.nc.Publish(send, under); err != nil {
 		t.Fatalf("publish under the limit: %v", err)
 	}
 	if m, err := sub.NextMsg(10 * time.Second); err != nil || len(m.Data) != len(under) {
@@ -410,7 +417,7 @@ func TestPublishLimit(t *testing.T) {
 	}
 
 	over := make([]byte, authcallout.DefaultMaxPublishBytes+1)
-	err = a.nc.Publish(room, over)
+	err = a.nc.Publish(send, over)
 	if err == nil {
 		err = a.nc.Flush()
 	}
@@ -435,7 +442,7 @@ func TestPublishLimit(t *testing.T) {
 	// The peer is still served: it reconnects and publishes again.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err := a.nc.Publish(room, []byte("after")); err == nil && a.nc.Flush() == nil {
+		if err := a.nc.Publish(send, []byte("after")); err == nil && a.nc.Flush() == nil {
 			if m, err := sub.NextMsg(time.Second); err == nil && string(m.Data) == "after" {
 				break
 			}
@@ -447,8 +454,12 @@ func TestPublishLimit(t *testing.T) {
 	}
 
 	// Subscriptions beyond the limit are refused.
+	deliveries, err := subjects.DeliverOf(alice.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range authcallout.DefaultMaxSubscriptions + 1 {
-		if _, err := a.nc.Subscribe(room, func(*nats.Msg) {}); err != nil {
+		if _, err := a.nc.Subscribe(deliveries, func(*nats.Msg) {}); err != nil {
 			t.Fatalf("subscribe: %v", err)
 		}
 	}
@@ -469,20 +480,13 @@ func TestPublishLimit(t *testing.T) {
 // (speaking the protocol itself) is refused by the server: its oversize
 // message is not delivered and its connection is closed with an error.
 func TestPublishLimitRaw(t *testing.T) {
-	n := nodetest.Run(t)
-	alice := nodetest.AddUser(t, n, "alice", false)
-	bob := nodetest.AddUser(t, n, "bob", false)
-	room := createRoom(t, n, alice, bob)
-	b := mustConnect(t, n, bob)
-	sub, err := b.nc.SubscribeSync(room)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	bus := startKickBus(t)
+	alice := addUser(t, bus.store, "alice")
+	send := sendSubject(t, alice.PublicKey())
+	witness := bus.witness(t)
+	sub := subscribe(t, witness, send)
 
-	u, err := url.Parse(n.ClientURL())
+	u, err := url.Parse(bus.url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +536,7 @@ func TestPublishLimitRaw(t *testing.T) {
 	// The server judges the size from the PUB line, before the payload:
 	// sending only the line keeps the test free of the reset a payload
 	// written into a closed connection would cause.
-	if _, err := fmt.Fprintf(conn, "PUB %s %d\r\n", room, authcallout.DefaultMaxPublishBytes+1); err != nil {
+	if _, err := fmt.Fprintf(conn, "PUB %s %d\r\n", send, authcallout.DefaultMaxPublishBytes+1); err != nil {
 		t.Fatal(err)
 	}
 	var refused bool
@@ -552,7 +556,17 @@ func TestPublishLimitRaw(t *testing.T) {
 	if m, err := sub.NextMsg(500 * time.Millisecond); err == nil {
 		t.Fatalf("a message of %d bytes over the limit was delivered", len(m.Data))
 	}
-	stillServes(t, n, alice, lastSeqs(t, n))
+	// Still served: a connect and a send under the limit.
+	a, err := connectPeerURL(t, bus.url, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.nc.Publish(send, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(10 * time.Second); err != nil || string(m.Data) != "after" {
+		t.Fatalf("a send after the violation did not arrive: %v", err)
+	}
 }
 
 // TestLimitsConfig: the limits are validated, and land in the NATS

@@ -29,9 +29,15 @@ type Keys struct {
 	// peers' inboxes (see NATSConfig), never into state.
 	ServiceUser nkeys.KeyPair
 	// StoreUser is the user in AccountUnibus that owns the state: the
-	// JetStream API, the KV buckets and the object store. No request
-	// reaches it and it answers none.
+	// JetStream API, the KV buckets and the object store, and the streams
+	// of room frames and user events (it alone publishes to their
+	// subjects). No request reaches it and it answers none.
 	StoreUser nkeys.KeyPair
+	// RouterUser is the routing service's user in AccountUnibus: it
+	// receives the members' sends and may publish only deliveries and
+	// replies into inboxes (see NATSConfig), never into state or a room's
+	// log.
+	RouterUser nkeys.KeyPair
 	// SystemUser is the services' user in AccountSystem (kicks).
 	SystemUser nkeys.KeyPair
 }
@@ -48,7 +54,7 @@ func GenerateKeys(withXKey bool) (Keys, error) {
 			return Keys{}, fmt.Errorf("create xkey: %w", err)
 		}
 	}
-	for _, kp := range []*nkeys.KeyPair{&k.CalloutUser, &k.ServiceUser, &k.StoreUser, &k.SystemUser} {
+	for _, kp := range []*nkeys.KeyPair{&k.CalloutUser, &k.ServiceUser, &k.StoreUser, &k.RouterUser, &k.SystemUser} {
 		if *kp, err = nkeys.CreateUser(); err != nil {
 			return Keys{}, fmt.Errorf("create service user key: %w", err)
 		}
@@ -79,10 +85,22 @@ func (k Keys) valid() error {
 			return err
 		}
 	}
-	for name, kp := range map[string]nkeys.KeyPair{"callout user": k.CalloutUser, "service user": k.ServiceUser, "store user": k.StoreUser, "system user": k.SystemUser} {
-		if err := check(name, kp, nkeys.PrefixByteUser); err != nil {
+	users := []struct {
+		name string
+		kp   nkeys.KeyPair
+	}{{"callout user", k.CalloutUser}, {"service user", k.ServiceUser}, {"store user", k.StoreUser}, {"router user", k.RouterUser}, {"system user", k.SystemUser}}
+	seen := make(map[string]string, len(users))
+	for _, u := range users {
+		if err := check(u.name, u.kp, nkeys.PrefixByteUser); err != nil {
 			return err
 		}
+		// One key in two roles would hold the permissions of both (the
+		// server knows a user by its key).
+		pub := mustPub(u.kp)
+		if other, dup := seen[pub]; dup {
+			return fmt.Errorf("%w: the %s and the %s have the same key %s", ErrConfigValidation, other, u.name, pub)
+		}
+		seen[pub] = u.name
 	}
 	return nil
 }

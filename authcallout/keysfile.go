@@ -12,8 +12,8 @@ import (
 	"github.com/unibus/unibus/internal/secretfile"
 )
 
-// maxKeysFileSize bounds what ReadKeysFile reads: six seeds and their
-// names are about 500 bytes.
+// maxKeysFileSize bounds what ReadKeysFile reads: seven seeds, their
+// public keys and names are about 1.3 KB.
 const maxKeysFileSize = 16 << 10
 
 // keysFile is the JSON form of Keys: the seeds, and the public keys beside
@@ -26,6 +26,7 @@ type keysFile struct {
 	CalloutUser seedPub `json:"callout_user"`
 	ServiceUser seedPub `json:"service_user"`
 	StoreUser   seedPub `json:"store_user,omitzero"`
+	RouterUser  seedPub `json:"router_user,omitzero"`
 	SystemUser  seedPub `json:"system_user"`
 }
 
@@ -34,7 +35,7 @@ type seedPub struct {
 	Pub  string `json:"pub"`
 }
 
-const keysFileComment = "unibus deployment credentials: the NATS keys of the auth callout, the services and the system user. Secret; identical on every unibusd of a deployment. Made by `unibusd nats-config`."
+const keysFileComment = "unibus deployment credentials: the NATS keys of the auth callout, the services, the store, the router and the system user. Secret; identical on every unibusd of a deployment. Made by `unibusd nats-config`."
 
 // WriteKeysFile writes k to a new file at path, mode 0600, atomically; it
 // never overwrites (an existing path fails with an error matching
@@ -48,7 +49,7 @@ func WriteKeysFile(path string, k Keys) error {
 	for _, e := range []struct {
 		kp  nkeys.KeyPair
 		out *seedPub
-	}{{k.Issuer, &f.Issuer}, {k.XKey, &f.XKey}, {k.CalloutUser, &f.CalloutUser}, {k.ServiceUser, &f.ServiceUser}, {k.StoreUser, &f.StoreUser}, {k.SystemUser, &f.SystemUser}} {
+	}{{k.Issuer, &f.Issuer}, {k.XKey, &f.XKey}, {k.CalloutUser, &f.CalloutUser}, {k.ServiceUser, &f.ServiceUser}, {k.StoreUser, &f.StoreUser}, {k.RouterUser, &f.RouterUser}, {k.SystemUser, &f.SystemUser}} {
 		if e.kp == nil {
 			continue
 		}
@@ -96,6 +97,7 @@ func ReadKeysFile(path string) (Keys, error) {
 		{"callout_user", f.CalloutUser, &k.CalloutUser, false},
 		{"service_user", f.ServiceUser, &k.ServiceUser, false},
 		{"store_user", f.StoreUser, &k.StoreUser, true},
+		{"router_user", f.RouterUser, &k.RouterUser, true},
 		{"system_user", f.SystemUser, &k.SystemUser, false},
 	} {
 		if e.in.Seed == "" && e.optional {
@@ -110,9 +112,16 @@ func ReadKeysFile(path string) (Keys, error) {
 		}
 		*e.out = kp
 	}
-	if k.StoreUser == nil {
-		// A file written before the store user had a key of its own.
-		if k.StoreUser, err = deriveStoreUser(k.ServiceUser); err != nil {
+	// A file written before the store user, or the router user, had a
+	// key of its own.
+	for _, d := range []struct {
+		kp     *nkeys.KeyPair
+		domain string
+	}{{&k.StoreUser, storeUserDomain}, {&k.RouterUser, routerUserDomain}} {
+		if *d.kp != nil {
+			continue
+		}
+		if *d.kp, err = deriveUser(k.ServiceUser, d.domain); err != nil {
 			return Keys{}, fmt.Errorf("keys file %s: %w", path, err)
 		}
 	}
@@ -122,26 +131,35 @@ func ReadKeysFile(path string) (Keys, error) {
 	return k, nil
 }
 
-// deriveStoreUser is the store user of a keys file written before the
-// store user had a key of its own: a user key derived from the service
-// user's seed (SHA-256 of a domain tag and the raw seed), so that every
-// unibusd reading the same old file agrees on it. Files written now hold
-// an independent key.
-func deriveStoreUser(service nkeys.KeyPair) (nkeys.KeyPair, error) {
+// Domain tags of the keys derived for files older than the key's role.
+const (
+	storeUserDomain  = "unibus-store-user-v1\n"
+	routerUserDomain = "unibus-router-user-v1\n"
+)
+
+// deriveUser is a user key of a role that a keys file written before the
+// role had a key of its own lacks (the store user, the router user): a
+// user key derived from the service user's seed (SHA-256 of the role's
+// domain tag and the raw seed), so that every unibusd reading the same
+// old file agrees on it. Files written now hold independent keys.
+func deriveUser(service nkeys.KeyPair, domain string) (nkeys.KeyPair, error) {
 	seed, err := service.Seed()
 	if err != nil {
-		return nil, fmt.Errorf("derive store user: %w", err)
+		return nil, fmt.Errorf("derive user key: %w", err)
 	}
 	_, raw, err := nkeys.DecodeSeed(seed)
 	if err != nil {
-		return nil, fmt.Errorf("derive store user: %w", err)
+		return nil, fmt.Errorf("derive user key: %w", err)
 	}
+	defer clear(raw) // a copy: DecodeSeed decodes into a new buffer
 	h := sha256.New()
-	h.Write([]byte("unibus-store-user-v1\n"))
+	h.Write([]byte(domain))
 	h.Write(raw)
-	kp, err := nkeys.FromRawSeed(nkeys.PrefixByteUser, h.Sum(nil))
+	sum := h.Sum(nil)
+	defer clear(sum)
+	kp, err := nkeys.FromRawSeed(nkeys.PrefixByteUser, sum)
 	if err != nil {
-		return nil, fmt.Errorf("derive store user: %w", err)
+		return nil, fmt.Errorf("derive user key: %w", err)
 	}
 	return kp, nil
 }

@@ -37,20 +37,16 @@ type kickBus struct {
 	// sys is a system-account connection, for kickers.
 	sys  *nats.Conn
 	keys authcallout.Keys
-	// dial connects in-process as one of the deployment's users, or as
-	// tester: a user of account UNIBUS with every right.
-	dial   func(kp nkeys.KeyPair, name string, opts ...nats.Option) *nats.Conn
-	tester nkeys.KeyPair
+	// dial connects in-process as one of the deployment's users, as
+	// tester: a user of account UNIBUS with every right, or as
+	// authTester: a user of account AUTH with every right (it may ask the
+	// callout for a user JWT as a server does).
+	dial       func(kp nkeys.KeyPair, name string, opts ...nats.Option) *nats.Conn
+	tester     nkeys.KeyPair
+	authTester nkeys.KeyPair
 }
 
 func startKickBus(t testing.TB) *kickBus {
-	t.Helper()
-	return startKickBusWith(t, func(st *kvstore.Store) authcallout.Store { return st })
-}
-
-// startKickBusWith starts a kickBus whose callout reads the store through
-// calloutStore(store).
-func startKickBusWith(t testing.TB, calloutStore func(*kvstore.Store) authcallout.Store) *kickBus {
 	t.Helper()
 	keys, err := authcallout.GenerateKeys(false)
 	if err != nil {
@@ -60,21 +56,26 @@ func startKickBusWith(t testing.TB, calloutStore func(*kvstore.Store) authcallou
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A user of account UNIBUS without restrictions, for tests that play
-	// a part no deployment user may (a stale replica answering direct
-	// gets): it bypasses the callout as the deployment's users do.
+	// Users of accounts UNIBUS and AUTH without restrictions, for tests
+	// that play a part no deployment user may (a witness of what reaches a
+	// subject; a server asking the callout): they bypass the callout as
+	// the deployment's users do.
 	tester, testerPub := natstest.NewKey(t, nkeys.CreateUser)
+	authTester, authTesterPub := natstest.NewKey(t, nkeys.CreateUser)
 	srv := natstest.RunServer(t, func(c *embedded.Config) {
 		c.Customize = func(o *server.Options) error {
 			if err := o.ProcessConfigString(conf); err != nil {
 				return err
 			}
 			for _, acc := range o.Accounts {
-				if acc.Name == authcallout.AccountUnibus {
+				switch acc.Name {
+				case authcallout.AccountUnibus:
 					o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: testerPub, Account: acc})
+				case authcallout.AccountAuth:
+					o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: authTesterPub, Account: acc})
 				}
 			}
-			o.AuthCallout.AuthUsers = append(o.AuthCallout.AuthUsers, testerPub)
+			o.AuthCallout.AuthUsers = append(o.AuthCallout.AuthUsers, testerPub, authTesterPub)
 			return nil
 		}
 	})
@@ -90,7 +91,7 @@ func startKickBusWith(t testing.TB, calloutStore func(*kvstore.Store) authcallou
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	b := &kickBus{url: srv.ClientURL(), keys: keys, dial: dial, tester: tester}
+	b := &kickBus{url: srv.ClientURL(), keys: keys, dial: dial, tester: tester, authTester: authTester}
 	calloutConn := dial(keys.CalloutUser, "callout")
 	b.sys = dial(keys.SystemUser, "system")
 	js, err := jetstream.New(dial(keys.StoreUser, "store"))
@@ -102,7 +103,7 @@ func startKickBusWith(t testing.TB, calloutStore func(*kvstore.Store) authcallou
 	if b.store, err = kvstore.Open(ctx, js, kvstore.Config{Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := authcallout.Start(ctx, authcallout.Config{Conn: calloutConn, Store: calloutStore(b.store), Issuer: keys.Issuer, XKey: keys.XKey})
+	svc, err := authcallout.Start(ctx, authcallout.Config{Conn: calloutConn, Store: b.store, Issuer: keys.Issuer, XKey: keys.XKey})
 	if err != nil {
 		t.Fatal(err)
 	}

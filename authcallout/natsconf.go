@@ -28,7 +28,7 @@ func NATSConfig(k Keys, l PeerLimits) (string, error) {
 	if err := l.valid(); err != nil {
 		return "", err
 	}
-	callout, service, store, system := mustPub(k.CalloutUser), mustPub(k.ServiceUser), mustPub(k.StoreUser), mustPub(k.SystemUser)
+	callout, service, store, router, system := mustPub(k.CalloutUser), mustPub(k.ServiceUser), mustPub(k.StoreUser), mustPub(k.RouterUser), mustPub(k.SystemUser)
 	var b strings.Builder
 	fmt.Fprintf(&b, "# unibus: accounts and auth callout (generated; identical on every node)\n")
 	fmt.Fprintf(&b, "max_payload: %d\n", MaxPayload)
@@ -37,13 +37,15 @@ func NATSConfig(k Keys, l PeerLimits) (string, error) {
 	fmt.Fprintf(&b, "    # the callout: answers the servers' authorization requests, nothing else\n")
 	fmt.Fprintf(&b, "    { nkey: %q, permissions: %s }\n", callout, calloutPermissions)
 	fmt.Fprintf(&b, "  ] }\n")
-	fmt.Fprintf(&b, "  # JetStream storage limits count every replica; the object store of blobs takes at most three quarters\n")
+	fmt.Fprintf(&b, "  # JetStream storage limits count every replica; blobs and the room log take at most three quarters\n")
 	fmt.Fprintf(&b, "  %s: { jetstream: { max_file: %d, max_mem: %d }, limits: { max_payload: %d, max_subscriptions: %d }, users: [\n",
 		AccountUnibus, l.MaxFileStore, l.MaxMemoryStore, l.MaxPublishBytes, l.MaxSubscriptions)
 	fmt.Fprintf(&b, "    # the services' responder: receives requests, replies only into peers' inboxes\n")
 	fmt.Fprintf(&b, "    { nkey: %q, permissions: %s }\n", service, servicePermissions)
-	fmt.Fprintf(&b, "    # the owner of state: JetStream, KV and object store; receives no requests\n")
+	fmt.Fprintf(&b, "    # the owner of state: JetStream, KV, object store, the room log and the events; receives no requests\n")
 	fmt.Fprintf(&b, "    { nkey: %q, permissions: %s }\n", store, storePermissions)
+	fmt.Fprintf(&b, "    # the router: receives sends, publishes only deliveries and replies into inboxes\n")
+	fmt.Fprintf(&b, "    { nkey: %q, permissions: %s }\n", router, routerPermissions)
 	fmt.Fprintf(&b, "  ] }\n")
 	fmt.Fprintf(&b, "  %s: { users: [ { nkey: %q } ] }\n", AccountSystem, system)
 	fmt.Fprintf(&b, "}\n")
@@ -51,7 +53,7 @@ func NATSConfig(k Keys, l PeerLimits) (string, error) {
 	fmt.Fprintf(&b, "authorization {\n  auth_callout {\n")
 	fmt.Fprintf(&b, "    issuer: %q\n", mustPub(k.Issuer))
 	fmt.Fprintf(&b, "    account: %s\n", AccountAuth)
-	fmt.Fprintf(&b, "    auth_users: [ %q, %q, %q, %q ]\n", callout, service, store, system)
+	fmt.Fprintf(&b, "    auth_users: [ %q, %q, %q, %q, %q ]\n", callout, service, store, router, system)
 	if k.XKey != nil {
 		fmt.Fprintf(&b, "    xkey: %q\n", mustPub(k.XKey))
 	}
@@ -63,10 +65,12 @@ func NATSConfig(k Keys, l PeerLimits) (string, error) {
 // configuration syntax. A reply subject is chosen by whoever sends a
 // request, so a connection that answers requests must hold no right a
 // caller lacks: the services' responder may publish only into the peers'
-// inboxes, and the connection that owns state (StoreUser) subscribes to
+// inboxes; the router, which receives every send, only into inboxes and
+// members' deliveries; and the connection that owns state (StoreUser),
+// the only one that may write the room log and the events, subscribes to
 // nothing but its own inboxes, so that no request reaches it. A mistake in
-// the services' own reply check (svc) thus still cannot write a record,
-// call the JetStream API or speak in a room.
+// the services' or the router's own reply check thus still cannot write a
+// record, call the JetStream API or append to a room's log.
 var (
 	calloutPermissions = permissionsConf(
 		[]string{serverInboxAll},
@@ -75,8 +79,11 @@ var (
 		[]string{subjects.InboxesAll},
 		[]string{subjects.UsersAll, subjects.RoomsAll, subjects.BlobsAll, subjects.ServiceAPIAll})
 	storePermissions = permissionsConf(
-		[]string{subjects.JetStreamAll, subjects.KVAll, subjects.ObjectStoreAll},
+		[]string{subjects.JetStreamAll, subjects.KVAll, subjects.ObjectStoreAll, subjects.RoomLogAll, subjects.EventsAll},
 		[]string{subjects.InboxesAll})
+	routerPermissions = permissionsConf(
+		[]string{subjects.InboxesAll, subjects.DeliverAll},
+		[]string{subjects.SendAll, subjects.ServiceAPIAll, subjects.InboxesAll})
 )
 
 // serverInboxAll covers the reply subjects of the requests nats-server
@@ -123,15 +130,18 @@ type PeerLimits struct {
 	// MinPublishBytes and MaxPayload.
 	MaxPublishBytes int64
 	// MaxSubscriptions bounds the subscriptions of one connection: a
-	// peer's inbox and its rooms, or a services instance's endpoints and
-	// a few per worker. Zero means DefaultMaxSubscriptions, -1 no limit.
+	// peer's inbox, deliveries and events (a few, whatever its rooms), or
+	// a services instance's endpoints and a few per worker. Zero means
+	// DefaultMaxSubscriptions, -1 no limit.
 	MaxSubscriptions int64
 	// MaxFileStore bounds the JetStream file storage of account UNIBUS,
 	// in bytes, every replica counted (a byte of an R3 bucket takes
-	// three): its KV buckets and the object store of blobs. Beyond it the
-	// servers refuse the account's writes, nonce claims included, so the
-	// object store is sized to leave the KV buckets at least a quarter of
-	// it (kvstore.Config.BlobStoreMaxBytes). Zero means
+	// three): its KV buckets, the object store of blobs, and the streams
+	// of the room log and the events. Beyond it the servers refuse the
+	// account's writes, nonce claims included, so the store sizes the
+	// object store and the room log to leave the KV buckets and the
+	// events at least a quarter of it (kvstore.Config.BlobStoreMaxBytes
+	// and the sizes beside it). Zero means
 	// DefaultMaxFileStore, -1 no limit of the account's own (the servers'
 	// JetStream limit remains, by default 75% of the disk space free when
 	// they start); otherwise at least MinStoreBytes.
@@ -152,16 +162,18 @@ const (
 	// with its headers, which also holds a blob chunk request (about
 	// 700 KB) and its reply.
 	MinPublishBytes = 1<<20 + publishHeaderBytes
-	// DefaultMaxSubscriptions leaves a peer room for its inbox and,
-	// several times over, the rooms it may belong to
-	// (svc.DefaultMaxRoomsPerUser, 1000), and the services room for their
-	// workers.
+	// DefaultMaxSubscriptions leaves a peer room for its inbox,
+	// deliveries and events and, several times over, a subscription per
+	// room it may belong to (svc.DefaultMaxRoomsPerUser, 1000) should a
+	// client keep one, and the services room for their workers.
 	DefaultMaxSubscriptions = 1 << 14
 	// DefaultMaxFileStore is 8 GiB of JetStream file storage for account
-	// UNIBUS: on one node (R1), 6 GiB for blobs and 2 GiB for the KV
-	// buckets; the servers must have that much room (an object store's
-	// size is reserved when it is made), so a node needs about 8 GiB of
-	// free disk. At R3 every byte counts three times: raise it.
+	// UNIBUS: on one node (R1), by the store's default shares, 4 GiB for
+	// blobs, 2 GiB for the room log, and the rest for the events and the
+	// KV buckets; the servers must have that much room (a stream's and an
+	// object store's size is reserved when it is made), so a node needs
+	// about 8 GiB of free disk. At R3 every byte counts three times:
+	// raise it.
 	DefaultMaxFileStore = 8 << 30
 	// DefaultMaxMemoryStore is 1 GiB of JetStream memory storage for
 	// account UNIBUS (tests and benchmarks keep their buckets in memory).

@@ -45,37 +45,22 @@ const (
 	DefaultQueueLength = 1024
 )
 
-// Store is what the callout reads; *kvstore.Store implements it. Users are
-// read from the bucket's leader, so that admission is never decided on a
-// stale replica and fails closed when a cluster has lost quorum. A Store
-// that is also a LeaderRoomLister, as *kvstore.Store is, has the user's
-// rooms read as fresh as the leader knows them too (see LeaderRoomLister);
-// ListRoomsForEndpoint serves stores that are always consistent (one in
-// memory).
+// Store is what the callout reads; *kvstore.Store implements it: the
+// user, from the bucket's leader, so that admission is never decided on a
+// stale replica and fails closed when a cluster has lost quorum. It is the
+// one read of an admission: the permissions follow from the user's key
+// and admin flag alone, never from its rooms.
 type Store interface {
 	GetUserFromLeader(ctx context.Context, pub string) (kvstore.User, error)
-	ListRoomsForEndpoint(ctx context.Context, pub string) ([]kvstore.RoomRef, error)
 }
 
-// LeaderRoomLister lists a user's rooms as fresh as the stream leader
-// knows them. The callout reads rooms through it when its Store has it:
-// a replicated store's followers may answer a plain read a moment after a
-// change without it, so a member just removed could be admitted to the
-// room on connect, and one just invited left out.
-type LeaderRoomLister interface {
-	ListRoomsForEndpointFromLeader(ctx context.Context, pub string) ([]kvstore.RoomRef, error)
-}
-
-var (
-	_ Store            = (*kvstore.Store)(nil)
-	_ LeaderRoomLister = (*kvstore.Store)(nil)
-)
+var _ Store = (*kvstore.Store)(nil)
 
 // Config configures the callout service.
 type Config struct {
 	// Conn is a connection of the callout user (account AUTH).
 	Conn *nats.Conn
-	// Store looks users and their rooms up.
+	// Store looks users up.
 	Store Store
 	// Issuer signs user JWTs and responses: the account key named as the
 	// auth_callout issuer.
@@ -352,15 +337,7 @@ func (s *Service) authorize(ctx context.Context, req *jwt.AuthorizationRequestCl
 	if user.Revoked() {
 		return "", pub, fmt.Errorf("%w: revoked", ErrDenied)
 	}
-	rooms, err := s.listRooms(ctx, pub)
-	if err != nil {
-		return "", pub, fmt.Errorf("%w: list rooms: %w", ErrDenied, err)
-	}
-	roomSubjects := make([]string, 0, len(rooms))
-	for _, r := range rooms {
-		roomSubjects = append(roomSubjects, r.Subject)
-	}
-	perms, err := Permissions(pub, user.Admin, roomSubjects)
+	perms, err := Permissions(pub, user.Admin)
 	if err != nil {
 		return "", pub, fmt.Errorf("%w: %w", ErrDenied, err)
 	}
@@ -379,15 +356,6 @@ func (s *Service) authorize(ctx context.Context, req *jwt.AuthorizationRequestCl
 		return "", pub, fmt.Errorf("%w: sign user jwt: %w", ErrDenied, err)
 	}
 	return token, pub, nil
-}
-
-// listRooms reads pub's rooms from the leader when the store can (see
-// LeaderRoomLister), else with the store's plain read.
-func (s *Service) listRooms(ctx context.Context, pub string) ([]kvstore.RoomRef, error) {
-	if l, ok := s.cfg.Store.(LeaderRoomLister); ok {
-		return l.ListRoomsForEndpointFromLeader(ctx, pub)
-	}
-	return s.cfg.Store.ListRoomsForEndpoint(ctx, pub)
 }
 
 // verifyNonce checks the client's signature over the server's nonce, as

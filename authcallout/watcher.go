@@ -13,12 +13,12 @@ import (
 	"github.com/unibus/unibus/kvstore"
 )
 
-// KickDelay is how long after an access change the watcher waits before it
-// disconnects the user: the reply to the request that made the change is
-// on its way, often to that very user (it created or left a room, an admin
-// revoked itself), and a disconnection a few milliseconds after the write
-// would lose it. Changes that follow within the delay join the same kick
-// rather than postpone it.
+// KickDelay is how long after a revocation or an admin change the watcher
+// waits before it disconnects the user: the reply to the request that
+// made the change is on its way, often to that very user (an admin revoked
+// itself or changed its own flag), and a disconnection a few milliseconds
+// after the write would lose it. Changes that follow within the delay join
+// the same kick rather than postpone it.
 const KickDelay = 100 * time.Millisecond
 
 // Defaults of WatcherConfig.
@@ -38,23 +38,21 @@ const (
 
 // WatcherConfig configures a Watcher.
 type WatcherConfig struct {
-	// Store is followed for access changes, and read to check that a
-	// revocation still holds before it is retried.
+	// Store is followed for revocations and admin changes, and read to
+	// check that a revocation still holds before it is retried.
 	Store *kvstore.Store
 	// Kicker disconnects.
 	Kicker *Kicker
 	// Workers is how many users are kicked at once (DefaultKickWorkers).
-	// Membership and admin refreshes use at most all but one of them, so
-	// that a revocation never waits for a worker behind a flood.
 	Workers int
 	// AttemptTimeout bounds one attempt to disconnect a user
-	// (DefaultKickAttemptTimeout). A refresh that runs out of it is given
-	// up (logged and counted; the user's JWT expires at Config.UserTTL
-	// anyway); a revocation is attempted again, until it sticks or the
-	// watcher stops.
+	// (DefaultKickAttemptTimeout). An admin change's kick that runs out of
+	// it is given up (logged and counted; the user's JWT expires at
+	// Config.UserTTL anyway); a revocation is attempted again, until it
+	// sticks or the watcher stops.
 	AttemptTimeout time.Duration
-	// Logger receives revocations at info level, refreshes at debug level
-	// and failures at warn; nil discards them.
+	// Logger receives revocations at info level, admin changes at debug
+	// level and failures at warn; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -78,7 +76,8 @@ func (c WatcherConfig) valid() error {
 
 // WatcherStats counts what a Watcher did since it started.
 type WatcherStats struct {
-	// Changes counts the access changes seen.
+	// Changes counts the revocations and admin changes seen (the only
+	// changes the watcher acts on).
 	Changes int64
 	// Coalesced counts the changes that joined a kick already pending
 	// for the same user instead of making one of their own.
@@ -93,25 +92,29 @@ type WatcherStats struct {
 	Retried int64
 	// Unkicked counts the connections that an attempt listed last and
 	// could not close before its time ran out (a revocation tries again;
-	// a refresh gives up).
+	// an admin change's kick gives up).
 	Unkicked int64
 	// Pending is how many users have a kick waiting or running.
 	Pending int64
 }
 
-// Watcher turns access changes in the store into disconnections: a revoked
-// user's connections are closed; a user whose rooms or admin flag changed
-// is disconnected so that it reconnects through the callout and gets its
-// new permissions. Clients are expected to reconnect and resubscribe.
+// Watcher turns revocations and admin changes in the store into
+// disconnections: a revoked (or deleted) user's connections are all
+// closed; a user whose admin flag changed has the connections it made
+// before the change closed, so that it reconnects through the callout and
+// gets or loses $SRV. Nothing else a user's permissions depend on
+// (Permissions): a membership or an invitation changes what the routing
+// service delivers, never a connection, so the watcher ignores every
+// other change. Clients are expected to reconnect and resubscribe.
 //
 // Kicks run on a bounded set of workers, so that one user's kick never
 // waits for another's. Changes for a user whose kick is still waiting
 // join it (the latest change sets the cut-off), so a flood of changes
-// makes at most one kick per user in flight and one waiting. Revocations
-// (and admin changes) go before membership refreshes and have a worker of
-// their own. A revocation closes every connection of the user, page by
-// page on every server, lists them again and retries until none remain
-// or the watcher stops; a refresh closes those that started before the
+// makes at most one kick per user in flight and one waiting; a revocation
+// cuts short an admin change's kick of the same user in progress. A
+// revocation closes every connection of the user, page by page on every
+// server, lists them again and retries until none remain or the watcher
+// stops; an admin change's kick closes those that started before the
 // change, within WatcherConfig.AttemptTimeout.
 //
 // It owns a dispatcher and the workers, all stopped by Stop.
@@ -134,9 +137,9 @@ func StartWatcher(ctx context.Context, store *kvstore.Store, kicker *Kicker, log
 	return StartWatcherWithConfig(ctx, WatcherConfig{Store: store, Kicker: kicker, Logger: logger})
 }
 
-// StartWatcherWithConfig follows cfg.Store's access changes and kicks
-// through cfg.Kicker until Stop (or until ctx ends; Stop is still needed
-// to wait).
+// StartWatcherWithConfig follows cfg.Store's revocations and admin
+// changes and kicks through cfg.Kicker until Stop (or until ctx ends;
+// Stop is still needed to wait).
 func StartWatcherWithConfig(ctx context.Context, cfg WatcherConfig) (*Watcher, error) {
 	cfg.setDefaults()
 	if err := cfg.valid(); err != nil {
@@ -177,6 +180,13 @@ func (w *Watcher) Stats() WatcherStats {
 	}
 }
 
+// kicks reports whether the watcher acts on a change: a revocation or an
+// admin change, the only changes of what a connection may do. Anything
+// else (a membership change, should the store report one) is ignored.
+func kicks(c kvstore.AccessChange) bool {
+	return c.Reason == kvstore.ReasonRevoked || c.Reason == kvstore.ReasonAdmin
+}
+
 // kickJob is the kick pending for one user: every change seen since its
 // last kick began, merged.
 type kickJob struct {
@@ -184,9 +194,6 @@ type kickJob struct {
 	reason string
 	// revoke: close every connection, and retry until none remain.
 	revoke bool
-	// urgent: a revocation or an admin change, which no other user can
-	// cause, goes before membership refreshes.
-	urgent bool
 	// before is the cut-off: the latest change merged.
 	before time.Time
 	// readyAt is when the kick may start: KickDelay after the first
@@ -196,7 +203,7 @@ type kickJob struct {
 	// attempt counts the attempts already run (revocations).
 	attempt int
 	// seq orders jobs that are ready at the same time; index is the
-	// job's place in its queue.
+	// job's place in the queue.
 	seq, index int
 	// ctx and cancel bound the attempt in progress.
 	ctx    context.Context
@@ -211,29 +218,22 @@ func newKickJob(c kvstore.AccessChange) *kickJob {
 }
 
 // merge adds a change to the job: the later cut-off wins, and the job
-// becomes a revocation or urgent if the change is.
+// becomes a revocation if the change is one.
 func (j *kickJob) merge(c kvstore.AccessChange) {
 	if c.At.After(j.before) {
 		j.before = c.At
 	}
-	switch c.Reason {
-	case kvstore.ReasonRevoked:
-		j.revoke, j.urgent, j.reason = true, true, c.Reason
-	case kvstore.ReasonMembership:
-		j.reason = cmp.Or(j.reason, c.Reason)
-	default: // an admin change, or anything not a plain membership change
-		j.urgent = true
-		if !j.revoke {
-			j.reason = c.Reason
-		}
+	if c.Reason == kvstore.ReasonRevoked {
+		j.revoke = true
+	}
+	if !j.revoke || c.Reason == kvstore.ReasonRevoked {
+		j.reason = c.Reason
 	}
 }
 
 // absorb merges a job of later changes into j.
 func (j *kickJob) absorb(later *kickJob) {
 	j.merge(kvstore.AccessChange{Pub: later.pub, Reason: later.reason, At: later.before})
-	j.revoke = j.revoke || later.revoke
-	j.urgent = j.urgent || later.urgent
 }
 
 // kickQueue is a heap of jobs by readyAt, first come first.
@@ -277,11 +277,8 @@ type dispatcher struct {
 	w       *Watcher
 	queued  map[string]*kickJob
 	running map[string]*runningKick
-	urgent  kickQueue
-	routine kickQueue
-	// routineRunning counts the refreshes on workers.
-	routineRunning int
-	seq            int
+	queue   kickQueue
+	seq     int
 }
 
 // runningKick is a job on a worker and the changes seen since it began.
@@ -290,8 +287,8 @@ type runningKick struct {
 	next *kickJob
 }
 
-// dispatch merges changes into pending jobs and hands the most urgent
-// ready job to a free worker, until the watcher stops.
+// dispatch merges changes into pending jobs and hands the first ready job
+// to a free worker, until the watcher stops.
 func (w *Watcher) dispatch() {
 	defer close(w.work)
 	d := &dispatcher{w: w, queued: map[string]*kickJob{}, running: map[string]*runningKick{}}
@@ -313,11 +310,13 @@ func (w *Watcher) dispatch() {
 			if !ok {
 				changes = nil
 				if w.life.Err() == nil {
-					w.cfg.Logger.Error("access watcher ended: later access changes will not disconnect anyone")
+					w.cfg.Logger.Error("access watcher ended: later revocations will not disconnect anyone")
 				}
 				break
 			}
-			d.change(c)
+			if kicks(c) {
+				d.change(c)
+			}
 		case out <- next:
 			d.started(next)
 			next = nil
@@ -338,32 +337,17 @@ func (w *Watcher) dispatch() {
 	}
 }
 
-// next returns the job to hand out now, if any: the first ready urgent
-// job, else (while a worker stays free for urgent ones) the first ready
-// refresh. Otherwise it returns how long until a job becomes ready (zero:
-// none waits).
+// next returns the first ready job, if any; otherwise how long until one
+// becomes ready (zero: none waits).
 func (d *dispatcher) next(now time.Time) (*kickJob, time.Duration) {
-	var wake time.Duration
-	consider := func(q kickQueue) *kickJob {
-		if len(q) == 0 {
-			return nil
-		}
-		if j := q[0]; !j.readyAt.After(now) {
-			return j
-		} else if until := j.readyAt.Sub(now); wake == 0 || until < wake {
-			wake = until
-		}
-		return nil
+	if len(d.queue) == 0 {
+		return nil, 0
 	}
-	if j := consider(d.urgent); j != nil {
+	j := d.queue[0]
+	if !j.readyAt.After(now) {
 		return j, 0
 	}
-	if d.routineRunning < max(d.w.cfg.Workers-1, 1) {
-		if j := consider(d.routine); j != nil {
-			return j, 0
-		}
-	}
-	return nil, wake
+	return nil, j.readyAt.Sub(now)
 }
 
 // enqueue queues a job that is not running.
@@ -371,15 +355,12 @@ func (d *dispatcher) enqueue(j *kickJob) {
 	d.seq++
 	j.seq = d.seq
 	d.queued[j.pub] = j
-	if j.urgent {
-		heap.Push(&d.urgent, j)
-	} else {
-		heap.Push(&d.routine, j)
-	}
+	heap.Push(&d.queue, j)
 }
 
-// change merges an access change into the user's pending job, or makes
-// one. A revocation of a user whose refresh is running cuts it short.
+// change merges a change into the user's pending job, or makes one. A
+// revocation of a user whose admin change's kick is running cuts it
+// short.
 func (d *dispatcher) change(c kvstore.AccessChange) {
 	w := d.w
 	w.changes.Add(1)
@@ -395,28 +376,17 @@ func (d *dispatcher) change(c kvstore.AccessChange) {
 		}
 		return
 	}
-	j, ok := d.queued[c.Pub]
-	if !ok {
-		d.enqueue(newKickJob(c))
+	if j, ok := d.queued[c.Pub]; ok {
+		w.coalesced.Add(1)
+		j.merge(c)
 		return
 	}
-	w.coalesced.Add(1)
-	wasUrgent := j.urgent
-	j.merge(c)
-	if j.urgent && !wasUrgent {
-		heap.Remove(&d.routine, j.index)
-		heap.Push(&d.urgent, j)
-	}
+	d.enqueue(newKickJob(c))
 }
 
 // started records that a worker took j.
 func (d *dispatcher) started(j *kickJob) {
-	if j.urgent {
-		heap.Remove(&d.urgent, j.index)
-	} else {
-		heap.Remove(&d.routine, j.index)
-		d.routineRunning++
-	}
+	heap.Remove(&d.queue, j.index)
 	delete(d.queued, j.pub)
 	d.running[j.pub] = &runningKick{job: j}
 }
@@ -428,14 +398,11 @@ func (d *dispatcher) finished(r kickResult) {
 	j := r.job
 	run := d.running[j.pub]
 	delete(d.running, j.pub)
-	if !j.urgent {
-		d.routineRunning--
-	}
 	next := run.next
 	if !r.settled && j.revoke {
 		d.w.retried.Add(1)
 		pause := min(revocationRetryFirst<<min(j.attempt-1, 16), revocationRetryMax)
-		retry := &kickJob{pub: j.pub, reason: j.reason, revoke: true, urgent: true, before: j.before,
+		retry := &kickJob{pub: j.pub, reason: j.reason, revoke: true, before: j.before,
 			readyAt: time.Now().Add(pause), attempt: j.attempt}
 		if next != nil {
 			retry.absorb(next)
@@ -487,7 +454,7 @@ func (w *Watcher) attempt(j *kickJob) bool {
 		log.Info("disconnected revoked user", "kicked", rep.Kicked, "passes", rep.Passes)
 		return true
 	case err == nil:
-		log.Debug("disconnected after access change", "kicked", rep.Kicked, "passes", rep.Passes)
+		log.Debug("disconnected after admin change", "kicked", rep.Kicked, "passes", rep.Passes)
 		return true
 	case j.ctx.Err() != nil && w.life.Err() == nil:
 		// Cut short by a revocation of the same user, which follows.
@@ -498,7 +465,7 @@ func (w *Watcher) attempt(j *kickJob) bool {
 		log.Warn("revoked user's connections remain: retrying", "kicked", rep.Kicked, "remaining", rep.Remaining, "err", err)
 		return w.life.Err() != nil
 	}
-	log.Warn("disconnect after access change: given up", "kicked", rep.Kicked, "remaining", rep.Remaining, "err", err)
+	log.Warn("disconnect after admin change: given up", "kicked", rep.Kicked, "remaining", rep.Remaining, "err", err)
 	return true
 }
 

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -54,14 +55,16 @@ func WithName(name string) Option {
 }
 
 // WithReconnectWait sets the pause between reconnect attempts (default
-// 250ms: kicks for permission refreshes should heal fast).
+// 250ms: a connection the server dropped should heal fast).
 func WithReconnectWait(d time.Duration) Option {
 	return func(o *options) error { o.reconnectWait = d; return nil }
 }
 
 // WithNATSOptions appends raw nats.go options (handlers, timeouts). A
-// ReconnectHandler given here replaces the client's own, which lets
-// requests in flight recover replies lost to a permission refresh.
+// ReconnectHandler or ErrorHandler given here runs after the client's
+// own, which resume subscriptions (from the room log) and requests in
+// flight after a reconnect, and catch a subscription up after nats.go
+// dropped messages for it (a slow consumer).
 func WithNATSOptions(opts ...nats.Option) Option {
 	return func(o *options) error { o.natsOpts = append(o.natsOpts, opts...); return nil }
 }
@@ -70,21 +73,37 @@ func WithNATSOptions(opts ...nats.Option) Option {
 type Conn struct {
 	nc         *nats.Conn
 	reconnects *signal
+	hooks      *hooks
 	id         *identity.Identity
 	encKey     *e2e.EncryptionKey
 	keys       *keyring
-	receiver   *e2e.Receiver
+	acks       *replyMux
+
+	mu      sync.Mutex
+	readers map[reader]struct{} // live subscriptions, stopped by Close
 }
 
-func newConn(nc *nats.Conn, id *identity.Identity, encKey *e2e.EncryptionKey, reconnects *signal) (*Conn, error) {
-	c := &Conn{nc: nc, id: id, encKey: encKey, reconnects: reconnects}
+// reader is a subscription of the connection's (rooms, events).
+type reader interface{ stopReading() }
+
+// track records a live subscription.
+func (c *Conn) track(r reader) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readers[r] = struct{}{}
+}
+
+// untrack forgets a subscription that ended.
+func (c *Conn) untrack(r reader) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.readers, r)
+}
+
+func newConn(nc *nats.Conn, id *identity.Identity, encKey *e2e.EncryptionKey, h *hooks) *Conn {
+	c := &Conn{nc: nc, id: id, encKey: encKey, reconnects: h.reconnects, hooks: h, acks: newReplyMux(nc), readers: map[reader]struct{}{}}
 	c.keys = newKeyring(c)
-	r, err := e2e.NewReceiver(e2e.ReceiverConfig{Keys: c.keys, Replay: e2e.NewReplayWindow(0)})
-	if err != nil {
-		return nil, err
-	}
-	c.receiver = r
-	return c, nil
+	return c
 }
 
 // Connect connects to url (comma-separated for several servers) as id.
@@ -109,8 +128,8 @@ func Connect(ctx context.Context, url string, id *identity.Identity, opts ...Opt
 			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
 		}
 	}
-	reconnects := newSignal()
-	natsOpts, err := o.natsOptions(url, id, reconnects)
+	h := newHooks()
+	natsOpts, err := o.natsOptions(url, id, h)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConnect, err)
 	}
@@ -128,12 +147,7 @@ func Connect(ctx context.Context, url string, id *identity.Identity, opts ...Opt
 		if r.err != nil {
 			return nil, fmt.Errorf("%w at %s: %w", ErrConnect, url, r.err)
 		}
-		c, err := newConn(r.nc, id, o.encKey, reconnects)
-		if err != nil {
-			r.nc.Close()
-			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
-		}
-		return c, nil
+		return newConn(r.nc, id, o.encKey, h), nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-done; r.nc != nil {
@@ -144,21 +158,28 @@ func Connect(ctx context.Context, url string, id *identity.Identity, opts ...Opt
 	}
 }
 
-func (o options) natsOptions(url string, id *identity.Identity, reconnects *signal) ([]nats.Option, error) {
+func (o options) natsOptions(url string, id *identity.Identity, h *hooks) ([]nats.Option, error) {
 	inbox, err := subjects.InboxPrefix(id.PublicKey())
 	if err != nil {
 		return nil, err
 	}
+	// The caller's own handlers, if any, run after the client's.
+	probe := nats.GetDefaultOptions()
+	for _, opt := range o.natsOpts {
+		if err := opt(&probe); err != nil {
+			return nil, err
+		}
+	}
+	userReconnected, userAsyncError := probe.ReconnectedCB, probe.AsyncErrorCB
 	opts := []nats.Option{
 		// SignNonce, never Sign: the nonce is the server's choice.
 		nats.Nkey(id.PublicKey(), id.SignNonce),
 		nats.CustomInboxPrefix(inbox),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(o.reconnectWait),
-		// Revocation and permission refreshes end in auth errors or kicks;
-		// keep trying rather than give up after two.
+		// Revocation ends in auth errors or kicks; keep trying rather
+		// than give up after two.
 		nats.IgnoreAuthErrorAbort(),
-		nats.ReconnectHandler(func(*nats.Conn) { reconnects.fire() }),
 	}
 	if o.name != "" {
 		opts = append(opts, nats.Name(o.name))
@@ -174,6 +195,19 @@ func (o options) natsOptions(url string, id *identity.Identity, reconnects *sign
 		opts = append(opts, nats.Secure(tlsConf))
 	}
 	opts = append(opts, o.natsOpts...)
+	opts = append(opts,
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			h.reconnects.fire()
+			if userReconnected != nil {
+				userReconnected(nc)
+			}
+		}),
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			h.asyncError(sub, err)
+			if userAsyncError != nil {
+				userAsyncError(nc, sub, err)
+			}
+		}))
 	transport, err := transportOptions(url, o.insecure, opts)
 	if err != nil {
 		return nil, err
@@ -187,9 +221,20 @@ func (c *Conn) NATS() *nats.Conn { return c.nc }
 // Identity returns the identity the connection authenticates as.
 func (c *Conn) Identity() *identity.Identity { return c.id }
 
-// Close drains the connection: pending messages are delivered and
-// subscriptions closed before it returns.
+// Close ends the connection's subscriptions (as Unsubscribe and Stop do,
+// so it must not be called from their handlers), then drains the
+// connection: pending messages are delivered and subscriptions closed
+// before it returns.
 func (c *Conn) Close() error {
+	c.mu.Lock()
+	readers := make([]reader, 0, len(c.readers))
+	for r := range c.readers {
+		readers = append(readers, r)
+	}
+	c.mu.Unlock()
+	for _, r := range readers {
+		r.stopReading()
+	}
 	if err := c.nc.Drain(); err != nil {
 		c.nc.Close()
 		return fmt.Errorf("close: %w", err)
@@ -219,4 +264,44 @@ func (s *signal) fire() {
 	defer s.mu.Unlock()
 	close(s.ch)
 	s.ch = make(chan struct{})
+}
+
+// hooks are the connection's handlers that reach the client: reconnects,
+// broadcast, and slow-consumer errors, routed to the subscription they
+// concern.
+type hooks struct {
+	reconnects *signal
+
+	mu   sync.Mutex
+	slow map[*nats.Subscription]func()
+}
+
+func newHooks() *hooks {
+	return &hooks{reconnects: newSignal(), slow: map[*nats.Subscription]func(){}}
+}
+
+// onSlowConsumer calls fn whenever nats.go reports that it dropped
+// messages of sub, until the returned function is called.
+func (h *hooks) onSlowConsumer(sub *nats.Subscription, fn func()) (stop func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.slow[sub] = fn
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.slow, sub)
+	}
+}
+
+// asyncError routes an asynchronous error of the connection.
+func (h *hooks) asyncError(sub *nats.Subscription, err error) {
+	if sub == nil || !errors.Is(err, nats.ErrSlowConsumer) {
+		return
+	}
+	h.mu.Lock()
+	fn := h.slow[sub]
+	h.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
 }

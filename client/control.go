@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/unibus/unibus/identity"
 	"github.com/unibus/unibus/subjects"
@@ -37,8 +36,8 @@ const maxRateLimitedRetries = 5
 // call sends a signed request to subject and decodes the reply into resp
 // (when not nil). Service errors come back as *APIError.
 //
-// The bus disconnects a client on purpose when its permissions change
-// (an invite or a removal); a reply sent while it was away is lost. So a
+// A connection may drop and come back (a server restarts, a network
+// fails); a reply sent while it was away is lost. So a
 // request that sees the connection come back and gets no reply within
 // reconnectGrace is signed again (new nonce) and sent once more. A write
 // that did land the first time may then answer ErrConflict.
@@ -104,12 +103,8 @@ func (c *Conn) callOnce(ctx context.Context, subject string, body []byte, resp a
 		}
 		return fmt.Errorf("%s: %w", subject, err)
 	}
-	if codeText := msg.Header.Get(micro.ErrorCodeHeader); codeText != "" {
-		code, err := strconv.Atoi(codeText)
-		if err != nil {
-			return fmt.Errorf("%s: malformed error code %q", subject, codeText)
-		}
-		return &APIError{Subject: subject, Code: code, Message: msg.Header.Get(micro.ErrorHeader), RetryAfter: retryAfter(msg)}
+	if err := replyError(subject, msg); err != nil {
+		return err
 	}
 	if resp != nil {
 		if err := json.Unmarshal(msg.Data, resp); err != nil {

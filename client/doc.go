@@ -9,8 +9,35 @@
 // that CA and refuses plaintext URLs. Without WithInsecure it refuses
 // plaintext to any server beyond loopback (ErrInsecureURL), including
 // servers the cluster announces. It reconnects for ever
-// (revocations and permission refreshes disconnect it on purpose), and
-// nats.go restores its subscriptions on reconnect.
+// (a revocation disconnects it on purpose; membership changes never do),
+// and nats.go restores its subscriptions on reconnect.
+//
+// # Sending and receiving
+//
+// A member never publishes to a room itself: it sends each frame to the
+// routing service on a subject of its own (subjects.Send), so the server
+// attests the sender, and the service checks membership, stores the frame
+// in the room log (in a room that keeps history, the default) and
+// delivers it into each member's inbox (subjects.Deliver) with its
+// sequence in the log and the sequence of the frame before it. Publish is
+// acknowledged by default (Sent carries the sequence; a service that
+// cannot store the frame now is retried with the same frame, which the
+// log stores once) or fire-and-forget (NoAck). Subscribe starts where the
+// caller says (NewOnly, FromSeq, Since, Last), reads that part from the
+// log, then follows the deliveries in order: a delivery that does not
+// follow the last one, a reconnect or messages nats.go dropped make it
+// read the missing frames from the log, so that a subscription loses
+// nothing and delivers nothing twice. History reads pages of the log, and
+// Events the caller's durable events (invitations, removals, rekeys).
+//
+// A frame from the log is legitimately old, so the maximum frame age and
+// the grace period of the previous epoch do not apply to it, nor the
+// per-sender replay window (frames are opened in parallel, and one
+// identity may send from several processes); each reader (a subscription,
+// a page) drops duplicates by the log's sequences and the frames' IDs. What the servers can and cannot do
+// to delivery is spelled out at Subscribe: drop, delay, withhold, reorder;
+// never forge, add a reader, or deliver one frame twice to a
+// subscription.
 //
 // # What the client does not take on trust
 //
@@ -54,7 +81,8 @@
 //     cannot be fetched is asked for again at most once a second.
 //
 // What it does not cover: the service can still refuse, delay or drop
-// anything; it sees who is in which room; a client that first learns of a
+// anything (a subscription notices a frame missing between two it got,
+// but not frames withheld after the last one); it sees who is in which room; a client that first learns of a
 // room takes its mode (encrypted or cleartext) from the service; and the
 // highest verified epoch lives in memory, so rollback protection starts
 // anew with each process.

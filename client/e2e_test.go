@@ -3,8 +3,10 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/unibus/unibus/client"
 	"github.com/unibus/unibus/client/e2e"
 	"github.com/unibus/unibus/identity"
+	"github.com/unibus/unibus/node"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/tests/nodetest"
 )
@@ -25,10 +28,14 @@ type bus struct {
 	keys string // the identities' encryption key files, one per identity
 }
 
-func newBus(t *testing.T) *bus {
+func newBus(t *testing.T, opts ...nodetest.Option) *bus {
 	t.Helper()
-	return &bus{Bus: nodetest.NewBus(t), keys: t.TempDir()}
+	return &bus{Bus: nodetest.NewBus(t, opts...), keys: t.TempDir()}
 }
+
+// unlimitedSends lifts the router's per-member send rate, for tests that
+// send in bulk.
+func unlimitedSends(c *node.Config) { c.Router.SendRate = -1 }
 
 // peer registers an identity, connects it over TLS pinned to the bus's CA
 // and registers its encryption key.
@@ -73,8 +80,9 @@ func subscribe(t *testing.T, c *client.Conn, roomID string) *inbox {
 	return in
 }
 
-// publishUntilReceived publishes data until in receives it (a new member's
-// permissions arrive with a reconnect, shortly after the invite).
+// publishUntilReceived publishes data until in receives it (a frame a
+// subscription refused, e.g. of an epoch it is still fetching the key of,
+// is not retried).
 func publishUntilReceived(t *testing.T, c *client.Conn, roomID string, in *inbox, data string) client.Message {
 	t.Helper()
 	ctx := context.Background()
@@ -144,35 +152,40 @@ func TestEavesdroppersSeeOnlyCiphertext(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A registered non-member may not subscribe the room subject.
-	violations := make(chan error, 8)
-	mc := mallory.NATS()
-	mc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err })
-	if _, err := mc.SubscribeSync(room.Subject); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-violations:
-		if !errors.Is(err, nats.ErrPermissionViolation) {
-			t.Fatalf("non-member subscription error = %v, want a permissions violation", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("non-member subscribed the room subject without a permissions violation")
-	}
-
-	// A raw subscriber on the subject (what the server relays) sees frames
-	// whose payload is ciphertext.
-	raw, err := alice.NATS().SubscribeSync(room.Subject)
+	// A registered non-member may subscribe neither the room's subject
+	// (only the store writes there) nor a member's deliveries.
+	bobDeliveries, err := subjects.Deliver(bob.Identity().PublicKey(), room.RoomID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.NATS().Flush(); err != nil {
-		t.Fatal(err)
+	violations := make(chan error, 8)
+	mc := mallory.NATS()
+	mc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err })
+	for _, subject := range []string{room.Subject, bobDeliveries} {
+		if _, err := mc.SubscribeSync(subject); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-violations:
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Fatalf("non-member subscription to %s: error %v, want a permissions violation", subject, err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("non-member subscribed %s without a permissions violation", subject)
+		}
 	}
+	// Mallory's own Subscribe is refused by the log.
+	if _, err := mallory.Subscribe(ctx, room.RoomID, func(client.Message) {}, nil); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("non-member Subscribe = %v, want ErrForbidden", err)
+	}
+
+	// A raw subscriber to a member's deliveries (what the server relays)
+	// sees frames whose payload is ciphertext.
+	raw := rawDeliveries(t, alice, room.RoomID)
 	in := subscribe(t, bob, room.RoomID)
 	secret := "the launch code is 0000"
 	publishUntilReceived(t, alice, room.RoomID, in, secret)
-	msg, err := raw.NextMsg(2 * time.Second)
+	msg, err := raw.NextMsg(5 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +199,35 @@ func TestEavesdroppersSeeOnlyCiphertext(t *testing.T) {
 	if len(f.Nonce) == 0 || f.Clear || bytes.Contains(f.CT, []byte(secret)) {
 		t.Fatalf("frame is not sealed: %+v", f)
 	}
+}
+
+// rawDeliveries subscribes c's own deliveries of a room with its raw
+// connection: the frames as the server relays them.
+func rawDeliveries(t *testing.T, c *client.Conn, roomID string) *nats.Subscription {
+	t.Helper()
+	subject, err := subjects.Deliver(c.Identity().PublicKey(), roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.NATS().SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.NATS().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return sub
+}
+
+// sendSubject is the subject c sends a room's frames on.
+func sendSubject(t *testing.T, c *client.Conn, roomID string) string {
+	t.Helper()
+	subject, err := subjects.Send(roomID, c.Identity().PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return subject
 }
 
 func TestThreadsReactionsAndReplays(t *testing.T) {
@@ -210,20 +252,23 @@ func TestThreadsReactionsAndReplays(t *testing.T) {
 		<-aliceIn.msgs
 	}
 
-	replyID, err := bob.PublishReply(ctx, room.RoomID, parent.ID, []byte("answer"))
+	reply, err := bob.PublishReply(ctx, room.RoomID, parent.ID, []byte("answer"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	reactID, err := bob.React(ctx, room.RoomID, parent.ID, "👍")
+	react, err := bob.React(ctx, room.RoomID, parent.ID, "👍")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if reply.Seq == 0 || react.Seq <= reply.Seq || reply.Duplicate || react.Duplicate {
+		t.Fatalf("acknowledgements %+v then %+v, want ascending sequences of new frames", reply, react)
 	}
 	want := map[string]func(client.Message) bool{
-		replyID: func(m client.Message) bool {
-			return m.Type == e2e.TypeMsg && m.Thread == parent.ID && m.ReplyTo == parent.ID && string(m.Data) == "answer"
+		reply.ID: func(m client.Message) bool {
+			return m.Type == e2e.TypeMsg && m.Thread == parent.ID && m.ReplyTo == parent.ID && string(m.Data) == "answer" && m.Seq == reply.Seq
 		},
-		reactID: func(m client.Message) bool {
-			return m.Type == e2e.TypeReact && m.ReplyTo == parent.ID && m.Thread == "" && string(m.Data) == "👍"
+		react.ID: func(m client.Message) bool {
+			return m.Type == e2e.TypeReact && m.ReplyTo == parent.ID && m.Thread == "" && string(m.Data) == "👍" && m.Seq == react.Seq
 		},
 	}
 	deadline := time.After(5 * time.Second)
@@ -243,18 +288,14 @@ func TestThreadsReactionsAndReplays(t *testing.T) {
 		}
 	}
 
-	// A captured frame replayed on the subject is dropped, not delivered.
-	raw, err := alice.NATS().SubscribeSync(room.Subject)
+	// A captured frame sent again is stored once and not delivered again:
+	// the routing service answers that it is a duplicate.
+	raw := rawDeliveries(t, alice, room.RoomID)
+	once, err := alice.Publish(ctx, room.RoomID, []byte("once"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Publish(ctx, room.RoomID, []byte("once")); err != nil {
-		t.Fatal(err)
-	}
-	captured, err := raw.NextMsg(2 * time.Second)
+	captured, err := raw.NextMsg(5 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,33 +303,54 @@ func TestThreadsReactionsAndReplays(t *testing.T) {
 	for len(bobIn.rejects) > 0 {
 		<-bobIn.rejects
 	}
-	if err := alice.NATS().Publish(room.Subject, captured.Data); err != nil {
+	ackMsg, err := alice.NATS().Request(sendSubject(t, alice, room.RoomID), captured.Data, 5*time.Second)
+	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-bobIn.rejects:
-		if !errors.Is(err, e2e.ErrReplay) {
-			t.Fatalf("replay rejected with %v, want ErrReplay", err)
-		}
-	case m := <-bobIn.msgs:
-		t.Fatalf("replayed frame delivered: %+v", m)
-	case <-time.After(3 * time.Second):
-		t.Fatal("replayed frame neither delivered nor rejected")
+	var ack subjects.SendAck
+	if err := json.Unmarshal(ackMsg.Data, &ack); err != nil || ack.ID != once.ID || ack.Seq != once.Seq || !ack.Duplicate {
+		t.Fatalf("the frame sent again: %s (%v), want a duplicate of %+v", ackMsg.Data, err, once)
 	}
 
-	// Garbage and a forged frame are rejected too.
-	if err := alice.NATS().Publish(room.Subject, []byte("garbage")); err != nil {
-		t.Fatal(err)
+	// A server that delivers it once more (as the router) gets it dropped
+	// by the subscription: one frame, one delivery.
+	redeliver := func(seq, prev uint64, data []byte) {
+		t.Helper()
+		subject, err := subjects.Deliver(bob.Identity().PublicKey(), room.RoomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(subject)
+		m.Header.Set(subjects.HeaderSeq, strconv.FormatUint(seq, 10))
+		m.Header.Set(subjects.HeaderPrev, strconv.FormatUint(prev, 10))
+		m.Data = data
+		if err := b.Node.RouterConn.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
 	}
+	redeliver(once.Seq, once.Seq-1, captured.Data)
+	// Under a sequence of its own, too (seq 0: not stored).
+	redeliver(0, 0, captured.Data)
+	// Garbage is rejected.
+	redeliver(0, 0, []byte("garbage"))
 	select {
 	case err := <-bobIn.rejects:
 		if !errors.Is(err, e2e.ErrMalformedFrame) {
 			t.Fatalf("garbage rejected with %v, want ErrMalformedFrame", err)
 		}
 	case m := <-bobIn.msgs:
-		t.Fatalf("garbage delivered: %+v", m)
-	case <-time.After(3 * time.Second):
+		t.Fatalf("replayed frame delivered: %+v", m)
+	case <-time.After(5 * time.Second):
 		t.Fatal("garbage neither delivered nor rejected")
+	}
+	if len(bobIn.msgs) != 0 {
+		t.Fatalf("replayed frame delivered: %+v", <-bobIn.msgs)
+	}
+
+	// The routing service refuses garbage from a member.
+	resp, err := alice.NATS().Request(sendSubject(t, alice, room.RoomID), []byte("garbage"), 5*time.Second)
+	if err != nil || resp.Header.Get("Nats-Service-Error-Code") != "400" {
+		t.Fatalf("garbage sent: %v %v, want a 400", resp, err)
 	}
 }
 
@@ -326,13 +388,7 @@ func TestRemovalRekeysTheRoom(t *testing.T) {
 	bobIn := subscribe(t, bob, room.RoomID)
 	publishUntilReceived(t, alice, room.RoomID, bobIn, "before")
 
-	raw, err := alice.NATS().SubscribeSync(room.Subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
+	raw := rawDeliveries(t, alice, room.RoomID)
 	after, err := alice.Remove(ctx, room.RoomID, carol.Identity().PublicKey())
 	if err != nil {
 		t.Fatalf("remove: %v", err)
@@ -449,8 +505,8 @@ func TestConcurrentRekeysOneWinsRetrySucceeds(t *testing.T) {
 	}
 }
 
-// TestPublishRightAfterCreate: CreateRoom returns once the connection has
-// the room's permissions, so the first publish is delivered.
+// TestPublishRightAfterCreate: no permission refresh stands between
+// CreateRoom and the first publish, which is delivered.
 func TestPublishRightAfterCreate(t *testing.T) {
 	ctx := context.Background()
 	b := newBus(t)
@@ -460,20 +516,23 @@ func TestPublishRightAfterCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := subscribe(t, alice, room.RoomID)
-	if _, err := alice.Publish(ctx, room.RoomID, []byte("first")); err != nil {
+	sent, err := alice.Publish(ctx, room.RoomID, []byte("first"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, in, "first")
+	if m := waitFor(t, in, "first"); m.ID != sent.ID || m.Seq != sent.Seq || sent.Seq == 0 {
+		t.Fatalf("received %+v for %+v", m, sent)
+	}
 	if err := alice.NATS().LastError(); err != nil {
 		t.Fatalf("connection error after the first publish: %v", err)
 	}
 }
 
-// TestSubscribeRightAfterInvite: a member who subscribes the moment the
-// invite is answered, before the bus has refreshed its permissions, gets
-// a subscription that is live when Subscribe returns, so the very next
-// message arrives (one publish, no retry). A non-member's subscription is
-// refused with ErrForbidden.
+// TestSubscribeRightAfterInvite: membership is the router's, not the
+// connection's permissions: a member who subscribes the moment it accepts
+// gets the very next message (one publish, no retry), its connection is
+// never dropped for it, and a non-member's subscription is refused with
+// ErrForbidden.
 func TestSubscribeRightAfterInvite(t *testing.T) {
 	ctx := context.Background()
 	b := newBus(t)
@@ -499,9 +558,15 @@ func TestSubscribeRightAfterInvite(t *testing.T) {
 			if string(m.Data) != "first" {
 				t.Fatalf("round %d: got %q", round, m.Data)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: the first message after Subscribe returned was lost", round)
 		}
+		if n := bob.NATS().Stats().Reconnects; n != 0 {
+			t.Fatalf("round %d: bob reconnected %d times", round, n)
+		}
+	}
+	if n := alice.NATS().Stats().Reconnects; n != 0 {
+		t.Fatalf("alice reconnected %d times", n)
 	}
 	carol := b.peer(t, "carol")
 	room, err := alice.CreateRoom(ctx, "closed", subjects.ModeE2E)
@@ -510,5 +575,8 @@ func TestSubscribeRightAfterInvite(t *testing.T) {
 	}
 	if _, err := carol.Subscribe(ctx, room.RoomID, func(client.Message) {}, nil); !errors.Is(err, client.ErrForbidden) {
 		t.Fatalf("non-member subscribe: %v, want ErrForbidden", err)
+	}
+	if _, err := carol.Publish(ctx, room.RoomID, []byte("hi")); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("non-member publish: %v, want ErrForbidden", err)
 	}
 }

@@ -62,6 +62,13 @@ var ErrUntrustedRoom = errors.New("room description not trusted")
 // owner): a rollback, refused so that no one can bring back an older key.
 var ErrEpochRollback = errors.New("room epoch rolled back")
 
+// ErrGap reports frames of a room log that a subscription missed and could
+// not read back (the log refused or failed for longer than the
+// subscription's patience): they are skipped, and the subscription goes
+// on. It reaches the subscription's onReject, with the range and the
+// cause.
+var ErrGap = errors.New("frames missed")
+
 // Sentinels matched by errors.Is on an *APIError with the corresponding
 // service error code: those of package subjects (see subjects.Error).
 // Conn's methods wait and retry on ErrTooManyRequests on their own as long

@@ -97,3 +97,71 @@ func ExampleConn_Remove() {
 		log.Fatal(err)
 	}
 }
+
+// A send is acknowledged once the room log stored it; telemetry that may
+// be lost goes fire-and-forget.
+func ExampleConn_Publish() {
+	ctx := context.Background()
+	var c *client.Conn // from client.Connect
+	sent, err := c.Publish(ctx, "ROOM-ID", []byte("deploy finished"))
+	if err != nil {
+		log.Fatal(err) // e.g. client.ErrForbidden: not a member
+	}
+	fmt.Println("stored as", sent.Seq)
+	_, _ = c.Publish(ctx, "ROOM-ID", []byte("cpu 12%"), client.NoAck())
+}
+
+// A bot that restarts resumes where it stopped: it saves the position of
+// the last message it handled and subscribes from the next one; what was
+// sent meanwhile is read from the room log first, then it goes on live.
+func ExampleFromSeq() {
+	ctx := context.Background()
+	var c *client.Conn    // from client.Connect
+	var saved uint64 = 41 // the Seq of the last message handled, kept on disk
+	_, err := c.Subscribe(ctx, "ROOM-ID", func(m client.Message) {
+		fmt.Printf("%d: %s\n", m.Seq, m.Data)
+		saved = m.Seq // and write it to disk
+	}, nil, client.FromSeq(saved+1))
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// A chat client shows the last page of a room and scrolls back.
+func ExampleConn_History() {
+	ctx := context.Background()
+	var c *client.Conn // from client.Connect
+	page, err := c.History(ctx, "ROOM-ID", client.HistoryQuery{Last: 50})
+	for err == nil && len(page.Messages) > 0 {
+		for _, m := range page.Messages {
+			fmt.Printf("%d %s: %s\n", m.Seq, m.Sender, m.Data)
+		}
+		page, err = c.History(ctx, "ROOM-ID", client.HistoryQuery{Last: 50, Before: page.Messages[0].Seq})
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// A bot learns of its invitations as they happen, and of those made while
+// it was away, and accepts those of owners it trusts.
+func ExampleConn_Events() {
+	ctx := context.Background()
+	var c *client.Conn // from client.Connect
+	var saved uint64   // the Seq of the last event handled, kept on disk
+	accept := make(chan string, 16)
+	_, err := c.Events(ctx, saved+1, func(e subjects.Event) {
+		if e.Type == subjects.EventInvited && e.By == "UALICE…" {
+			accept <- e.RoomID // accepted outside the handler
+		}
+		saved = e.Seq
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for room := range accept {
+		if _, err := c.Accept(ctx, room); err != nil {
+			log.Print(err)
+		}
+	}
+}

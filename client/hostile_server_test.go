@@ -100,11 +100,12 @@ func sealerOf(t *testing.T, id *identity.Identity, roomID string, epoch uint64, 
 	return s
 }
 
-// publishUntilRejected publishes frames of s with the raw connection nc
-// until in rejects one with an error matching every one of want (a new
-// member's permissions may lag); no frame of s may be delivered.
-func publishUntilRejected(t *testing.T, nc *nats.Conn, subject string, s *e2e.Sealer, in *inbox, want ...error) error {
+// publishUntilRejected sends frames of s with c's raw connection until
+// in rejects one with an error matching every one of want; no frame of s
+// may be delivered.
+func publishUntilRejected(t *testing.T, c *client.Conn, roomID string, s *e2e.Sealer, in *inbox, want ...error) error {
 	t.Helper()
+	nc, subject := c.NATS(), sendSubject(t, c, roomID)
 	deadline := time.Now().Add(hostileWait)
 	for time.Now().Before(deadline) {
 		_, wire, err := s.Seal(e2e.Message{Payload: []byte("from the operator")}, time.Now())
@@ -186,7 +187,7 @@ func TestHostileServerGhostMember(t *testing.T) {
 		t.Fatalf("the ghost's key = %x, %v; want the operator's", got, err)
 	}
 	s := sealerOf(t, ghost.Identity(), room.RoomID, room.Epoch, got, resp.Grant)
-	publishUntilRejected(t, ghost.NATS(), room.Subject, s, bobIn, e2e.ErrNotMember, e2e.ErrBadGrant)
+	publishUntilRejected(t, ghost, room.RoomID, s, bobIn, e2e.ErrNotMember, e2e.ErrBadGrant)
 
 	// Removing the ghost rekeys the room for the members alone.
 	after, err := alice.Remove(ctx, room.RoomID, ghostPub)
@@ -221,13 +222,7 @@ func TestHostileServerSubstitutedKey(t *testing.T) {
 	}
 	bobIn := subscribe(t, bob, room.RoomID)
 	publishUntilReceived(t, alice, room.RoomID, bobIn, "before")
-	raw, err := alice.NATS().SubscribeSync(room.Subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
+	raw := rawDeliveries(t, alice, room.RoomID)
 
 	// The operator has a member identity of its own (added behind the
 	// owner's back) to publish with, and moves the room to the next epoch
@@ -262,7 +257,7 @@ func TestHostileServerSubstitutedKey(t *testing.T) {
 	// subscription, which looked at the new epoch and refused its key.
 	opGrant := keys[opPub].Grant
 	s := sealerOf(t, operator.Identity(), room.RoomID, next, operatorKey, opGrant)
-	publishUntilRejected(t, operator.NATS(), room.Subject, s, bobIn, client.ErrUnauthenticatedKey)
+	publishUntilRejected(t, operator, room.RoomID, s, bobIn, client.ErrUnauthenticatedKey)
 
 	// Members who look at the room now see its new epoch, and publish
 	// nothing under the operator's key.

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/unibus/unibus/subjects"
 )
@@ -37,22 +36,16 @@ func (c *Conn) Invitations(ctx context.Context) ([]Invitation, error) {
 // becomes a member, with the room keys from the invitation's epoch on
 // (each checked against the owner's grant when it is used, as any room
 // key). The room is checked as every room the client learns (its owner is
-// the one its ID names; ErrUntrustedRoom otherwise). Joining changes the
-// connection's permissions: Accept waits (at most PermissionRefreshWait)
-// for the bus to refresh them, so that a Subscribe or Publish right after
-// it is allowed. No pending invitation is ErrNotFound; the caller at its
+// the one its ID names; ErrUntrustedRoom otherwise). Membership is the
+// routing service's to check, not the connection's permissions, so a
+// Subscribe or Publish right after Accept is allowed (the connection is
+// not refreshed). No pending invitation is ErrNotFound; the caller at its
 // room limit is ErrConflict. Accepting a room the caller is a member of
 // already returns the room.
 func (c *Conn) Accept(ctx context.Context, roomID string) (subjects.RoomInfo, error) {
-	refreshed := c.reconnects.wait()
 	var info subjects.RoomInfo
 	if err := c.call(ctx, subjects.RoomsAccept, subjects.RoomRequest{RoomID: roomID}, &info); err != nil {
 		return subjects.RoomInfo{}, err
-	}
-	select {
-	case <-refreshed:
-	case <-time.After(PermissionRefreshWait):
-	case <-ctx.Done():
 	}
 	if info.RoomID != roomID {
 		return subjects.RoomInfo{}, fmt.Errorf("accept: %w: asked for room %s, the service answered room %s", ErrUntrustedRoom, roomID, info.RoomID)

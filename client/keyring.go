@@ -323,11 +323,16 @@ func (k *keyring) forget(roomID string) {
 
 // RoomState implements e2e.KeyRing.
 func (k *keyring) RoomState(roomID string) (e2e.RoomState, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), keyringTimeout)
-	defer cancel()
-	rc, err := k.room(ctx, roomID, false)
-	if err != nil {
-		return e2e.RoomState{}, err
+	k.mu.Lock()
+	rc, ok := k.rooms[roomID]
+	k.mu.Unlock()
+	if !ok {
+		ctx, cancel := context.WithTimeout(context.Background(), keyringTimeout)
+		defer cancel()
+		var err error
+		if rc, err = k.room(ctx, roomID, false); err != nil {
+			return e2e.RoomState{}, err
+		}
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -344,6 +349,14 @@ func (k *keyring) RoomState(roomID string) (e2e.RoomState, error) {
 // this identity, opened with its encryption key and authenticated by the
 // owner's grant.
 func (k *keyring) RoomKey(roomID string, epoch uint64) ([]byte, error) {
+	k.mu.Lock()
+	if rc, ok := k.rooms[roomID]; ok {
+		if key, ok := rc.keys[epoch]; ok {
+			k.mu.Unlock()
+			return key, nil
+		}
+	}
+	k.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), keyringTimeout)
 	defer cancel()
 	return k.roomKey(ctx, roomID, epoch)

@@ -53,6 +53,21 @@ func (e *keyringEnv) requests(t *testing.T, subject string) int {
 	return 0
 }
 
+// requestsReach waits until the rooms service counted at least want
+// requests on subject since base (it counts a request once it answered
+// it, a moment after the caller got the answer) and returns the count.
+func (e *keyringEnv) requestsReach(t *testing.T, subject string, base, want int) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := e.requests(t, subject) - base
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond) // polling the service's counters
+	}
+}
+
 // age moves the room's membership answer about pub d into the past.
 func (e *keyringEnv) age(pub string, d time.Duration) {
 	k := e.c.keys
@@ -76,7 +91,7 @@ func TestKeyringMembershipAnswers(t *testing.T) {
 	asked := e.requests(t, subjects.RoomsMembers)
 	wantAsked := func(n int, what string) {
 		t.Helper()
-		if got := e.requests(t, subjects.RoomsMembers) - asked; got != n {
+		if got := e.requestsReach(t, subjects.RoomsMembers, asked, n); got != n {
 			t.Fatalf("%s: %d membership requests, want %d", what, got, n)
 		}
 	}
@@ -162,7 +177,7 @@ func TestKeyringKeyFailureNotRetriedAtOnce(t *testing.T) {
 			t.Fatalf("failure %d = %v, want the first one again (%v)", i, err, first)
 		}
 	}
-	if n := e.requests(t, subjects.RoomsKey) - asked; n != 1 {
+	if n := e.requestsReach(t, subjects.RoomsKey, asked, 1); n != 1 {
 		t.Fatalf("%d key requests for 50 needs within the interval, want 1", n)
 	}
 	k.mu.Lock()
@@ -173,7 +188,7 @@ func TestKeyringKeyFailureNotRetriedAtOnce(t *testing.T) {
 	if _, err := k.RoomKey(roomID, 99); err == nil {
 		t.Fatal("a key of epoch 99")
 	}
-	if n := e.requests(t, subjects.RoomsKey) - asked; n != 2 {
+	if n := e.requestsReach(t, subjects.RoomsKey, asked, 2); n != 2 {
 		t.Fatalf("%d key requests after the interval, want 2", n)
 	}
 }
@@ -195,14 +210,14 @@ func TestKeyringRefreshCoalesced(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := e.requests(t, subjects.RoomsGet) - gets; n != 1 {
+	if n := e.requestsReach(t, subjects.RoomsGet, gets, 1); n != 1 {
 		t.Fatalf("%d fetches for 32 frames at once, want 1", n)
 	}
 	start := time.Now()
 	if err := k.refresh(ctx, roomID, time.Now(), true); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.requests(t, subjects.RoomsGet) - gets; n != 2 {
+	if n := e.requestsReach(t, subjects.RoomsGet, gets, 2); n != 2 {
 		t.Fatalf("%d fetches, want 2", n)
 	}
 	k.mu.Lock()

@@ -6,14 +6,10 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/unibus/unibus/client/e2e"
-	"github.com/unibus/unibus/subjects"
 )
 
 // Message is a verified (and, in an encrypted room, decrypted) message.
@@ -30,61 +26,108 @@ type Message struct {
 	ReplyTo string
 	Time    time.Time
 	Epoch   uint64
-	Data    []byte
+	// Seq is the frame's sequence in the room log; 0 when the room keeps
+	// no history.
+	Seq  uint64
+	Data []byte
 }
 
-// Publish sends data to a room and returns the message ID.
-func (c *Conn) Publish(ctx context.Context, roomID string, data []byte) (string, error) {
-	return c.send(ctx, roomID, e2e.Message{Type: e2e.TypeMsg, Payload: data})
+// opener verifies and opens the frames of one room for one reader (a
+// subscription, a page of history) with a receiver of its own: its replay
+// window is the reader's, so that the same frame read by two readers, or
+// read again from the log, is not taken for a replay, while one reader
+// never accepts one frame twice.
+type opener struct {
+	c    *Conn
+	room string
+	recv *e2e.Receiver
 }
 
-// PublishReply answers message parentID in its thread.
-func (c *Conn) PublishReply(ctx context.Context, roomID, parentID string, data []byte) (string, error) {
-	return c.send(ctx, roomID, e2e.Message{Type: e2e.TypeMsg, Thread: parentID, ReplyTo: parentID, Payload: data})
-}
-
-// React reacts to message targetID with emoji (sealed like any payload).
-func (c *Conn) React(ctx context.Context, roomID, targetID, emoji string) (string, error) {
-	return c.send(ctx, roomID, e2e.Message{Type: e2e.TypeReact, ReplyTo: targetID, Payload: []byte(emoji)})
-}
-
-func (c *Conn) send(ctx context.Context, roomID string, m e2e.Message) (string, error) {
-	subject, err := subjects.Room(roomID)
+// newOpener returns an opener of roomID's frames. A reader of the room log
+// (stored) reads legitimately old frames, of earlier epochs too, in log
+// order but opened in parallel: the age check, the grace period of the
+// previous epoch and the per-sender replay window give way to the log's
+// sequence numbers and the reader's frame-ID dedupe; the signature, the
+// sender's key grant of the frame's epoch and the decryption are checked
+// as ever.
+func (c *Conn) newOpener(roomID string, stored bool) *opener {
+	cfg := e2e.ReceiverConfig{Keys: c.keys, Replay: e2e.NewReplayWindow(0)}
+	if stored {
+		// The reader drops what it already delivered by the log's
+		// sequence and the frame's ID (see Subscribe); the per-sender
+		// replay window would refuse frames opened out of order.
+		cfg.MaxFrameAge, cfg.EarlierEpochs, cfg.NoReplayWindow = e2e.NoMaxFrameAge, true, true
+	}
+	r, err := e2e.NewReceiver(cfg)
 	if err != nil {
-		return "", fmt.Errorf("publish: %w", err)
+		// Unreachable: the configuration is valid.
+		panic(fmt.Sprintf("client: receiver configuration: %v", err))
 	}
-	rc, sealer, err := c.keys.sealer(ctx, roomID)
-	if err != nil {
-		return "", fmt.Errorf("publish to room %s: %w", roomID, err)
-	}
-	// Sequence numbers must reach the bus in order for receivers' replay
-	// windows: hold the room's lock across Seal and Publish.
-	rc.publishMu.Lock()
-	defer rc.publishMu.Unlock()
-	f, wire, err := sealer.Seal(m, time.Now())
-	if err != nil {
-		return "", fmt.Errorf("publish to room %s: %w", roomID, err)
-	}
-	if err := c.nc.Publish(subject, wire); err != nil {
-		return "", fmt.Errorf("publish to room %s: %w", roomID, err)
-	}
-	return f.ID(), nil
+	return &opener{c: c, room: roomID, recv: r}
 }
 
-// Subscription is a room subscription; Unsubscribe ends it.
-type Subscription struct {
-	sub *nats.Subscription
-
-	mu     sync.Mutex
-	closed bool
-	work   chan job
-	queue  chan *pending
-	wg     sync.WaitGroup
+// received is the outcome of opening one frame: the message, or why it
+// was refused; id is the frame's ID whenever it decoded.
+type received struct {
+	m   Message
+	seq uint64
+	id  string
+	err error
 }
 
-// job is one frame to verify and open; pending its result, in arrival
-// order.
+// open verifies and opens wire, the frame of room-log sequence seq (0: not
+// stored), that arrived at arrived.
+func (o *opener) open(seq uint64, wire []byte, arrived time.Time) received {
+	f, err := e2e.Decode(wire)
+	if err != nil {
+		return received{seq: seq, err: fmt.Errorf("receive frame%s: %w", describeSeq(seq), err)}
+	}
+	r, err := o.recv.Accept(o.room, f, arrived)
+	if err != nil {
+		// The ID of a refused frame tells a copy of one delivered before
+		// (refused as a replay) from others.
+		return received{seq: seq, id: f.ID(), err: fmt.Errorf("receive frame%s: %w", describeSeq(seq), err)}
+	}
+	g := r.Frame
+	return received{seq: seq, id: r.ID, m: Message{
+		ID: r.ID, Room: o.room, Sender: g.Sender, Type: g.T, Thread: g.Thr, ReplyTo: g.Re,
+		Time: time.UnixMilli(g.TS), Epoch: g.Epoch, Seq: seq, Data: r.Payload,
+	}}
+}
+
+// openAfterRefresh handles a frame that failed with firstErr, a newer
+// epoch than this client knows (its signature verified): it waits for a
+// refresh of the room that started after the frame arrived, shared with
+// every other frame waiting for one and at most one per
+// roomRefreshInterval, and tries the frame once more.
+func (o *opener) openAfterRefresh(seq uint64, wire []byte, arrived time.Time, firstErr error) received {
+	ctx, cancel := context.WithTimeout(context.Background(), roomRefreshInterval+keyringTimeout)
+	defer cancel()
+	if err := o.c.keys.refresh(ctx, o.room, arrived, true); err != nil {
+		return received{seq: seq, err: errors.Join(firstErr, err)}
+	}
+	return o.open(seq, wire, time.Now())
+}
+
+// pipelineDepth bounds the frames between arrival and delivery.
+const pipelineDepth = 1024
+
+// pipeline verifies and opens frames in parallel (signature checks
+// dominate the cost) and hands the outcomes to deliver one at a time, in
+// the order the frames were submitted. Only one goroutine submits; it
+// calls close when done, and wait returns once every submitted frame was
+// handed over.
+type pipeline struct {
+	op      *opener
+	deliver func(received)
+	work    chan job
+	queue   chan *pending
+	wg      sync.WaitGroup
+}
+
+// job is one frame to open; pending its outcome.
 type job struct {
+	seq  uint64
 	wire []byte
 	p    *pending
 }
@@ -93,181 +136,113 @@ type pending struct {
 	done chan received
 }
 
-type received struct {
-	m   Message
-	err error
-}
-
-// pipelineDepth bounds frames between arrival and delivery.
-const pipelineDepth = 1024
-
-// Unsubscribe stops delivery and waits for the subscription's goroutines.
-func (s *Subscription) Unsubscribe() error {
-	err := s.sub.Unsubscribe()
-	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
-		close(s.work)
-		close(s.queue)
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	return err
-}
-
-// Subscribe delivers the room's messages to handler: only frames that
-// verify (signature, sender, epoch, age, replay) and decrypt. In an
-// encrypted room a sender is admitted by the owner's key grant its frame
-// carries, so checking a new sender costs no request; in a cleartext room
-// the service is asked about that one sender (see Conn.Members).
-// Rejected frames go to onReject when set (for logging), never to
-// handler. Frames are verified and opened in parallel (signature checks
-// dominate the cost) and delivered one at a time, in arrival order. A
-// frame of an epoch this client does not know yet waits for the room's
-// next refresh (at most one a second) without holding up the others'
-// checks. The subscription survives reconnects (nats.go restores it, e.g.
-// after a permission refresh).
-//
-// Subscribe fetches the room's state, checks it (ErrUntrustedRoom,
-// ErrEpochRollback) and, in an encrypted room, the current room key and
-// the owner's grant of it (ErrUnauthenticatedKey), so that a key the owner
-// did not give is refused before anything is read with it.
-func (c *Conn) Subscribe(ctx context.Context, roomID string, handler func(Message), onReject func(error)) (*Subscription, error) {
-	subject, err := subjects.Room(roomID)
-	if err != nil {
-		return nil, fmt.Errorf("subscribe: %w", err)
-	}
-	rc, err := c.keys.room(ctx, roomID, true)
-	if err != nil {
-		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
-	}
-	if info := c.keys.info(rc); info.Mode == subjects.ModeE2E && c.encKey != nil {
-		if _, err := c.keys.roomKey(ctx, roomID, info.Epoch); err != nil {
-			return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
-		}
-	}
-	s := &Subscription{work: make(chan job, pipelineDepth), queue: make(chan *pending, pipelineDepth)}
+// newPipeline starts a pipeline of workers (GOMAXPROCS) for op.
+func newPipeline(op *opener, deliver func(received)) *pipeline {
+	p := &pipeline{op: op, deliver: deliver, work: make(chan job, pipelineDepth), queue: make(chan *pending, pipelineDepth)}
 	for range runtime.GOMAXPROCS(0) {
-		s.wg.Go(func() {
-			for j := range s.work {
-				arrived := time.Now()
-				m, err := c.receive(roomID, j.wire, arrived)
-				if isRetryable(err) {
-					// Wait for the room's refresh in a goroutine of the
-					// subscription's own, so that a flood of such frames
-					// holds up no worker; their number is bounded by the
-					// pipeline.
-					s.wg.Go(func() { j.p.done <- c.receiveAfterRefresh(roomID, j.wire, arrived, err) })
-					continue
-				}
-				j.p.done <- received{m, err}
-			}
-		})
+		p.wg.Go(p.worker)
 	}
-	s.wg.Go(func() {
-		for p := range s.queue {
-			r := <-p.done
-			if r.err != nil {
-				if onReject != nil {
-					onReject(r.err)
-				}
-				continue
-			}
-			handler(r.m)
+	p.wg.Go(func() {
+		for q := range p.queue {
+			p.deliver(<-q.done)
 		}
 	})
-	s.sub, err = c.nc.Subscribe(subject, func(msg *nats.Msg) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.closed {
-			return
-		}
-		p := &pending{done: make(chan received, 1)}
-		s.queue <- p
-		s.work <- job{wire: msg.Data, p: p}
-	})
-	if err != nil {
-		s.mu.Lock()
-		s.closed = true
-		close(s.work)
-		close(s.queue)
-		s.mu.Unlock()
-		s.wg.Wait()
-		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
-		defer cancel()
-	}
-	if err := c.confirmSubscription(ctx, subject); err != nil {
-		_ = s.Unsubscribe()
-		return nil, fmt.Errorf("subscribe to room %s: %w", roomID, err)
-	}
-	return s, nil
+	return p
 }
 
-// confirmSubscription returns once the server has accepted the
-// subscription to subject. A disconnect meanwhile is not a failure:
-// nats.go re-sends subscriptions when it reconnects. A refusal right after
-// an invite is expected (this connection's permissions predate the room,
-// and the bus reconnects it with the room within moments): it waits for
-// that one reconnect, bounded by ctx and PermissionRefreshWait, and
-// checks again; a second refusal is ErrForbidden.
-func (c *Conn) confirmSubscription(ctx context.Context, subject string) error {
-	for waited := false; ; waited = true {
-		refreshed := c.reconnects.wait()
-		if err := c.nc.FlushWithContext(ctx); err != nil && (c.nc.IsClosed() || ctx.Err() != nil) {
-			return err
+func (p *pipeline) worker() {
+	for j := range p.work {
+		arrived := time.Now()
+		r := p.op.open(j.seq, j.wire, arrived)
+		if isRetryable(r.err) {
+			// Wait for the room's refresh in a goroutine of the
+			// pipeline's own, so that a flood of such frames holds up no
+			// worker; their number is bounded by the pipeline.
+			p.wg.Go(func() { j.p.done <- p.op.openAfterRefresh(j.seq, j.wire, arrived, r.err) })
+			continue
 		}
-		if !c.refused(subject) {
-			return nil
-		}
-		if waited {
-			return fmt.Errorf("the server refused the subscription (are you a member?): %w", ErrForbidden)
-		}
-		select {
-		case <-refreshed:
-		case <-time.After(PermissionRefreshWait):
-			return fmt.Errorf("the server refused the subscription and no permission refresh followed: %w", ErrForbidden)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		j.p.done <- r
 	}
 }
 
-// refused reports whether the connection's last error is the server's
-// refusal of a subscription to subject (nats.go keeps the last one; a
-// reconnect clears it).
-func (c *Conn) refused(subject string) bool {
-	err := c.nc.LastError()
-	return errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), strconv.Quote(subject))
+// submit queues a frame; it blocks while the pipeline is full, and gives
+// up (false) when ctx ends.
+func (p *pipeline) submit(ctx context.Context, seq uint64, wire []byte) bool {
+	q := &pending{done: make(chan received, 1)}
+	select {
+	case p.queue <- q:
+	case <-ctx.Done():
+		return false
+	}
+	// The queue and the work channel have the same capacity and every
+	// queued frame is submitted, so this does not block for long; the
+	// frame queued above must be given its work in any case.
+	p.work <- job{seq: seq, wire: wire, p: q}
+	return true
 }
 
-// receive verifies and opens a frame that arrived at arrived.
-func (c *Conn) receive(roomID string, wire []byte, arrived time.Time) (Message, error) {
-	r, err := c.receiver.Receive(roomID, wire, arrived)
-	if err != nil {
-		return Message{}, err
+// fail queues an error for deliver, in order with the frames.
+func (p *pipeline) fail(ctx context.Context, err error) bool {
+	q := &pending{done: make(chan received, 1)}
+	q.done <- received{err: err}
+	select {
+	case p.queue <- q:
+		return true
+	case <-ctx.Done():
+		return false
 	}
-	f := r.Frame
-	return Message{
-		ID: r.ID, Room: roomID, Sender: f.Sender, Type: f.T, Thread: f.Thr, ReplyTo: f.Re,
-		Time: time.UnixMilli(f.TS), Epoch: f.Epoch, Data: r.Payload,
-	}, nil
 }
 
-// receiveAfterRefresh handles a frame that failed with firstErr, a newer
-// epoch than this client knows (its signature verified): it waits for a
-// refresh of the room that started after the frame arrived, shared with
-// every other frame waiting for one and at most one per
-// roomRefreshInterval, and tries the frame once more.
-func (c *Conn) receiveAfterRefresh(roomID string, wire []byte, arrived time.Time, firstErr error) received {
-	ctx, cancel := context.WithTimeout(context.Background(), roomRefreshInterval+keyringTimeout)
-	defer cancel()
-	if err := c.keys.refresh(ctx, roomID, arrived, true); err != nil {
-		return received{err: errors.Join(firstErr, err)}
+// close ends submissions; the frames submitted are still opened and
+// handed over.
+func (p *pipeline) close() {
+	close(p.work)
+	close(p.queue)
+}
+
+// wait waits for the pipeline's goroutines, after close.
+func (p *pipeline) wait() { p.wg.Wait() }
+
+// idSet remembers the IDs of the last frames a reader delivered
+// (bounded, oldest forgotten first), so that one frame the log holds
+// twice, under two sequences, is delivered once.
+type idSet struct {
+	ids  map[string]struct{}
+	ring []string
+	next int
+}
+
+// delivered IDs remembered per subscription.
+const maxRememberedIDs = 4096
+
+func newIDSet(n int) *idSet {
+	return &idSet{ids: make(map[string]struct{}, n), ring: make([]string, n)}
+}
+
+// add records id and reports whether it is new.
+func (s *idSet) add(id string) bool {
+	if _, ok := s.ids[id]; ok {
+		return false
 	}
-	m, err := c.receive(roomID, wire, time.Now())
-	return received{m, err}
+	if old := s.ring[s.next]; old != "" {
+		delete(s.ids, old)
+	}
+	s.ring[s.next] = id
+	s.next = (s.next + 1) % len(s.ring)
+	s.ids[id] = struct{}{}
+	return true
+}
+
+// has reports whether id was recorded.
+func (s *idSet) has(id string) bool {
+	_, ok := s.ids[id]
+	return ok
+}
+
+// describeSeq names a frame by its room-log sequence, if it has one.
+func describeSeq(seq uint64) string {
+	if seq == 0 {
+		return ""
+	}
+	return " of seq " + strconv.FormatUint(seq, 10)
 }

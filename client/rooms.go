@@ -111,9 +111,22 @@ func (c *Conn) registerEncryptionKey(ctx context.Context, k *e2e.EncryptionKey) 
 	}
 }
 
-// PermissionRefreshWait bounds how long CreateRoom waits for the bus to
-// refresh the connection's permissions with the new room.
-const PermissionRefreshWait = 2 * time.Second
+// RoomOption adjusts a room that CreateRoom creates.
+type RoomOption func(*subjects.CreateRoomRequest)
+
+// WithHistory sets the room's history policy: subjects.HistoryKeep (the
+// default: the room log keeps the frames, members read them back and
+// subscriptions resume where they stopped) or subjects.HistoryNone
+// (members see only what is sent while they are subscribed).
+func WithHistory(policy string) RoomOption {
+	return func(r *subjects.CreateRoomRequest) { r.History = policy }
+}
+
+// WithHistoryMaxAge keeps the room's frames for d at most, less than the
+// deployment does (at least a minute).
+func WithHistoryMaxAge(d time.Duration) RoomOption {
+	return func(r *subjects.CreateRoomRequest) { r.HistoryMaxAge = d.String() }
+}
 
 // CreateRoom creates a room owned by the caller: mode subjects.ModeE2E
 // (sealed and signed frames; the default) or subjects.ModeCleartext (signed
@@ -121,14 +134,18 @@ const PermissionRefreshWait = 2 * time.Second
 // and a random salt (subjects.NewRoomID), so it names its owner: no server
 // can pass another key off as the room's owner. In an encrypted room the
 // first room key is made here, sealed to the owner and granted to it (see
-// e2e.SignGrant); the service never sees the key.
-func (c *Conn) CreateRoom(ctx context.Context, name, mode string) (subjects.RoomInfo, error) {
+// e2e.SignGrant); the service never sees the key. opts set the room's
+// history (WithHistory, WithHistoryMaxAge).
+func (c *Conn) CreateRoom(ctx context.Context, name, mode string, opts ...RoomOption) (subjects.RoomInfo, error) {
 	if mode == "" {
 		mode = subjects.ModeE2E
 	}
 	self := c.id.PublicKey()
 	id, salt := subjects.NewRoomID(self, mode)
 	req := subjects.CreateRoomRequest{RoomID: id, Salt: salt, Name: name, Mode: mode}
+	for _, opt := range opts {
+		opt(&req)
+	}
 	const firstEpoch = 1
 	var roomKey []byte
 	if mode == subjects.ModeE2E {
@@ -146,18 +163,9 @@ func (c *Conn) CreateRoom(ctx context.Context, name, mode string) (subjects.Room
 		}
 		req.SealedKey, req.Grant = sealed, grant
 	}
-	// Joining a room changes this connection's permissions: the bus
-	// disconnects it and it reconnects with the room's subject. Wait for
-	// that (bounded), so that a Publish right after CreateRoom is allowed.
-	refreshed := c.reconnects.wait()
 	var info subjects.RoomInfo
 	if err := c.call(ctx, subjects.RoomsCreate, req, &info); err != nil {
 		return subjects.RoomInfo{}, err
-	}
-	select {
-	case <-refreshed:
-	case <-time.After(PermissionRefreshWait):
-	case <-ctx.Done():
 	}
 	if info.RoomID != id || info.Owner != self || info.Mode != mode || (roomKey != nil && info.Epoch != firstEpoch) {
 		return subjects.RoomInfo{}, fmt.Errorf("create room: %w: asked for room %s of %s (%s), the service answered room %s of %s (%s, epoch %d)",

@@ -65,7 +65,7 @@ func TestTransportOptions(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			natsOpts, err := o.natsOptions(tc.url, id, newSignal())
+			natsOpts, err := o.natsOptions(tc.url, id, newHooks())
 			if tc.refused {
 				if !errors.Is(err, ErrInsecureURL) {
 					t.Fatalf("natsOptions error = %v, want ErrInsecureURL", err)
@@ -102,7 +102,7 @@ func TestLoopbackDialer(t *testing.T) {
 	if err := WithNATSOptions(nats.SetCustomDialer(inner))(&o); err != nil {
 		t.Fatal(err)
 	}
-	natsOpts, err := o.natsOptions("nats://127.0.0.1:4222", id, newSignal())
+	natsOpts, err := o.natsOptions("nats://127.0.0.1:4222", id, newHooks())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,27 +32,37 @@ func limitedAccount(t *testing.T, limits string) jetstream.JetStream {
 	return js
 }
 
-// TestBlobStoreSize: the object store of blobs takes three quarters of the
-// account's JetStream storage limit (its replicas counted), a smaller size
-// of the configuration's own, or the default when the account has no
-// limit; a size that would leave the KV buckets less is refused.
+// TestBlobStoreSize: the object store of blobs takes half of the
+// account's JetStream storage limit (its replicas counted), the room log
+// a quarter and the events a sixteenth, or sizes of the configuration's
+// own, or the defaults when the account has no limit; sizes that would
+// leave the KV buckets less than a quarter are refused.
 func TestBlobStoreSize(t *testing.T) {
 	const limit = 64 << 20
 	for _, tc := range []struct {
 		name    string
 		account string // "" for a server without accounts: no limit
 		cfg     kvstore.Config
-		want    int64
+		// want are the sizes of the blobs' object store, the room log and
+		// the events stream (-1: none of its own).
+		want    [3]int64
 		refused string
 	}{
-		{name: "three quarters of the memory limit", account: "max_mem: 67108864, max_file: 1073741824", cfg: kvstore.Config{Memory: true}, want: limit / 4 * 3},
-		{name: "three quarters of the file limit", account: "max_mem: 1073741824, max_file: 67108864", cfg: kvstore.Config{}, want: limit / 4 * 3},
-		{name: "smaller of its own", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: 8 << 20}, want: 8 << 20},
-		{name: "at most three quarters", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: limit/4*3 + 1}, refused: "less than a quarter"},
+		{name: "shares of the memory limit", account: "max_mem: 67108864, max_file: 1073741824", cfg: kvstore.Config{Memory: true}, want: [3]int64{limit / 2, limit / 4, limit / 16}},
+		{name: "shares of the file limit", account: "max_mem: 1073741824, max_file: 67108864", cfg: kvstore.Config{}, want: [3]int64{limit / 2, limit / 4, limit / 16}},
+		{name: "smaller blobs of its own", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: 8 << 20}, want: [3]int64{8 << 20, limit / 4, limit / 16}},
+		{name: "larger blobs of its own leave the log less", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: 40 << 20}, want: [3]int64{40 << 20, 8 << 20, limit / 16}},
+		{name: "larger log of its own leaves blobs less", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, HistoryMaxBytes: 40 << 20}, want: [3]int64{8 << 20, 40 << 20, limit / 16}},
+		{name: "both of its own", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: 16 << 20, HistoryMaxBytes: 32 << 20}, want: [3]int64{16 << 20, 32 << 20, limit / 16}},
+		{name: "blobs at most three quarters", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: limit/4*3 + 1}, refused: "less than a quarter"},
+		{name: "blobs and log at most three quarters", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: 32 << 20, HistoryMaxBytes: 16<<20 + 1}, refused: "less than a quarter"},
+		{name: "blobs leave the log too little", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: limit/4*3 - 1<<19}, refused: "leaves the room log"},
+		{name: "unbounded log with an account limit", account: "max_mem: 67108864", cfg: kvstore.Config{Memory: true, HistoryMaxBytes: -1}, refused: "needs an account without"},
 		{name: "account too small", account: "max_mem: 1048576", cfg: kvstore.Config{Memory: true}, refused: "raise the account's limit"},
-		{name: "no account limit", cfg: kvstore.Config{Memory: true}, want: kvstore.DefaultBlobStoreMaxBytes},
-		{name: "no account limit, size of its own", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: 3 << 20}, want: 3 << 20},
-		{name: "below the minimum", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: kvstore.MinBlobStoreBytes - 1}, refused: "at least"},
+		{name: "no account limit", cfg: kvstore.Config{Memory: true}, want: [3]int64{kvstore.DefaultBlobStoreMaxBytes, kvstore.DefaultHistoryMaxBytes, -1}},
+		{name: "no account limit, sizes of its own", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: 3 << 20, HistoryMaxBytes: -1}, want: [3]int64{3 << 20, -1, -1}},
+		{name: "blobs below the minimum", cfg: kvstore.Config{Memory: true, BlobStoreMaxBytes: kvstore.MinBlobStoreBytes - 1}, refused: "at least"},
+		{name: "log below the minimum", cfg: kvstore.Config{Memory: true, HistoryMaxBytes: kvstore.MinHistoryBytes - 1}, refused: "at least"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var js jetstream.JetStream
@@ -72,17 +82,19 @@ func TestBlobStoreSize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := st.BlobsMaxBytes(); got != tc.want {
-				t.Errorf("BlobsMaxBytes = %d, want %d", got, tc.want)
+			if got := st.BlobsMaxBytes(); got != tc.want[0] {
+				t.Errorf("BlobsMaxBytes = %d, want %d", got, tc.want[0])
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			stream, err := js.Stream(ctx, "OBJ_"+kvstore.BucketBlobs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := stream.CachedInfo().Config.MaxBytes; got != tc.want {
-				t.Errorf("object store MaxBytes = %d, want %d", got, tc.want)
+			for i, name := range []string{"OBJ_" + kvstore.BucketBlobs, kvstore.StreamRoomLog, kvstore.StreamEvents} {
+				stream, err := js.Stream(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := stream.CachedInfo().Config.MaxBytes; got != tc.want[i] {
+					t.Errorf("%s MaxBytes = %d, want %d", name, got, tc.want[i])
+				}
 			}
 		})
 	}

@@ -21,15 +21,51 @@ const (
 	DefaultBlobStoreMaxBytes = 1 << 30
 	// MinBlobStoreBytes is the smallest object store of blobs.
 	MinBlobStoreBytes = 1 << 20
+	// DefaultHistoryMaxAge is how long the room log keeps a frame when
+	// Config.HistoryMaxAge is zero: the stream's MaxAge.
+	DefaultHistoryMaxAge = 30 * 24 * time.Hour
+	// MinHistoryMaxAge is the shortest Config.HistoryMaxAge.
+	MinHistoryMaxAge = time.Minute
+	// MinFrameMaxAge is the shortest maximum age of a room's own
+	// (AppendFrame's maxAge): JetStream's smallest per-message TTL.
+	MinFrameMaxAge = time.Second
+	// DefaultHistoryMaxMsgsPerRoom is how many frames the room log keeps
+	// per room when Config.HistoryMaxMsgsPerRoom is zero.
+	DefaultHistoryMaxMsgsPerRoom = 100_000
+	// DefaultHistoryMaxBytes sizes the room log when
+	// Config.HistoryMaxBytes is zero and the account has no JetStream
+	// storage limit to derive it from.
+	DefaultHistoryMaxBytes = 1 << 30
+	// MinHistoryBytes is the smallest room log.
+	MinHistoryBytes = 1 << 20
+	// HistoryDuplicateWindow is how long the room log remembers a frame's
+	// ID (Nats-Msg-Id): a send retried within it is stored once. Capped by
+	// the log's maximum age.
+	HistoryDuplicateWindow = 10 * time.Minute
+	// EventsMaxPerUser is how many events the events stream keeps per
+	// user (the stream's MaxMsgsPerSubject); events older than
+	// InvitationTTL go too.
+	EventsMaxPerUser = 1000
 )
 
-// The object store of blobs takes at most blobStoreShareNum /
-// blobStoreShareDen of the account's JetStream storage limit, every
-// replica counted; the KV buckets (nonce claims, users, rooms) keep the
-// rest, however many blobs are uploaded.
+// How the account's JetStream storage limit (every replica counted) is
+// shared when the configuration gives no sizes of its own, in sixteenths:
+//
+//	blobs (object store)   8/16  one half
+//	room log (stream)      4/16  one quarter
+//	events (stream)        1/16
+//	KV buckets             3/16  the rest, unreserved
+//
+// Blobs and the room log together take at most three quarters, whatever
+// their own sizes (storageShareMax): the KV buckets, nonce claims among
+// them, and the events keep a quarter however many blobs are uploaded and
+// frames are sent.
 const (
-	blobStoreShareNum = 3
-	blobStoreShareDen = 4
+	storageShareDen   = 16
+	blobStoreShareNum = 8
+	historyShareNum   = 4
+	eventsShareNum    = 1
+	storageShareMax   = 12
 )
 
 // DefaultConfig is a single-node configuration: R1, default timeouts.
@@ -51,14 +87,33 @@ type Config struct {
 	Memory bool
 	// BlobStoreMaxBytes bounds the object store of blobs (BucketBlobs), in
 	// bytes of one replica; beyond it puts are refused and nothing else is
-	// affected. Zero takes three quarters of the JetStream storage limit of
-	// the store's account (for the storage Memory picks, every replica
-	// counted: divided by Replicas), or DefaultBlobStoreMaxBytes when the
-	// account has none. A value of its own may be smaller, never larger
-	// (ErrConfigValidation at Open): the KV buckets keep at least a
-	// quarter of the account's storage, so that blobs can never take the
-	// room of nonce claims. At least MinBlobStoreBytes.
+	// affected. Zero takes half of the JetStream storage limit of the
+	// store's account (for the storage Memory picks, every replica
+	// counted: divided by Replicas), or less when HistoryMaxBytes leaves
+	// less, or DefaultBlobStoreMaxBytes when the account has none. Blobs
+	// and the room log together take at most three quarters of the
+	// account's storage (ErrConfigValidation at Open otherwise): the KV
+	// buckets and the events keep at least a quarter, so that blobs and
+	// frames can never take the room of nonce claims. At least
+	// MinBlobStoreBytes.
 	BlobStoreMaxBytes int64
+	// HistoryMaxAge is how long the room log (StreamRoomLog) keeps a
+	// frame: the stream's MaxAge, the most a room may keep its frames
+	// (a room keeps them for less with Room.HistoryMaxAge). Zero means
+	// DefaultHistoryMaxAge; at least MinHistoryMaxAge.
+	HistoryMaxAge time.Duration
+	// HistoryMaxMsgsPerRoom is how many frames the room log keeps per
+	// room, the oldest going first (the stream's MaxMsgsPerSubject). Zero
+	// means DefaultHistoryMaxMsgsPerRoom; -1 no limit.
+	HistoryMaxMsgsPerRoom int64
+	// HistoryMaxBytes bounds the room log, in bytes of one replica, the
+	// oldest frames of any room going first (the stream's MaxBytes).
+	// Zero takes a quarter of the account's JetStream storage limit
+	// (as BlobStoreMaxBytes, divided by Replicas), or less when
+	// BlobStoreMaxBytes leaves less, or DefaultHistoryMaxBytes when the
+	// account has none; -1 no bound of its own (only for an account
+	// without a limit). At least MinHistoryBytes.
+	HistoryMaxBytes int64
 	// Logger receives the store's warnings (records that fail validation);
 	// nil discards them.
 	Logger *slog.Logger
@@ -70,6 +125,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NonceTTL == 0 {
 		c.NonceTTL = DefaultNonceTTL
+	}
+	if c.HistoryMaxAge == 0 {
+		c.HistoryMaxAge = DefaultHistoryMaxAge
+	}
+	if c.HistoryMaxMsgsPerRoom == 0 {
+		c.HistoryMaxMsgsPerRoom = DefaultHistoryMaxMsgsPerRoom
 	}
 	return c
 }
@@ -86,6 +147,15 @@ func (c Config) valid() error {
 	}
 	if c.BlobStoreMaxBytes != 0 && c.BlobStoreMaxBytes < MinBlobStoreBytes {
 		return fmt.Errorf("%w: blob store max bytes must be at least %d, or 0 to derive it from the account's storage limit, got %d", ErrConfigValidation, MinBlobStoreBytes, c.BlobStoreMaxBytes)
+	}
+	if c.HistoryMaxAge < MinHistoryMaxAge {
+		return fmt.Errorf("%w: history max age must be at least %s, got %s", ErrConfigValidation, MinHistoryMaxAge, c.HistoryMaxAge)
+	}
+	if c.HistoryMaxMsgsPerRoom < -1 {
+		return fmt.Errorf("%w: history max messages per room must be positive, or -1 for no limit, got %d", ErrConfigValidation, c.HistoryMaxMsgsPerRoom)
+	}
+	if c.HistoryMaxBytes != 0 && c.HistoryMaxBytes != -1 && c.HistoryMaxBytes < MinHistoryBytes {
+		return fmt.Errorf("%w: history max bytes must be at least %d, 0 to derive it from the account's storage limit, or -1 for no bound, got %d", ErrConfigValidation, MinHistoryBytes, c.HistoryMaxBytes)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,11 +14,10 @@ import (
 
 // JetStream and KV subjects of a bucket, as nats.go and nats-server spell
 // them: the stream behind bucket, the subject of one of its keys, and the
-// two JetStream API requests spoken here.
+// JetStream API request spoken here.
 func kvStream(bucket string) string          { return "KV_" + bucket }
 func kvKeyPrefix(bucket string) string       { return "$KV." + bucket + "." }
 func kvKeySubject(bucket, key string) string { return kvKeyPrefix(bucket) + key }
-func directGetSubject(bucket string) string  { return "$JS.API.DIRECT.GET." + kvStream(bucket) }
 func leaderGetSubject(bucket string) string  { return "$JS.API.STREAM.MSG.GET." + kvStream(bucket) }
 
 // maxMultiLast is the most results one multi-last direct get returns (a
@@ -55,56 +55,22 @@ func getLastBatch(ctx context.Context, nc *nats.Conn, bucket string, keys []stri
 	for i, k := range keys {
 		filters[i] = prefix + k
 	}
-	req, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-	}{filters})
+	b, err := directGetBatch(ctx, nc, kvStream(bucket), directGetRequest{MultiLastOf: filters}, maxMultiLast)
 	if err != nil {
-		return nil, fmt.Errorf("encode direct get: %w", err)
+		return nil, err
 	}
-	inbox := nc.NewRespInbox()
-	// A channel sized for one batch (at most maxMultiLast messages and the
-	// end-of-batch status): SubscribeSync would allocate the connection's
-	// SubChanLen (64k slots, 512 KiB) on every call.
-	ch := make(chan *nats.Msg, maxMultiLast+1)
-	sub, err := nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return nil, fmt.Errorf("direct get %s: %w", bucket, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest(directGetSubject(bucket), inbox, req); err != nil {
-		return nil, fmt.Errorf("direct get %s: %w", bucket, err)
-	}
-	var out []entry
-	for {
-		var msg *nats.Msg
-		select {
-		case msg = <-ch:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("direct get %s: %w", bucket, ctx.Err())
-		}
-		if len(msg.Data) == 0 && msg.Header != nil {
-			switch status := msg.Header.Get("Status"); status {
-			case "204": // end of batch
-				return out, nil
-			case "404": // no results
-				return out, nil
-			case "413":
-				return nil, fmt.Errorf("direct get %s: %w", bucket, errTooManyResults)
-			case "":
-			default:
-				return nil, fmt.Errorf("direct get %s: status %s %s", bucket, status, msg.Header.Get("Description"))
-			}
-		}
-		if op := msg.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+	out := make([]entry, 0, len(b.msgs))
+	for _, m := range b.msgs {
+		if op := m.header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 			continue
 		}
-		subj := msg.Header.Get(jetstream.SubjectHeader)
-		key, ok := strings.CutPrefix(subj, prefix)
+		key, ok := strings.CutPrefix(m.subject, prefix)
 		if !ok {
-			return nil, fmt.Errorf("direct get %s: unexpected subject %q", bucket, subj)
+			return nil, fmt.Errorf("direct get %s: unexpected subject %q", bucket, m.subject)
 		}
-		out = append(out, entry{key: key, value: msg.Data})
+		out = append(out, entry{key: key, value: m.data})
 	}
+	return out, nil
 }
 
 // putAll writes many keys of one bucket with pipelined (asynchronous)
@@ -135,10 +101,11 @@ func putAll(ctx context.Context, js jetstream.JetStream, bucket string, values m
 // msgGetResponse is JetStream's reply to $JS.API.STREAM.MSG.GET.<stream>.
 type msgGetResponse struct {
 	Message *struct {
-		Subject  string `json:"subject"`
-		Sequence uint64 `json:"seq"`
-		Header   []byte `json:"hdrs,omitempty"`
-		Data     []byte `json:"data,omitempty"`
+		Subject  string    `json:"subject"`
+		Sequence uint64    `json:"seq"`
+		Time     time.Time `json:"time"`
+		Header   []byte    `json:"hdrs,omitempty"`
+		Data     []byte    `json:"data,omitempty"`
 	} `json:"message,omitempty"`
 	Error *struct {
 		Code        int    `json:"code"`

@@ -1,8 +1,9 @@
 // Package kvstore keeps unibus state in replicated JetStream KV buckets:
 // users, rooms, members, the rooms-by-member index, pending invitations,
-// sealed room keys, anti-replay nonces and the records of blob uploads; and the blobs
-// themselves in an object store. Every node and every service instance
-// shares it.
+// sealed room keys, anti-replay nonces and the records of blob uploads; the blobs
+// themselves in an object store; and two streams: the room log (each
+// room's frames, for durable delivery) and the users' events. Every node
+// and every service instance shares it.
 //
 // # Buckets
 //
@@ -19,12 +20,56 @@
 //	                        pending.<roomID>.<blob>        PendingUpload
 //	UNIBUS_blobs (objects)  <roomID>/<blob>/<index>        chunk; <roomID>/<blob> manifest
 //
-// # Blobs
+// # Streams
 //
-// The object store of blobs has a size (Config.BlobStoreMaxBytes): by
-// default three quarters of the account's JetStream storage limit, which
-// Open reads from the server, and never more. JetStream refuses puts
-// beyond it, so blobs can never take the room the KV buckets need: a
+//	UNIBUS_room_log  unibus.v1.room.<roomID>   a frame as sent; Nats-Msg-Id <roomID>/<frame ID>,
+//	                                           Unibus-Prev the room's previous frame
+//	UNIBUS_events    unibus.v1.events.<pub>    subjects.Event (JSON)
+//
+// The room log keeps each room's frames (AppendFrame) for
+// Config.HistoryMaxAge (a room for less with its own Room.HistoryMaxAge, a
+// per-message TTL), at most Config.HistoryMaxMsgsPerRoom per room and
+// Config.HistoryMaxBytes in all, the oldest going first; a frame retried
+// within HistoryDuplicateWindow is stored once. Only the store publishes
+// to it. Every frame names the room's previous one (subjects.HeaderPrev),
+// and the append is conditional on it (Nats-Expected-Last-Subject-Sequence):
+// however many goroutines, stores and nodes append to a room at once, its
+// frames form one chain, which lets a member tell a gap from nothing
+// missed. A Store appends to a room one frame at a time and remembers the
+// room's last sequence (for at most a few thousand idle rooms); an append
+// that another store overtook retries with the sequence JetStream
+// reports.
+//
+// A member reads the log from the position the log had when it was
+// invited (Member.FromSeq, set by CreateRoom for the owner, by Invite and
+// copied by AcceptInvitation, by AddMember; LogPosition) on: ReadLog
+// pages forward with one batch direct get (any replica answers; a page
+// that misses frames the stream's leader has is read again) or backward
+// along the chain. Membership itself is the service's to check.
+//
+// The events stream keeps EventsMaxPerUser events per user for
+// InvitationTTL (AppendEvent, ReadEvents).
+//
+// # Membership view
+//
+// WatchMembership loads every room's policy, owner and members and the
+// revoked users into memory and follows the buckets, so that the routing
+// service decides each send without a read. It fails closed: while it
+// cannot vouch for being current (loading, a watch ended or stalled
+// behind its bucket, the connection lost or replaced, a bucket's leader
+// unreachable) Check answers ErrViewUnavailable, and it reloads in the
+// background with backoff.
+//
+// # Storage
+//
+// The object store of blobs, the room log and the events stream have
+// sizes; by default shares of the account's JetStream storage limit,
+// which Open reads from the server: blobs half, the room log a quarter,
+// the events a sixteenth, and the KV buckets the rest. Blobs and the room
+// log together never take more than three quarters (Config.BlobStoreMaxBytes
+// and Config.HistoryMaxBytes may be smaller, never larger). JetStream
+// refuses blobs beyond their store's size and drops the oldest frames
+// beyond the log's, so neither can take the room the KV buckets need: a
 // signed request still claims its nonce when the blob store is full.
 //
 // A blob's upload record is created once (its first uploader owns the
@@ -77,11 +122,9 @@
 // # Guarantees
 //
 // Every call is bounded by Config.OpTimeout (or the caller's earlier
-// deadline). GetUserFromLeader, ListRoomsForEndpointFromLeader and
-// ClaimNonce, which admission relies on, fail closed: any backend error is
-// returned, never a stale answer (the rooms read is as fresh as the index
-// stream's leader; unlike the user read it does not check that the leader
-// still hears a majority).
+// deadline). GetUserFromLeader and ClaimNonce, which admission relies on,
+// fail closed: any backend error is returned, never a stale answer (the user
+// read also checks that the stream's leader still hears a majority).
 // ErrNotFound reports every miss.
 //
 // # Changes that touch several buckets

@@ -28,4 +28,17 @@ var (
 	ErrInvalidRecord = fmt.Errorf("invalid record, treated as absent: %w", ErrNotFound)
 	// ErrConfigValidation wraps every error of Config validation.
 	ErrConfigValidation = errors.New("invalid store configuration")
+	// ErrInvalidQuery means a history or events request that asks for
+	// nothing sensible (a negative or too large limit, Last together with
+	// From, Since or Until, Until below From): nothing is read. It matches
+	// ErrInvalid (400 on the control plane).
+	ErrInvalidQuery = fmt.Errorf("invalid query: %w", ErrInvalid)
+	// ErrNotMember means the user is not a current member of the room
+	// (MembershipView.Check): not its owner or a member, or revoked. It
+	// does not match ErrNotFound: the room exists.
+	ErrNotMember = errors.New("not a member")
+	// ErrViewUnavailable means a MembershipView cannot answer: it has not
+	// loaded, or its watch of the buckets broke or was stopped. Its
+	// callers fail closed (503).
+	ErrViewUnavailable = errors.New("membership view unavailable")
 )

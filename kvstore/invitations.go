@@ -60,6 +60,10 @@ type Invitation struct {
 	Mode  string `json:"mode"`
 	Owner string `json:"owner"`
 	Salt  []byte `json:"salt,omitempty"`
+	// FromSeq is the room log's position (LogPosition) at the
+	// invitation: the member's FromSeq once accepted, so that it sees
+	// the frames stored since it was invited.
+	FromSeq uint64 `json:"from_seq,omitempty"`
 }
 
 // ExpiresAt is when the invitation lapses unanswered.
@@ -120,9 +124,13 @@ func (s *Store) Invite(ctx context.Context, roomID, pub string, epoch uint64, ke
 		staleRev = e.Revision()
 	}
 
+	fromSeq, err := s.LogPosition(ctx)
+	if err != nil {
+		return Invitation{}, fmt.Errorf("invite: %w", err)
+	}
 	inv := Invitation{
 		RoomID: roomID, Pub: pub, InvitedBy: room.Owner, Epoch: room.Epoch, InvitedAt: s.now().UTC(),
-		Name: room.Name, Mode: room.Mode, Owner: room.Owner, Salt: room.Salt,
+		Name: room.Name, Mode: room.Mode, Owner: room.Owner, Salt: room.Salt, FromSeq: fromSeq,
 	}
 	if room.Encrypted() {
 		if err := s.putRoomKey(ctx, roomID, epoch, pub, key); err != nil {
@@ -297,7 +305,7 @@ func (s *Store) AcceptInvitation(ctx context.Context, roomID, pub string) (Membe
 		return Member{}, ierr
 	}
 
-	m = Member{RoomID: roomID, Pub: pub, Role: subjects.RoleMember, JoinedEpoch: inv.Epoch, AddedAt: s.now().UTC()}
+	m = Member{RoomID: roomID, Pub: pub, Role: subjects.RoleMember, JoinedEpoch: inv.Epoch, AddedAt: s.now().UTC(), FromSeq: inv.FromSeq}
 	written := false
 	for attempt := 1; ; attempt++ {
 		if room.Encrypted() {

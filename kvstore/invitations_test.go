@@ -90,13 +90,8 @@ func testInvitationsGrantNothing(t *testing.T, e *storeEnv) {
 	if _, err := st.GetMember(ctx, room.ID, bob); !errors.Is(err, kvstore.ErrNotFound) {
 		t.Errorf("invitee's membership = %v, want none", err)
 	}
-	for name, list := range map[string]func(context.Context, string) ([]kvstore.RoomRef, error){
-		"ListRoomsForEndpoint":           st.ListRoomsForEndpoint,
-		"ListRoomsForEndpointFromLeader": st.ListRoomsForEndpointFromLeader,
-	} {
-		if refs, err := list(ctx, bob); err != nil || len(refs) != 0 {
-			t.Errorf("%s(invitee) = %+v, %v; want no room: the callout grants nothing", name, refs, err)
-		}
+	if refs, err := st.ListRoomsForEndpoint(ctx, bob); err != nil || len(refs) != 0 {
+		t.Errorf("ListRoomsForEndpoint(invitee) = %+v, %v; want no room", refs, err)
 	}
 	if n, err := st.CountRoomsForEndpoint(ctx, bob); err != nil || n != 0 {
 		t.Errorf("invitee's room count = %d, %v; want 0", n, err)
@@ -127,7 +122,7 @@ func testInvitationsGrantNothing(t *testing.T, e *storeEnv) {
 	if m.RoomID != room.ID || m.Pub != bob || m.Role != subjects.RoleMember || m.JoinedEpoch != 1 {
 		t.Errorf("member %+v", m)
 	}
-	refs, err := st.ListRoomsForEndpointFromLeader(ctx, bob)
+	refs, err := st.ListRoomsForEndpoint(ctx, bob)
 	if err != nil || len(refs) != 1 || refs[0].RoomID != room.ID || refs[0].Role != subjects.RoleMember {
 		t.Errorf("rooms of the new member = %+v, %v", refs, err)
 	}
@@ -321,13 +316,13 @@ func testAcceptCompletesAfterCrash(t *testing.T, e *storeEnv) {
 	}
 	// The first write of an acceptance, and then a crash.
 	st.putRaw(t, kvstore.BucketMembers, room.ID+"."+bob, kvstore.Member{RoomID: room.ID, Pub: bob, Role: subjects.RoleMember, JoinedEpoch: 1, AddedAt: time.Now().UTC()})
-	if refs, err := st.ListRoomsForEndpointFromLeader(ctx, bob); err != nil || len(refs) != 0 {
+	if refs, err := st.ListRoomsForEndpoint(ctx, bob); err != nil || len(refs) != 0 {
 		t.Fatalf("half-accepted: rooms %+v, %v; want none", refs, err)
 	}
 	if _, err := st.AcceptInvitation(ctx, room.ID, bob); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	if refs, err := st.ListRoomsForEndpointFromLeader(ctx, bob); err != nil || len(refs) != 1 {
+	if refs, err := st.ListRoomsForEndpoint(ctx, bob); err != nil || len(refs) != 1 {
 		t.Errorf("after the retry: rooms %+v, %v; want the room", refs, err)
 	}
 	if _, err := st.GetInvitation(ctx, room.ID, bob); !errors.Is(err, kvstore.ErrNotFound) {
@@ -342,7 +337,7 @@ func testAcceptCompletesAfterCrash(t *testing.T, e *storeEnv) {
 	if _, err := st.AcceptInvitation(ctx, room.ID, carol); !errors.Is(err, kvstore.ErrNotFound) {
 		t.Errorf("accept by a half-removed member = %v, want not found", err)
 	}
-	if refs, err := st.ListRoomsForEndpointFromLeader(ctx, carol); err != nil || len(refs) != 0 {
+	if refs, err := st.ListRoomsForEndpoint(ctx, carol); err != nil || len(refs) != 0 {
 		t.Errorf("the half-removed member's rooms = %+v, %v; want none", refs, err)
 	}
 }

@@ -50,6 +50,10 @@ func (r Room) checkKey(key string) error {
 		return fmt.Errorf("the room's subject %q is not %s", r.Subject, subject)
 	case r.Mode != subjects.ModeE2E && r.Mode != subjects.ModeCleartext:
 		return fmt.Errorf("unknown room mode %q", r.Mode)
+	case r.History != "" && r.History != subjects.HistoryKeep && r.History != subjects.HistoryNone:
+		return fmt.Errorf("unknown history policy %q", r.History)
+	case r.HistoryMaxAge < 0:
+		return fmt.Errorf("negative maximum age of frames %s", r.HistoryMaxAge)
 	}
 	if _, err := subjects.NormalizeUserKey(r.Owner); err != nil {
 		return fmt.Errorf("owner: %w", err)

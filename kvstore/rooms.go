@@ -20,9 +20,15 @@ type Room struct {
 	Name    string `json:"name,omitempty"`
 	// Mode is subjects.ModeE2E or subjects.ModeCleartext.
 	Mode string `json:"mode"`
-	// History is the room's history policy.
+	// History is the room's history policy: subjects.HistoryKeep or
+	// subjects.HistoryNone. Empty in a room stored before the room log,
+	// which keeps nothing (HistoryNone).
 	History string `json:"policy,omitempty"`
-	Owner   string `json:"owner"`
+	// HistoryMaxAge, when the room keeps history, is how long it keeps
+	// its frames when that is less than the deployment's
+	// (Store.HistoryMaxAge); 0 means the deployment's.
+	HistoryMaxAge time.Duration `json:"history_max_age,omitempty"`
+	Owner         string        `json:"owner"`
 	// Salt is the salt the ID was made with: ID is
 	// subjects.RoomIDFor(Owner, Mode, Salt), checked when the room is created and
 	// whenever the record is read. Empty in a room stored before room IDs
@@ -59,6 +65,11 @@ type Member struct {
 	Role        string    `json:"role"`
 	JoinedEpoch uint64    `json:"joined_epoch"`
 	AddedAt     time.Time `json:"added_at"`
+	// FromSeq is the room log's position (LogPosition) when the member
+	// was invited, or for the owner when the room was created: the
+	// member sees the frames stored after it (ReadLog). 0 in a record
+	// stored before the room log: everything.
+	FromSeq uint64 `json:"from_seq,omitempty"`
 }
 
 // RoomRef is what a member needs to find and use a room.
@@ -146,9 +157,20 @@ func (s *Store) CreateRoom(ctx context.Context, r Room, ownerKey SealedKey) (Roo
 	r.Subject = subject
 	r.CreatedAt = s.now().UTC()
 	r.MembershipVersion = 0
+	switch {
+	case r.History != "" && r.History != subjects.HistoryKeep && r.History != subjects.HistoryNone:
+		return Room{}, fmt.Errorf("%w: history must be %q or %q, got %q", ErrInvalid, subjects.HistoryKeep, subjects.HistoryNone, r.History)
+	case r.HistoryMaxAge < 0:
+		return Room{}, fmt.Errorf("%w: a room's maximum age of frames must not be negative, got %s", ErrInvalid, r.HistoryMaxAge)
+	}
 
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	// The owner sees what is stored from now on.
+	fromSeq, err := s.LogPosition(ctx)
+	if err != nil {
+		return Room{}, fmt.Errorf("create room: %w", err)
+	}
 	if err := createJSON(ctx, s.rooms, r.ID, r); err != nil {
 		if !errors.Is(err, ErrExists) {
 			return Room{}, fmt.Errorf("create room: %w", err)
@@ -171,7 +193,7 @@ func (s *Store) CreateRoom(ctx context.Context, r Room, ownerKey SealedKey) (Roo
 			return Room{}, fmt.Errorf("create room: store owner key: %w", err)
 		}
 	}
-	m := Member{RoomID: r.ID, Pub: owner, Role: subjects.RoleOwner, JoinedEpoch: r.Epoch, AddedAt: r.CreatedAt}
+	m := Member{RoomID: r.ID, Pub: owner, Role: subjects.RoleOwner, JoinedEpoch: r.Epoch, AddedAt: r.CreatedAt, FromSeq: fromSeq}
 	if err := putJSON(ctx, s.members, memberKey(r.ID, owner), m); err != nil {
 		return Room{}, fmt.Errorf("create room: %w", err)
 	}
@@ -261,12 +283,16 @@ func (s *Store) AddMember(ctx context.Context, roomID, pub, role string, epoch u
 		// Half-added earlier: complete the touch and the index below.
 		role = existing.Role
 	case errors.Is(err, ErrNotFound):
+		fromSeq, err := s.LogPosition(ctx)
+		if err != nil {
+			return Member{}, fmt.Errorf("add member: %w", err)
+		}
 		if room.Encrypted() {
 			if err := s.putRoomKey(ctx, roomID, epoch, pub, key); err != nil {
 				return Member{}, fmt.Errorf("add member: store sealed key: %w", err)
 			}
 		}
-		existing = Member{RoomID: roomID, Pub: pub, Role: role, JoinedEpoch: room.Epoch, AddedAt: s.now().UTC()}
+		existing = Member{RoomID: roomID, Pub: pub, Role: role, JoinedEpoch: room.Epoch, AddedAt: s.now().UTC(), FromSeq: fromSeq}
 		if err := putJSON(ctx, s.members, memberKey(roomID, pub), existing); err != nil {
 			return Member{}, fmt.Errorf("add member: %w", err)
 		}

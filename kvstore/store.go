@@ -73,6 +73,14 @@ type Store struct {
 	blobs    jetstream.ObjectStore
 	// blobsMaxBytes is the object store's size (its MaxBytes).
 	blobsMaxBytes int64
+	// roomLog and events are the streams of StreamRoomLog and
+	// StreamEvents.
+	roomLog jetstream.Stream
+	events  jetstream.Stream
+	// historyMaxAge is the room log's MaxAge (Config.HistoryMaxAge).
+	historyMaxAge time.Duration
+	// chains are the rooms' last stored sequences (see AppendFrame).
+	chains *chainCache
 
 	opTimeout time.Duration
 	nonceTTL  time.Duration
@@ -83,9 +91,11 @@ type Store struct {
 }
 
 // Open creates (or updates) the eight KV buckets and the blobs' object
-// store (Buckets), all with the same replicas and storage, and returns a
-// Store over them. The object store's size comes from
-// Config.BlobStoreMaxBytes and the account's JetStream storage limit.
+// store (Buckets) and the streams of the room log and of the events
+// (Streams), all with the same replicas and storage, and returns a Store
+// over them. The sizes of the object store and of the streams come from
+// the Config and the account's JetStream storage limit (see the shares in
+// config.go).
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.valid(); err != nil {
@@ -95,7 +105,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	s := &Store{js: js, opTimeout: cfg.OpTimeout, nonceTTL: cfg.NonceTTL, replicas: cfg.Replicas, quorum: newQuorumGate(), now: time.Now, logger: cfg.Logger}
+	s := &Store{
+		js: js, opTimeout: cfg.OpTimeout, nonceTTL: cfg.NonceTTL, replicas: cfg.Replicas, quorum: newQuorumGate(), now: time.Now, logger: cfg.Logger,
+		historyMaxAge: cfg.HistoryMaxAge, chains: newChainCache(maxChains),
+	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,11 +141,11 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		}
 		*b.kv = kv
 	}
-	maxBytes, err := s.blobStoreSize(ctx, js, cfg)
+	sizes, err := s.storageSizes(ctx, js, cfg)
 	if err != nil {
 		return nil, err
 	}
-	s.blobsMaxBytes = maxBytes
+	s.blobsMaxBytes = sizes.blobs
 	cctx, cancel := s.bound(ctx)
 	defer cancel()
 	blobs, err := js.CreateOrUpdateObjectStore(cctx, jetstream.ObjectStoreConfig{
@@ -143,9 +156,12 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		MaxBytes:    s.blobsMaxBytes,
 	})
 	if err != nil {
-		return nil, blobStoreError(err, s.blobsMaxBytes, cfg.Replicas)
+		return nil, storageError(err, "blobs", "object store "+BucketBlobs, s.blobsMaxBytes, cfg.Replicas)
 	}
 	s.blobs = blobs
+	if err := s.openStreams(ctx, cfg, storage, sizes); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

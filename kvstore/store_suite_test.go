@@ -63,7 +63,7 @@ var storeBackends = []struct {
 // TestStore runs every case of the suite on every backend:
 // go test -run 'TestStore/R3/Users' runs one.
 func TestStore(t *testing.T) {
-	cases := slices.Concat(userCases, roomCases, grantCases, invitationCases, nonceCases, replicationCases)
+	cases := slices.Concat(userCases, roomCases, grantCases, invitationCases, nonceCases, replicationCases, logCases, eventCases, viewCases)
 	for _, b := range storeBackends {
 		t.Run(b.name, func(t *testing.T) {
 			e := b.start(t)
@@ -85,8 +85,11 @@ func (e *storeEnv) open(t *testing.T, cfg kvstore.Config) *suiteStore {
 	defer cancel()
 	made := bucketSettings{memory: cfg.Memory, nonceTTL: cfg.NonceTTL}
 	purge := e.made != nil && *e.made == made
+	streams := kvstore.Streams()
 	for _, b := range kvstore.Buckets() {
-		stream := streamOf(b)
+		streams = append(streams, streamOf(b))
+	}
+	for _, stream := range streams {
 		var err error
 		if purge {
 			var s jetstream.Stream
@@ -97,7 +100,7 @@ func (e *storeEnv) open(t *testing.T, cfg kvstore.Config) *suiteStore {
 			err = e.js.DeleteStream(ctx, stream)
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			t.Fatalf("empty bucket %s: %v", b, err)
+			t.Fatalf("empty stream %s: %v", stream, err)
 		}
 	}
 	e.made = &made

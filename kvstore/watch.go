@@ -3,7 +3,6 @@ package kvstore
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -11,7 +10,9 @@ import (
 )
 
 // AccessChange says that what a user may do on the bus changed: it was
-// revoked, gained or lost admin, or joined or left a room.
+// revoked, or gained or lost admin. Joining or leaving a room changes no
+// permission (a member's rights are patterns on its own key; the routing
+// service checks membership), so it is no access change.
 type AccessChange struct {
 	Pub    string
 	Reason string
@@ -22,21 +23,18 @@ type AccessChange struct {
 
 // Reasons of an AccessChange.
 const (
-	ReasonRevoked    = "revoked"
-	ReasonAdmin      = "admin changed"
-	ReasonMembership = "membership changed"
+	ReasonRevoked = "revoked"
+	ReasonAdmin   = "admin changed"
 )
 
-// AccessWatcher follows the users bucket and the rooms-by-member index and
-// reports every change of a user's access. It owns one goroutine, stopped
-// by Stop.
+// AccessWatcher follows the users bucket and reports every change of a
+// user's access. It owns one goroutine, stopped by Stop.
 type AccessWatcher struct {
 	store   *Store
 	changes chan AccessChange
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	users   jetstream.KeyWatcher
-	index   jetstream.KeyWatcher
 }
 
 // WatchAccess starts an AccessWatcher. Changes made before it started are
@@ -48,13 +46,7 @@ func (s *Store) WatchAccess(ctx context.Context) (*AccessWatcher, error) {
 		cancel()
 		return nil, fmt.Errorf("watch users: %w", err)
 	}
-	index, err := s.byMember.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.MetaOnly())
-	if err != nil {
-		_ = users.Stop()
-		cancel()
-		return nil, fmt.Errorf("watch memberships: %w", err)
-	}
-	w := &AccessWatcher{store: s, changes: make(chan AccessChange, 256), cancel: cancel, users: users, index: index}
+	w := &AccessWatcher{store: s, changes: make(chan AccessChange, 256), cancel: cancel, users: users}
 	w.wg.Go(func() { w.run(ctx) })
 	return w, nil
 }
@@ -66,7 +58,6 @@ func (w *AccessWatcher) Changes() <-chan AccessChange { return w.changes }
 func (w *AccessWatcher) Stop() {
 	w.cancel()
 	_ = w.users.Stop()
-	_ = w.index.Stop()
 	w.wg.Wait()
 }
 
@@ -120,20 +111,6 @@ func (w *AccessWatcher) run(ctx context.Context) {
 				if !emit(AccessChange{Pub: pub, Reason: ReasonAdmin}) {
 					return
 				}
-			}
-		case e, ok := <-w.index.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				continue
-			}
-			pub, _, found := strings.Cut(e.Key(), ".")
-			if !found {
-				continue
-			}
-			if !emit(AccessChange{Pub: pub, Reason: ReasonMembership}) {
-				return
 			}
 		}
 	}

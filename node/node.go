@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/unibus/unibus/authcallout"
 	"github.com/unibus/unibus/embedded"
 	"github.com/unibus/unibus/kvstore"
+	"github.com/unibus/unibus/router"
 	"github.com/unibus/unibus/svc"
 )
 
@@ -52,6 +54,9 @@ type Config struct {
 	// Services tunes the control-plane services (Store, Conn and Logger
 	// are filled in by the node).
 	Services svc.Config
+	// Router tunes the routing service (Conn, Store and Logger are filled
+	// in by the node, and Version from Services.Version when empty).
+	Router router.Config
 	// Admin, when set, is made an admin at start (bootstrap).
 	Admin string
 	// Logger receives the node's logs; nil discards them.
@@ -71,6 +76,10 @@ type Node struct {
 	// StoreConn is the connection that owns the state (account UNIBUS):
 	// the store's JetStream, KV and object store. No request reaches it.
 	StoreConn *nats.Conn
+	// RouterConn is the routing service's connection (account UNIBUS, the
+	// router user): it receives the members' sends and may publish only
+	// deliveries and into peers' inboxes.
+	RouterConn *nats.Conn
 	// SystemConn is a system-account connection.
 	SystemConn *nats.Conn
 
@@ -81,6 +90,7 @@ type Node struct {
 	calloutConn *nats.Conn
 	callout     *authcallout.Service
 	services    *svc.Services
+	router      *router.Router
 	watcher     *authcallout.Watcher
 	logger      *slog.Logger
 	// life bounds what runs until Close (the watcher, the services); the
@@ -136,6 +146,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.StoreConn, err = n.dial(keys.StoreUser, nats.Name("unibus-store")); err != nil {
 		return nil, fmt.Errorf("connect store user: %w", err)
 	}
+	if n.RouterConn, err = n.dial(keys.RouterUser, nats.Name("unibus-router")); err != nil {
+		return nil, fmt.Errorf("connect router user: %w", err)
+	}
 	if n.SystemConn, err = n.dial(keys.SystemUser, nats.Name("unibus-system")); err != nil {
 		return nil, fmt.Errorf("connect system user: %w", err)
 	}
@@ -171,6 +184,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		sc.Logger = logger
 	}
 	if n.services, err = startServices(ctx, n.life, sc, logger); err != nil {
+		return nil, err
+	}
+	rc := cfg.Router
+	rc.Conn, rc.Store = n.RouterConn, n.Store
+	if rc.Logger == nil {
+		rc.Logger = logger
+	}
+	if rc.Version == "" {
+		rc.Version = cfg.Services.Version
+	}
+	if n.router, err = startRouter(ctx, rc, logger); err != nil {
 		return nil, err
 	}
 	if cfg.Admin != "" {
@@ -246,8 +270,9 @@ func openStore(ctx context.Context, js jetstream.JetStream, cfg kvstore.Config) 
 // checkPayloadLimits refuses a per-connection publish limit that would
 // stop the services' largest accepted requests (rekey bundles, blob
 // chunks) at the server: every body limit of the services, plus the
-// signature headers, must fit in it. The two limits live in different
-// packages; the node is where both are known.
+// signature headers, must fit in it; and one that would stop the history
+// reply that carries the router's largest frame back. The limits live in
+// different packages; the node is where all are known.
 func checkPayloadLimits(cfg Config) error {
 	publish := cfg.Callout.Limits.MaxPublishBytes
 	if publish == 0 {
@@ -256,6 +281,16 @@ func checkPayloadLimits(cfg Config) error {
 	largest := cfg.Services.LargestBodyBytes()
 	if need := int64(largest) + publishHeaderBytes; publish < need {
 		return fmt.Errorf("%w: the publish limit (%d bytes) is below the services' largest request body (%d) plus %d bytes of headers: raise the publish limit or lower the body limits", ErrConfigValidation, publish, largest, publishHeaderBytes)
+	}
+	// The router's settings are checked here too, before anything starts.
+	if err := cfg.Router.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfigValidation, err)
+	}
+	// A stored frame comes back to a member in a history reply of its own,
+	// which the services' connection must be allowed to publish.
+	frame := cmp.Or(cfg.Router.MaxFrameBytes, router.DefaultMaxFrameBytes)
+	if need := router.HistoryReplyBytes(frame); publish < need {
+		return fmt.Errorf("%w: the publish limit (%d bytes) is below the history reply of the router's largest frame (%d bytes: %d in base64 with its page): raise the publish limit or lower the frame limit", ErrConfigValidation, publish, frame, need)
 	}
 	return nil
 }
@@ -285,6 +320,27 @@ func startServices(ctx, life context.Context, cfg svc.Config, logger *slog.Logge
 	}
 }
 
+// startRouter starts the routing service, retrying while JetStream is
+// still electing leaders (the membership view of a cluster starting at
+// once), until ctx ends.
+func startRouter(ctx context.Context, cfg router.Config, logger *slog.Logger) (*router.Router, error) {
+	for {
+		r, err := router.Start(ctx, cfg)
+		if err == nil {
+			return r, nil
+		}
+		if errors.Is(err, router.ErrConfigValidation) {
+			return nil, fmt.Errorf("start router: %w", err)
+		}
+		logger.Warn("start router: retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("start router: %w (gave up: %w)", err, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // userAuth authenticates an in-process service connection with an nkey.
 func userAuth(kp nkeys.KeyPair) nats.Option {
 	pub, _ := kp.PublicKey()
@@ -308,6 +364,16 @@ func (n *Node) StoreUserConn(opts ...nats.Option) (*nats.Conn, error) {
 // or to stop them in tests).
 func (n *Node) Services() *svc.Services { return n.services }
 
+// Router is the routing service the node started (for Stats, or to stop
+// it in tests).
+func (n *Node) Router() *router.Router { return n.router }
+
+// RouterUserConn opens another in-process connection as the router user
+// (account UNIBUS), e.g. for a second instance of the router.
+func (n *Node) RouterUserConn(opts ...nats.Option) (*nats.Conn, error) {
+	return n.dial(n.Keys.RouterUser, opts...)
+}
+
 // ClientURL is where peers connect: the embedded server's URL, or the
 // attached servers' URLs.
 func (n *Node) ClientURL() string { return n.clientURL }
@@ -315,6 +381,11 @@ func (n *Node) ClientURL() string { return n.clientURL }
 // Close stops everything the node started, in reverse order, and waits.
 func (n *Node) Close() {
 	defer n.cancel()
+	if n.router != nil {
+		if err := n.router.Stop(); err != nil {
+			n.logger.Warn("stop router", "err", err)
+		}
+	}
 	if n.services != nil {
 		if err := n.services.Stop(); err != nil {
 			n.logger.Warn("stop services", "err", err)
@@ -326,7 +397,7 @@ func (n *Node) Close() {
 	if n.callout != nil {
 		n.callout.Stop()
 	}
-	for _, nc := range []*nats.Conn{n.calloutConn, n.ServiceConn, n.StoreConn, n.SystemConn} {
+	for _, nc := range []*nats.Conn{n.calloutConn, n.ServiceConn, n.RouterConn, n.StoreConn, n.SystemConn} {
 		if nc != nil {
 			nc.Close()
 		}

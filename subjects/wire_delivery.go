@@ -18,7 +18,8 @@ type SendAck struct {
 	// no history.
 	Seq uint64 `json:"seq"`
 	// Duplicate is true when the log already held this frame (a retried
-	// send): Seq is the first copy's, and nothing was delivered again.
+	// send): Seq is the first copy's; the frame is delivered again under
+	// it, and members that hold it drop it.
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 
@@ -77,7 +78,9 @@ type StoredFrame struct {
 
 // HistoryResponse is the reply of RoomsHistory.
 type HistoryResponse struct {
-	// Frames are the page, in ascending sequence.
+	// Frames are the page, in ascending sequence; [] when empty, never
+	// null (the service makes it so: a MarshalJSON method here would make
+	// encoding/json scan every page twice, and pages are large).
 	Frames []StoredFrame `json:"frames"`
 	// Next, in a forward page that stopped at its limit, is the From of
 	// the next page; 0 when the page reached Until or the end of the log.
@@ -89,15 +92,6 @@ type HistoryResponse struct {
 	// FirstSeq is the first sequence the caller may see: frames below it
 	// were stored before its invitation.
 	FirstSeq uint64 `json:"first_seq"`
-}
-
-// MarshalJSON encodes an empty page as [], never null.
-func (r HistoryResponse) MarshalJSON() ([]byte, error) {
-	type plain HistoryResponse
-	if r.Frames == nil {
-		r.Frames = []StoredFrame{}
-	}
-	return json.Marshal(plain(r))
 }
 
 // Event types (Event.Type): what happened to the user.

@@ -22,7 +22,7 @@ import (
 // limits (JetStream storage among them), with alice registered.
 func newLimitedEnv(t testing.TB, limits authcallout.PeerLimits, change func(*svc.Config)) *env {
 	t.Helper()
-	e := &env{t: t, logs: &logBuffer{}, peers: map[*nats.Conn]*peer{}, peerErrs: &logBuffer{}}
+	e := &env{t: t, logs: &logBuffer{}, peers: map[*nats.Conn]*peer{}, peerErrs: &logBuffer{}, revoked: map[string]bool{}, kickable: map[string]bool{}}
 	e.storeCfg = kvstore.Config{Replicas: 1, Memory: true}
 	e.cfg = svc.Config{
 		Logger:  slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -82,8 +82,8 @@ func TestBlobStoreFull(t *testing.T) {
 	e := newLimitedEnv(t, authcallout.PeerLimits{MaxMemoryStore: account}, func(c *svc.Config) {
 		c.MaxBlobBytes, c.MaxBlobBytesPerUser, c.MaxBlobBytesPerRoom = 4<<20, -1, -1
 	})
-	if got, want := e.store.BlobsMaxBytes(), int64(account/4*3); got != want {
-		t.Fatalf("blob store of %d bytes, want three quarters of the account's %d", got, account)
+	if got, want := e.store.BlobsMaxBytes(), int64(account/2); got != want {
+		t.Fatalf("blob store of %d bytes, want half of the account's %d (a quarter goes to the room log)", got, account)
 	}
 	room := e.createRoom(t, e.alice, subjects.ModeCleartext)
 

@@ -76,9 +76,8 @@ const (
 	// JSON each) then fits well inside DefaultMaxBundleBytes.
 	DefaultMaxMembersPerRoom = 1000
 	// DefaultMaxRoomsPerUser bounds the rooms a user is a member of (owned
-	// ones included). Every room is a subject in the user's permissions,
-	// which the auth callout issues at each connect; 1000 also keeps the
-	// lookup of a user's rooms within one direct get.
+	// ones included); 1000 keeps the lookup of a user's rooms (rooms.mine)
+	// within one direct get.
 	DefaultMaxRoomsPerUser = 1000
 	// DefaultRateLimit is the sustained rate, in requests per second, at
 	// which one identity may call one instance of the services.

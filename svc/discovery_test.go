@@ -24,7 +24,7 @@ func TestDiscovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pings := gather[micro.Ping](t, nc, ping, 3)
+	pings := gather[micro.Ping](t, nc, ping, 4)
 	names := map[string]string{}
 	for _, p := range pings {
 		if p.Type != micro.PingResponseType {
@@ -32,10 +32,24 @@ func TestDiscovery(t *testing.T) {
 		}
 		names[p.Name] = p.Version
 	}
+	// The control plane's three, and the node's routing service (package
+	// router), which runs the services' version.
 	want := map[string]string{subjects.UsersService: testVersion, subjects.RoomsService: testVersion, subjects.BlobsService: testVersion}
-	if !maps.Equal(names, want) {
-		t.Fatalf("services %v, want %v", names, want)
+	all := maps.Clone(want)
+	all[subjects.RouterService] = testVersion
+	if !maps.Equal(names, all) {
+		t.Fatalf("services %v, want %v", names, all)
 	}
+	t.Run(subjects.RouterService, func(t *testing.T) {
+		subj, err := micro.ControlSubject(micro.InfoVerb, subjects.RouterService, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := gather[micro.Info](t, nc, subj, 1)[0]
+		if len(info.Endpoints) != 1 || info.Endpoints[0].Subject != subjects.SendAll || info.Endpoints[0].QueueGroup != subjects.RouterQueue {
+			t.Errorf("router info %+v, want one endpoint on %s in queue group %s", info, subjects.SendAll, subjects.RouterQueue)
+		}
+	})
 
 	table := map[string]subjects.Endpoint{}
 	bySvc := map[string][]string{}

@@ -1,6 +1,7 @@
 // Package svc runs the unibus control plane: the NATS micro services
 // unibus-users, unibus-rooms and unibus-blobs, on the subjects of package
-// subjects, over the state of package kvstore.
+// subjects, over the state of package kvstore. The frames themselves go
+// through the routing service (package router), not through these.
 //
 //	s, err := svc.Start(ctx, svc.Config{Store: store, Conn: nc, Logger: log, Version: version})
 //	...
@@ -124,7 +125,7 @@
 //
 // # Operations
 //
-// users (administrators only, except get and setkey):
+// users (administrators only, except get, setkey and events):
 //   - add: register a user, optionally an administrator; a duplicate is 409.
 //   - get: any registered user reads any user (to seal room keys to its
 //     encryption key, after checking the binding).
@@ -136,6 +137,9 @@
 //     does not verify), numbered and dated: the version must be above the
 //     registered one (409 otherwise; the registered binding sent again is a
 //     no-op) and the time not beyond the clock-skew allowance (400).
+//   - events: any registered user reads a page of its own events
+//     (subjects.EventsRequest: from a sequence, at most limit, 400 out of
+//     bounds), and no one else's. See "Events" below.
 //
 // rooms:
 //   - create: the caller owns the new room. Its room_id must be
@@ -150,7 +154,23 @@
 //     subjects.GrantLen bytes; 400 without it or of another length); a
 //     room ID in use is 409. A cleartext room has neither sealed key nor
 //     grant (400), may leave room_id and salt both to the service, and is
-//     403 when Config.RequireEncryptedRooms is set.
+//     403 when Config.RequireEncryptedRooms is set. history is "keep" (the
+//     default: the room log keeps the room's frames) or "none" (nothing is
+//     stored), 400 otherwise; with "keep", history_max_age may keep the
+//     frames for less than the deployment does, a Go duration from a
+//     minute to kvstore.Store.HistoryMaxAge (400 otherwise, and with
+//     "none"). RoomInfo and RoomRef report the policy, RoomInfo the room's
+//     own maximum age.
+//   - history: members only (403 for anyone else, a removed member
+//     included; 404 for no such room). A page of the room log
+//     (subjects.HistoryRequest: forward from from or since, up to until;
+//     or the last last frames, before before), as the frames were sent,
+//     with their sequences: only the frames stored since the caller was
+//     invited (the owner: since the room was created), whatever it asks
+//     for. A request that selects no valid page (limit out of bounds, last
+//     with from, before without last, until below from) is 400. A room
+//     that keeps no history has an empty log. The routing service (package
+//     router), not this one, appends to the log.
 //   - get, members, key: members only (403). members lists the current
 //     members (revoked users left out), each with its encryption key and,
 //     in an e2e room, the owner's grant of the current epoch, then the
@@ -194,8 +214,9 @@
 //     (404 without one, or when it expired). accept checks the caller's
 //     room limit (Config.MaxRoomsPerUser, 409) now, since joining is the
 //     caller's choice, and makes it a member with the keys from the
-//     invitation's epoch on; the access watcher then refreshes its
-//     permissions. An invitation whose room moved to an epoch without a
+//     invitation's epoch on and the room log from the invitation on. No
+//     permission changes and no one is disconnected: a peer's permissions
+//     name its own key only, and the router follows membership. An invitation whose room moved to an epoch without a
 //     key for the invitee (a rekey won a race) is removed and 409. A
 //     member accepting again gets the room (a retry). It replies RoomInfo.
 //     decline removes the invitation and replies with it
@@ -207,6 +228,19 @@
 //     mode, name, owner and salt) and its pending invitations (room ID,
 //     name, mode, owner, salt, epoch, when made and when they expire),
 //     {"rooms":[],"invitations":[]} when none.
+//
+// # Events
+//
+// After a change is committed, the operation appends an event
+// (subjects.Event) to the events of each user it concerns, at
+// subjects.Events(user), which the user may subscribe to as a doorbell
+// and reads with users.events: invite → "invited" to the invitee; remove
+// → "removed" to the removed member (or invitee); a rekey, alone or in a
+// remove → "rekeyed", with the new epoch, to every remaining member and
+// pending invitee; revoke → "revoked" to the user. Events are notices, not
+// proof: a client acts on one by asking the control plane. A failed
+// append is logged and fails nothing; the appends of one request run at
+// most 16 at a time, within its deadline.
 //
 // blobs (members of the blob's room only, 403 otherwise):
 //   - put: one chunk of a blob (subjects.BlobPutRequest), checked against

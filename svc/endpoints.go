@@ -29,6 +29,7 @@ func handlersOf(h *handlers, bh *blobHandlers) map[string]endpoint {
 		subjects.UsersList:    op(h.listUsers),
 		subjects.UsersRevoke:  op(h.revokeUser),
 		subjects.UsersSetKey:  op(h.setKey),
+		subjects.UsersEvents:  op(h.events),
 		subjects.RoomsCreate:  op(h.createRoom),
 		subjects.RoomsGet:     op(h.getRoom),
 		subjects.RoomsInvite:  op(h.invite),
@@ -40,6 +41,7 @@ func handlersOf(h *handlers, bh *blobHandlers) map[string]endpoint {
 		subjects.RoomsMine:    op(h.mine),
 		subjects.RoomsRekey:   op(h.rekey),
 		subjects.RoomsKey:     op(h.key),
+		subjects.RoomsHistory: op(h.history),
 		subjects.BlobsPut:     op(bh.put),
 		subjects.BlobsGet:     op(bh.get),
 	}

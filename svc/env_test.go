@@ -57,10 +57,10 @@ type env struct {
 	// peerErrs collects the connections' asynchronous errors (permission
 	// violations, refused reconnections of revoked users).
 	peerErrs *logBuffer
-	// invited holds the pending invitations that the tests' requests made
-	// (room ID + "." + invitee), so that kickedBy knows that cancelling one
-	// kicks no one.
-	invited map[string]bool
+	// revoked holds the users the tests' requests revoked, whose
+	// connections are rightly disconnected; kickable those that a test
+	// disconnects otherwise on purpose (see noUnexpectedKicks).
+	revoked, kickable map[string]bool
 
 	// admin is the bootstrap administrator; alice, bob and carol are
 	// registered users with encryption keys, not administrators.
@@ -110,7 +110,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	e := &env{t: t, logs: &logBuffer{}, peers: map[*nats.Conn]*peer{}, peerErrs: &logBuffer{}, invited: map[string]bool{}}
+	e := &env{t: t, logs: &logBuffer{}, peers: map[*nats.Conn]*peer{}, peerErrs: &logBuffer{}, revoked: map[string]bool{}, kickable: map[string]bool{}}
 	e.storeCfg = kvstore.Config{Replicas: 1, Memory: o.memory}
 	e.cfg = svc.Config{
 		Logger:  slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -130,6 +130,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		c.Logger = slog.New(slog.NewTextHandler(nodeLogs, nil))
 	})
 	t.Cleanup(func() {
+		e.noUnexpectedKicks(t)
 		if t.Failed() {
 			t.Logf("node log (nats-server lines aside):\n%s", nodeLogs.without("component=nats-server"))
 			t.Logf("services log:\n%s", e.logs)
@@ -239,7 +240,12 @@ func (e *env) connect(t testing.TB, u *user) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(50*time.Millisecond),
 		nats.IgnoreAuthErrorAbort(),
-		nats.DisconnectErrHandler(func(*nats.Conn, error) { p.event(true) }),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, _ error) {
+			// Closing the connection (at the end of the test) is no kick.
+			if !nc.IsClosed() {
+				p.event(true)
+			}
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) { p.event(false) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			fmt.Fprintf(e.peerErrs, "%s %s: %v\n", time.Now().Format(time.StampMilli), u.name, err)

@@ -97,13 +97,15 @@ func newDecodeFixture(t testing.TB) *decodeFixture {
 		&subjects.ListUsersRequest{After: member, Limit: 50},
 		&subjects.RevokeUserRequest{Pub: member},
 		&subjects.SetKeyRequest{EncKey: fx.encKey, EncKeySig: encSig, EncKeyVersion: 1, EncKeyIssuedAt: time.Unix(1767225600, 0)},
-		&subjects.CreateRoomRequest{RoomID: subjects.RoomIDFor(owner, subjects.ModeE2E, salt), Salt: salt, Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryNone, SealedKey: sealed, Grant: grant},
+		&subjects.CreateRoomRequest{RoomID: subjects.RoomIDFor(owner, subjects.ModeE2E, salt), Salt: salt, Name: "ops", Mode: subjects.ModeE2E, History: subjects.HistoryKeep, HistoryMaxAge: "72h", SealedKey: sealed, Grant: grant},
 		&subjects.RoomRequest{RoomID: room},
 		&subjects.MembersRequest{RoomID: room, Pub: member},
 		invite, remove, rekey,
 		&subjects.KeyRequest{RoomID: room, Epoch: 2},
 		&subjects.BlobPutRequest{RoomID: room, Blob: blob, Size: 5, Index: 0, Data: []byte("hello")},
 		&subjects.BlobGetRequest{RoomID: room, Blob: blob, Index: 0},
+		&subjects.HistoryRequest{RoomID: room, From: 3, Until: 9, Limit: 50},
+		&subjects.EventsRequest{From: 2, Limit: 10},
 		&struct{}{},
 	} {
 		fx.samples[reflect.TypeOf(v).Elem()] = v
@@ -226,6 +228,26 @@ func (fx *decodeFixture) validate(t *testing.T, req any) {
 		}
 		if len(r.Grant) != 0 {
 			checkGrantAccepted(t, r.Grant)
+		}
+	case *subjects.HistoryRequest:
+		if err := checkHistoryRequest(r); err != nil {
+			checkRefusal(t, "checkHistoryRequest", err, subjects.CodeBadRequest)
+			break
+		}
+		checkRoomID(t, r.RoomID)
+		switch {
+		case r.Limit < 0 || r.Limit > subjects.MaxHistoryLimit, r.Last < 0 || r.Last > subjects.MaxHistoryLimit:
+			t.Fatalf("checkHistoryRequest accepted limit %d, last %d", r.Limit, r.Last)
+		case r.Last > 0 && (r.From != 0 || !r.Since.IsZero() || r.Until != 0), r.Last == 0 && r.Before != 0:
+			t.Fatalf("checkHistoryRequest accepted a page both forward and backward: %+v", r)
+		case r.Until != 0 && r.Until < r.From:
+			t.Fatalf("checkHistoryRequest accepted until %d below from %d", r.Until, r.From)
+		}
+	case *subjects.EventsRequest:
+		if err := checkEventsRequest(r); err != nil {
+			checkRefusal(t, "checkEventsRequest", err, subjects.CodeBadRequest)
+		} else if r.Limit < 0 || r.Limit > subjects.MaxEventsLimit {
+			t.Fatalf("checkEventsRequest accepted limit %d", r.Limit)
 		}
 	case *subjects.RoomRequest:
 		checkRoomID(t, r.RoomID)

@@ -561,7 +561,7 @@ func TestEndpointMaxBytes(t *testing.T) {
 		switch ep.Name {
 		case subjects.EndpointCreate:
 			want = strconv.Itoa(limit)
-		case subjects.EndpointGet, subjects.EndpointLeave, subjects.EndpointMembers, subjects.EndpointMine, subjects.EndpointKey, subjects.EndpointAccept, subjects.EndpointDecline:
+		case subjects.EndpointGet, subjects.EndpointLeave, subjects.EndpointMembers, subjects.EndpointMine, subjects.EndpointKey, subjects.EndpointAccept, subjects.EndpointDecline, subjects.EndpointHistory:
 			want = strconv.Itoa(svc.DefaultMaxRequestBytes)
 		}
 		if got := ep.Metadata["max_bytes"]; got != want {

@@ -15,9 +15,10 @@ import (
 
 // accept makes the caller a member of a room it has a pending invitation
 // to (404 without one), within its room quota (409), with the room keys
-// from the invitation's epoch on. The access watcher then refreshes the
-// caller's permissions, as for any new membership. A caller that is a
-// member already (a retry whose reply was lost) gets the room again.
+// from the invitation's epoch on and the room log from the invitation on.
+// Its permissions do not change (they name its own key only): the router
+// follows the membership. A caller that is a member already (a retry
+// whose reply was lost) gets the room again.
 func (h *handlers) accept(ctx context.Context, c caller, req *subjects.RoomRequest) (subjects.RoomInfo, error) {
 	room, err := h.room(ctx, req.RoomID)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/unibus/unibus/client/e2e"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
 	"github.com/unibus/unibus/svc"
@@ -73,26 +74,6 @@ func (s *roomSub) refused(t *testing.T, subject string) {
 	}
 }
 
-// receives publishes from pub's connection until the subscription gets a
-// message, and fails on a permissions violation.
-func (s *roomSub) receives(t *testing.T, from *nats.Conn, subject string) {
-	t.Helper()
-	deadline := time.Now().Add(requestTimeout)
-	for time.Now().Before(deadline) {
-		if err := from.Publish(subject, []byte("hello")); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-s.msgs:
-			return
-		case err := <-s.errs:
-			t.Fatalf("subscription to %s: %v", subject, err)
-		case <-time.After(200 * time.Millisecond): // then publish again
-		}
-	}
-	t.Fatalf("nothing received on %s within %s", subject, requestTimeout)
-}
-
 // TestInvitationGrantsNothing: until the invitee accepts, an invitation
 // gives it no room read, no key, no blob, no member list, no leave and no
 // subscription to the room's subject (the auth callout does not grant
@@ -130,6 +111,11 @@ func TestInvitationGrantsNothing(t *testing.T) {
 			wantError(t, e.bob.request(t, tc.subject, tc.body), subjects.CodeForbidden, notMember)
 		})
 	}
+	// Nor does it receive or send the room's frames; nobody may
+	// subscribe to the room log's subjects at all.
+	bobs := e.deliveries(t, e.bob, room)
+	wantError(t, e.sendFrame(t, e.bob, room, "too early"), subjects.CodeForbidden, "is not a member of room "+room.RoomID)
+	decode[subjects.SendAck](t, e.sendFrame(t, e.alice, room, "not for bob"))
 	e.subscribeAs(t, e.bob, room.Subject).refused(t, room.Subject)
 
 	mine := call[subjects.MineResponse](t, e.bob, subjects.RoomsMine, nil)
@@ -180,7 +166,18 @@ func TestInvitationGrantsNothing(t *testing.T) {
 	if len(one.Members) != 1 || one.Members[0].Role != subjects.RoleMember || one.Members[0].JoinedEpoch != room.Epoch {
 		t.Errorf("bob after accepting: %+v", one.Members)
 	}
-	e.subscribeAs(t, e.bob, room.Subject).receives(t, e.alice.nc, room.Subject)
+	// bob's first frame is admitted (the router waits for its view of the
+	// membership to catch up) and delivered to bob too; then alice's.
+	// The frame sent before bob accepted is not among his deliveries.
+	decode[subjects.SendAck](t, e.sendFrame(t, e.bob, room, "now a member"))
+	decode[subjects.SendAck](t, e.sendFrame(t, e.alice, room, "for bob"))
+	for _, want := range []*user{e.bob, e.alice} {
+		m := nextDelivery(t, bobs)
+		f, err := e2e.Decode(m.Data)
+		if err != nil || f.Sender != want.pub {
+			t.Fatalf("bob's delivery from %s (%v), want %s's frame", f.Sender, err, want.name)
+		}
+	}
 }
 
 // TestForcedInvitationsFillNoQuota replays the quota attack: users invite a

@@ -18,10 +18,11 @@ import (
 // invite stores an invitation: a proposal that the invitee accepts
 // (accept) or declines (decline). It writes the invitee's sealed key (in
 // an e2e room) and the invitation, and nothing that grants access: the
-// invitee is not a member, is granted no room subject, and its room quota
-// is not checked nor used until it accepts. Pending invitations count
-// against the room's member limit, so that an owner cannot pile them up
-// without bound.
+// invitee is not a member, the router delivers it no frames and takes
+// none from it, and its room quota is not checked nor used until it
+// accepts. The invitee is told by an event (subjects.EventInvited).
+// Pending invitations count against the room's member limit, so that an
+// owner cannot pile them up without bound.
 func (h *handlers) invite(ctx context.Context, c caller, req *subjects.InviteRequest) (subjects.MemberInfo, error) {
 	room, err := h.ownedRoom(ctx, c, req.RoomID, "invite", req)
 	if err != nil {
@@ -68,6 +69,7 @@ func (h *handlers) invite(ctx context.Context, c caller, req *subjects.InviteReq
 			conflict: "room " + room.ID + " moved to a new epoch during the invitation: seal the current room key and retry",
 		})
 	}
+	h.notify(ctx, subjects.Event{Type: subjects.EventInvited, RoomID: room.ID, By: c.pub}, pub)
 	return invitedInfo(inv), nil
 }
 
@@ -103,6 +105,7 @@ func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveReq
 		if err := h.removeOne(ctx, room.ID, pub, invited); err != nil {
 			return subjects.RoomInfo{}, storeError(err, notMember)
 		}
+		h.notify(ctx, subjects.Event{Type: subjects.EventRemoved, RoomID: room.ID, By: c.pub}, pub)
 		return roomInfo(room), nil
 	}
 
@@ -136,6 +139,7 @@ func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveReq
 	if err := h.removeOne(ctx, room.ID, pub, invited); err != nil {
 		return subjects.RoomInfo{}, storeError(err, notMember)
 	}
+	h.notify(ctx, subjects.Event{Type: subjects.EventRemoved, RoomID: room.ID, By: c.pub}, pub)
 	epoch, err := h.store.RekeyTo(ctx, room.ID, room.Epoch, req.Rekey.ToEpoch, keys)
 	if err != nil {
 		e := storeError(err, storeMessages{})
@@ -147,6 +151,7 @@ func (h *handlers) remove(ctx context.Context, c caller, req *subjects.RemoveReq
 		return subjects.RoomInfo{}, e
 	}
 	room.Epoch, room.KeyClaim = epoch, epoch
+	h.rekeyed(ctx, c.pub, room.ID, epoch, keys)
 	return roomInfo(room), nil
 }
 
@@ -182,6 +187,7 @@ func (h *handlers) rekey(ctx context.Context, c caller, req *subjects.RekeyReque
 		})
 	}
 	room.Epoch, room.KeyClaim = epoch, epoch
+	h.rekeyed(ctx, c.pub, room.ID, epoch, keys)
 	return roomInfo(room), nil
 }
 

@@ -15,11 +15,10 @@ import (
 )
 
 // Peers and kicks. The auth callout's access watcher disconnects a user's
-// connections when its access changes (a room created, joined, left or
-// lost; a revocation), authcallout.KickDelay after the change, so that
-// they reconnect with new permissions. A reply the services send while the
-// connection is down is lost. The helpers here keep the tests deterministic
-// without sleeping:
+// connections when it is revoked (or its admin flag changes), and only
+// then: membership changes touch no permissions and kick no one. A reply
+// the services send while the connection is down is lost. The helpers here
+// keep the tests deterministic without sleeping:
 //
 //   - a request whose success kicks someone (kickedBy) records that the
 //     kick is due on that user's connections, and the next request on such
@@ -27,6 +26,9 @@ import (
 //     that no write is in flight when the kick lands;
 //   - a request that sees its connection come back without its reply
 //     (a kick nobody expected) is signed again and sent once more.
+//
+// Every environment checks at its end that no connection was disconnected
+// but by a revocation (env.noUnexpectedKicks).
 
 const (
 	// kickWait bounds the wait for a kick that is due. A kick normally
@@ -204,55 +206,34 @@ func (e *env) downs(pub string) map[*peer]int {
 }
 
 // kickedBy returns whose connections the access watcher disconnects when
-// request m succeeds: the caller's when it creates, leaves or joins
-// (accepts an invitation to) a room, the named user's when it is removed
-// or revoked ("" for no one). An invitation kicks no one (it grants
-// nothing), and neither does the removal of an invitee the tests invited
-// (see env.invited).
+// request m succeeds: the revoked user's ("" for no one). Creating,
+// joining, leaving or losing a room kicks no one.
 func (e *env) kickedBy(m *nats.Msg) string {
-	switch m.Subject {
-	case subjects.RoomsCreate, subjects.RoomsLeave, subjects.RoomsAccept:
-		return m.Header.Get(subjects.HeaderPub)
-	case subjects.RoomsRemove, subjects.UsersRevoke:
-		var req struct {
-			RoomID string `json:"room_id"`
-			Pub    string `json:"pub"`
-		}
-		if json.Unmarshal(m.Data, &req) != nil {
-			return ""
-		}
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if m.Subject == subjects.RoomsRemove && e.invited[req.RoomID+"."+req.Pub] {
-			return ""
-		}
-		return req.Pub
+	if m.Subject != subjects.UsersRevoke {
+		return ""
 	}
-	return ""
-}
-
-// answered records what request m, which succeeded, did to the pending
-// invitations (see env.invited).
-func (e *env) answered(m *nats.Msg) {
 	var req struct {
-		RoomID string `json:"room_id"`
-		Pub    string `json:"pub"`
+		Pub string `json:"pub"`
 	}
 	if json.Unmarshal(m.Data, &req) != nil {
-		return
+		return ""
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.invited == nil { // an env made by hand
-		e.invited = map[string]bool{}
-	}
-	switch m.Subject {
-	case subjects.RoomsInvite:
-		e.invited[req.RoomID+"."+req.Pub] = true
-	case subjects.RoomsRemove:
-		delete(e.invited, req.RoomID+"."+req.Pub)
-	case subjects.RoomsAccept, subjects.RoomsDecline:
-		delete(e.invited, req.RoomID+"."+m.Header.Get(subjects.HeaderPub))
+	e.revoked[req.Pub] = true
+	return req.Pub
+}
+
+// noUnexpectedKicks fails the test if a connection of a user that was not
+// revoked was disconnected: membership changes must not kick anyone.
+func (e *env) noUnexpectedKicks(t testing.TB) {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.peers {
+		if downs, _, _ := p.state(); downs > 0 && !e.revoked[p.pub] && !e.kickable[p.pub] {
+			t.Errorf("%s: disconnected %d times, though it was not revoked", p.pub, downs)
+		}
 	}
 }
 
@@ -278,7 +259,6 @@ func (u *user) roundTrip(t testing.TB, m *nats.Msg, again func() *nats.Msg) *nat
 		t.Fatalf("%s: request %s: %v", u.name, m.Subject, err)
 	}
 	if r.Header.Get(micro.ErrorCodeHeader) == "" {
-		u.env.answered(m)
 		for kp, downs := range before {
 			kp.kickDue(downs)
 		}

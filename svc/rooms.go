@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
@@ -13,12 +14,12 @@ import (
 
 func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.CreateRoomRequest) (subjects.RoomInfo, error) {
 	mode := cmp.Or(req.Mode, subjects.ModeE2E)
-	history := cmp.Or(req.History, subjects.HistoryNone)
 	if mode != subjects.ModeE2E && mode != subjects.ModeCleartext {
 		return subjects.RoomInfo{}, badRequest("mode must be %q or %q, not %q", subjects.ModeE2E, subjects.ModeCleartext, mode)
 	}
-	if history != subjects.HistoryNone {
-		return subjects.RoomInfo{}, badRequest("history must be %q (the bus keeps no room history: members see what is published while they are subscribed), not %q", subjects.HistoryNone, history)
+	history, maxAge, err := h.parseHistory(req)
+	if err != nil {
+		return subjects.RoomInfo{}, err
 	}
 	if err := checkName(req.Name); err != nil {
 		return subjects.RoomInfo{}, err
@@ -65,12 +66,51 @@ func (h *handlers) createRoom(ctx context.Context, c caller, req *subjects.Creat
 		History: history,
 		Owner:   c.pub,
 		Salt:    salt,
+
+		HistoryMaxAge: maxAge,
 	}, kvstore.SealedKey{Sealed: req.SealedKey, Grant: req.Grant})
 	if err != nil {
 		return subjects.RoomInfo{}, storeError(err, storeMessages{exists: "room " + id + " already exists: choose another room_id"})
 	}
 	return roomInfo(room), nil
 }
+
+// minHistoryMaxAge is the shortest history a room may keep of its own.
+const minHistoryMaxAge = time.Minute
+
+// parseHistory validates a new room's history policy: HistoryKeep (the
+// default) or HistoryNone, and with HistoryKeep an optional maximum age of
+// its own, a Go duration from minHistoryMaxAge to the deployment's
+// (kvstore.Store.HistoryMaxAge); 0 means the deployment's.
+func (h *handlers) parseHistory(req *subjects.CreateRoomRequest) (string, time.Duration, error) {
+	history := cmp.Or(req.History, subjects.HistoryKeep)
+	if history != subjects.HistoryKeep && history != subjects.HistoryNone {
+		return "", 0, badRequest("history must be %q (the room log keeps the frames, which members read back from their invitation on) or %q (nothing is stored), not %q",
+			subjects.HistoryKeep, subjects.HistoryNone, history)
+	}
+	if req.HistoryMaxAge == "" {
+		return history, 0, nil
+	}
+	if history != subjects.HistoryKeep {
+		return "", 0, badRequest("history_max_age goes with history %q: a room with history %q stores nothing", subjects.HistoryKeep, subjects.HistoryNone)
+	}
+	if len(req.HistoryMaxAge) > maxDurationLen {
+		return "", 0, badRequest("history_max_age is %d bytes: give a Go duration such as \"72h\"", len(req.HistoryMaxAge))
+	}
+	d, err := time.ParseDuration(req.HistoryMaxAge)
+	if err != nil {
+		return "", 0, newError(subjects.CodeBadRequest, err, "history_max_age %q is not a Go duration (such as \"72h\" or \"90m\")", req.HistoryMaxAge)
+	}
+	limit := h.store.HistoryMaxAge()
+	if d < minHistoryMaxAge || d > limit {
+		return "", 0, badRequest("history_max_age must be from %s to %s (this deployment's), not %s", minHistoryMaxAge, limit, d)
+	}
+	return history, d, nil
+}
+
+// maxDurationLen bounds the text of a duration in a request, which the
+// error messages repeat.
+const maxDurationLen = 32
 
 // ownRoomID returns the ID and salt of the room the caller creates: the
 // request's room_id, which must be subjects.RoomIDFor(caller, mode, salt), so
@@ -386,17 +426,28 @@ func (h *handlers) ownedRoom(ctx context.Context, c caller, roomID, what string,
 // roomInfo is the wire form of a room.
 func roomInfo(r kvstore.Room) subjects.RoomInfo {
 	return subjects.RoomInfo{
-		RoomID:    r.ID,
-		Subject:   r.Subject,
-		Name:      r.Name,
-		Mode:      r.Mode,
-		History:   cmp.Or(r.History, subjects.HistoryNone),
-		Owner:     r.Owner,
-		Salt:      r.Salt,
-		Epoch:     r.Epoch,
-		NextEpoch: r.NextEpoch(),
-		CreatedAt: r.CreatedAt,
+		RoomID:  r.ID,
+		Subject: r.Subject,
+		Name:    r.Name,
+		Mode:    r.Mode,
+		History: cmp.Or(r.History, subjects.HistoryNone),
+		Owner:   r.Owner,
+
+		HistoryMaxAge: historyMaxAge(r.HistoryMaxAge),
+		Salt:          r.Salt,
+		Epoch:         r.Epoch,
+		NextEpoch:     r.NextEpoch(),
+		CreatedAt:     r.CreatedAt,
 	}
+}
+
+// historyMaxAge is the wire form of a room's own maximum age of frames:
+// empty when it keeps the deployment's.
+func historyMaxAge(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // memberInfo is the wire form of a member.

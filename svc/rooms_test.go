@@ -2,12 +2,14 @@ package svc_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/subjects"
@@ -21,7 +23,7 @@ func TestRoomsCreate(t *testing.T) {
 		id, salt := subjects.NewRoomID(e.alice.pub, subjects.ModeE2E)
 		got := call[subjects.RoomInfo](t, e.alice, subjects.RoomsCreate, subjects.CreateRoomRequest{RoomID: id, Salt: salt, Name: "ops", SealedKey: key, Grant: g})
 		want, err := subjects.Room(id)
-		if err != nil || got.RoomID != id || got.Subject != want || got.Mode != subjects.ModeE2E || got.History != subjects.HistoryNone ||
+		if err != nil || got.RoomID != id || got.Subject != want || got.Mode != subjects.ModeE2E || got.History != subjects.HistoryKeep || got.HistoryMaxAge != "" ||
 			got.Owner != e.alice.pub || !bytes.Equal(got.Salt, salt) || got.Epoch != 1 || got.NextEpoch != 2 || got.Name != "ops" || got.CreatedAt.IsZero() {
 			t.Fatalf("created %+v (subject %s, %v)", got, want, err)
 		}
@@ -53,6 +55,35 @@ func TestRoomsCreate(t *testing.T) {
 		id, salt := subjects.NewRoomID(e.alice.pub, subjects.ModeCleartext)
 		if got := call[subjects.RoomInfo](t, e.alice, subjects.RoomsCreate, subjects.CreateRoomRequest{RoomID: id, Salt: salt, Mode: subjects.ModeCleartext}); got.RoomID != id || !bytes.Equal(got.Salt, salt) {
 			t.Fatalf("created %+v, want room %s with its salt", got, id)
+		}
+	})
+	t.Run("history", func(t *testing.T) {
+		for _, tc := range []struct {
+			req         subjects.CreateRoomRequest
+			history     string
+			maxAge      string
+			storedAgeOf string
+		}{
+			{subjects.CreateRoomRequest{Mode: subjects.ModeCleartext}, subjects.HistoryKeep, "", ""},
+			{subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, History: subjects.HistoryKeep, HistoryMaxAge: "72h"}, subjects.HistoryKeep, "72h0m0s", "72h"},
+			{subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, HistoryMaxAge: "1m"}, subjects.HistoryKeep, "1m0s", "1m"},
+			{subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, HistoryMaxAge: "720h"}, subjects.HistoryKeep, "720h0m0s", "720h"},
+			{subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, History: subjects.HistoryNone}, subjects.HistoryNone, "", ""},
+		} {
+			got := call[subjects.RoomInfo](t, e.alice, subjects.RoomsCreate, tc.req)
+			if got.History != tc.history || got.HistoryMaxAge != tc.maxAge {
+				t.Errorf("create %+v: history %q, max age %q; want %q, %q", tc.req, got.History, got.HistoryMaxAge, tc.history, tc.maxAge)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			stored, err := e.store.GetRoom(ctx, got.RoomID)
+			cancel()
+			want, _ := time.ParseDuration(cmp.Or(tc.storedAgeOf, "0s"))
+			if err != nil || stored.History != tc.history || stored.HistoryMaxAge != want {
+				t.Errorf("stored room %+v (%v): want history %q and max age %s", stored, err, tc.history, want)
+			}
+			if again := call[subjects.RoomInfo](t, e.alice, subjects.RoomsGet, subjects.RoomRequest{RoomID: got.RoomID}); !reflect.DeepEqual(again, got) {
+				t.Errorf("get = %+v, want %+v", again, got)
+			}
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
@@ -88,8 +119,15 @@ func TestRoomsCreate(t *testing.T) {
 			{"cleartext with a sealed key", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, SealedKey: k}, "omit sealed_key"},
 			{"cleartext with a grant", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, Grant: g}, "omit grant"},
 			{"bad mode", e.alice, subjects.CreateRoomRequest{Mode: "secret", SealedKey: k}, `mode must be "e2e" or "cleartext"`},
-			{"bad history", e.alice, subjects.CreateRoomRequest{History: "forever", SealedKey: k}, "history must be"},
-			{"history kept", e.alice, subjects.CreateRoomRequest{History: "keep", SealedKey: k}, `history must be "none" (the bus keeps no room history`},
+			{"bad history", e.alice, subjects.CreateRoomRequest{History: "forever", SealedKey: k}, `history must be "keep"`},
+			{"history in capitals", e.alice, subjects.CreateRoomRequest{History: "KEEP", SealedKey: k}, `history must be "keep"`},
+			{"max age without history", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, History: subjects.HistoryNone, HistoryMaxAge: "1h"}, "history_max_age goes with history"},
+			{"max age not a duration", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, HistoryMaxAge: "a week"}, "not a Go duration"},
+			{"max age in days", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, HistoryMaxAge: "7d"}, "not a Go duration"},
+			{"max age too short", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, HistoryMaxAge: "59s"}, "history_max_age must be from 1m0s to 720h0m0s"},
+			{"max age negative", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, HistoryMaxAge: "-1h"}, "history_max_age must be from"},
+			{"max age beyond the deployment's", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, HistoryMaxAge: "721h"}, "history_max_age must be from 1m0s to 720h0m0s"},
+			{"max age too long a text", e.alice, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, HistoryMaxAge: strings.Repeat("1", 40) + "h"}, "give a Go duration"},
 			{"huge sealed key", e.alice, subjects.CreateRoomRequest{RoomID: ownID, Salt: ownSalt, SealedKey: make([]byte, svc.MaxSealedKeyBytes+1), Grant: g}, "over the limit"},
 			{"long name", e.alice, subjects.CreateRoomRequest{Name: string(bytes.Repeat([]byte("n"), svc.MaxNameBytes+1)), SealedKey: k}, "name is"},
 			{"no encryption key", fresh, subjects.CreateRoomRequest{RoomID: freshID, Salt: freshSalt, SealedKey: k, Grant: g}, "users.setkey"},
@@ -254,11 +292,11 @@ func TestRoomsMine(t *testing.T) {
 		t.Errorf("mine with no rooms = %s, want an empty list", r.Data)
 	}
 	a := e.createRoom(t, e.alice, subjects.ModeE2E)
-	b := call[subjects.RoomInfo](t, e.bob, subjects.RoomsCreate, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext})
+	b := call[subjects.RoomInfo](t, e.bob, subjects.RoomsCreate, subjects.CreateRoomRequest{Mode: subjects.ModeCleartext, History: subjects.HistoryNone})
 	e.invite(t, e.bob, b, e.alice)
 	got := call[subjects.MineResponse](t, e.alice, subjects.RoomsMine, nil)
 	want := map[string]subjects.RoomRef{
-		a.RoomID: {RoomID: a.RoomID, Subject: a.Subject, Epoch: 1, History: subjects.HistoryNone, Role: subjects.RoleOwner, Mode: subjects.ModeE2E, Name: a.Name, Owner: e.alice.pub, Salt: a.Salt},
+		a.RoomID: {RoomID: a.RoomID, Subject: a.Subject, Epoch: 1, History: subjects.HistoryKeep, Role: subjects.RoleOwner, Mode: subjects.ModeE2E, Name: a.Name, Owner: e.alice.pub, Salt: a.Salt},
 		b.RoomID: {RoomID: b.RoomID, Subject: b.Subject, Epoch: 0, History: subjects.HistoryNone, Role: subjects.RoleMember, Mode: subjects.ModeCleartext, Name: b.Name, Owner: e.bob.pub, Salt: b.Salt},
 	}
 	if len(got.Rooms) != 2 || got.Rooms[0].RoomID > got.Rooms[1].RoomID {

@@ -139,6 +139,9 @@ func (h *handlers) revokeUser(ctx context.Context, c caller, req *subjects.Revok
 	if err != nil {
 		return subjects.UserInfo{}, storeError(err, notFound)
 	}
+	if !target.Revoked() {
+		h.notify(ctx, subjects.Event{Type: subjects.EventRevoked, By: c.pub}, pub)
+	}
 	return userInfo(u), nil
 }
 

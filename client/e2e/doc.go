@@ -158,4 +158,19 @@
 // ReceiverConfig.MaxFrameAge), which a reader of durable history turns off
 // on purpose with [NoMaxFrameAge] and replaces by the stream's sequence
 // numbers.
+//
+// # Stored history
+//
+// A reader of a room's stored frames reads them long after they were
+// sealed, and across rekeys. Besides [NoMaxFrameAge] it sets
+// ReceiverConfig.EarlierEpochs, which accepts a frame of any epoch up to
+// the current one whose room key the [KeyRing] supplies, without the grace
+// period. Everything else is checked as ever: the signature, the sender's
+// key grant of the frame's epoch, the decryption, and replays, against the
+// reader's own [ReplayWindow] (one per reader, so that a frame read again
+// by another reader is not a replay). What it gives up: a member removed
+// at some epoch still holds the keys and grants of the epochs before, and
+// could seal new frames under them, dated as it likes, that whoever
+// controls the log could store among the old ones; they carry that
+// member's name and no one else's.
 package e2e

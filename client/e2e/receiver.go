@@ -82,6 +82,14 @@ type ReceiverConfig struct {
 	// Replay is the replay window; nil means a new one with
 	// DefaultMaxTracked windows.
 	Replay *ReplayWindow
+	// NoReplayWindow turns the replay window off: for a reader of a
+	// room's stored log, which drops a frame it already delivered by the
+	// log's sequence and by the frame's ID. The window assumes that a
+	// sender's frames arrive about in the order they were sealed, which
+	// frames opened in parallel do not, nor do the frames of one identity
+	// sending from several processes (each counts from its own clock),
+	// read back from the log in the order stored.
+	NoReplayWindow bool
 	// MaxFrameAge is how old a frame's timestamp may be: the replay window
 	// lives in memory, so this is what stops a frame captured before a
 	// restart from being accepted again after it. 0 means
@@ -95,6 +103,15 @@ type ReceiverConfig struct {
 	// MaxGrants bounds the verified key grants cached per (room, epoch,
 	// sender); 0 means DefaultMaxTracked.
 	MaxGrants int
+	// EarlierEpochs accepts frames of any epoch up to the current one
+	// whose room key the KeyRing supplies, without the grace period: for a
+	// reader of a room's stored history, where a frame sealed before a
+	// rekey is legitimately read long after it. The sender's key grant of
+	// that epoch is still checked, so only a member the owner admitted to
+	// that epoch can have sealed it; but a member removed since still
+	// holds that epoch's key and grant, and can seal new frames under it
+	// that whoever controls the log could store among the old ones.
+	EarlierEpochs bool
 }
 
 // valid checks c; every error wraps ErrConfigValidation.
@@ -134,8 +151,9 @@ type Receiver struct {
 	grace   time.Duration
 	maxAge  time.Duration // NoMaxFrameAge: no age check
 	maxSkew time.Duration
-	replay  *ReplayWindow
+	replay  *ReplayWindow // nil: no replay window (NoReplayWindow)
 	grants  *grantCache
+	earlier bool // accept any epoch up to the current one
 }
 
 // NewReceiver returns a receiver for cfg. The error matches
@@ -151,8 +169,12 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 		maxSkew: cmpOr(cfg.MaxClockSkew, DefaultMaxClockSkew),
 		replay:  cfg.Replay,
 		grants:  newGrantCache(cfg.MaxGrants),
+		earlier: cfg.EarlierEpochs,
 	}
-	if r.replay == nil {
+	switch {
+	case cfg.NoReplayWindow:
+		r.replay = nil
+	case r.replay == nil:
 		r.replay = NewReplayWindow(DefaultMaxTracked)
 	}
 	return r, nil
@@ -187,12 +209,15 @@ func (r *Receiver) Receive(room string, wire []byte, now time.Time) (Received, e
 //  2. f is cleartext exactly when the room is ([ErrModeMismatch]);
 //  3. the signature verifies ([ErrBadSignature]);
 //  4. f's epoch is the current one, or the previous one until the grace
-//     period after RoomState.Since ends ([ErrStaleEpoch]); a newer epoch
+//     period after RoomState.Since ends, or, with
+//     ReceiverConfig.EarlierEpochs, any earlier one ([ErrStaleEpoch]);
+//     a newer epoch
 //     fails with [ErrFutureEpoch], only for a frame whose signature
 //     verified, so that a forgery never makes the caller refresh a room;
 //  5. f's timestamp is at most the maximum frame age old and at most the
 //     clock-skew allowance ahead of now ([ErrFrameAge]);
-//  6. the sequence number is not a replay ([ErrReplay]);
+//  6. the sequence number is not a replay ([ErrReplay]), unless the
+//     replay window is off (ReceiverConfig.NoReplayWindow);
 //  7. the sender may send: in an encrypted room, f carries the owner's key
 //     grant to the sender for this room, epoch and the room key of that
 //     epoch (an error matching both [ErrNotMember] and [ErrBadGrant]),
@@ -231,8 +256,10 @@ func (r *Receiver) Accept(room string, f Frame, now time.Time) (Received, error)
 		return Received{}, fmt.Errorf("accept frame: %w", err)
 	}
 	key := windowKey{room: room, epoch: f.Epoch, sender: f.Sender}
-	if err := r.replay.check(key, f.Seq, false); err != nil {
-		return Received{}, fmt.Errorf("accept frame: %w", err)
+	if r.replay != nil {
+		if err := r.replay.check(key, f.Seq, false); err != nil {
+			return Received{}, fmt.Errorf("accept frame: %w", err)
+		}
 	}
 
 	payload := f.CT
@@ -258,6 +285,9 @@ func (r *Receiver) Accept(room string, f Frame, now time.Time) (Received, error)
 	}
 	// Record the sequence number only now, atomically: of two copies of a
 	// frame accepted concurrently, one fails here.
+	if r.replay == nil {
+		return Received{Frame: f, ID: messageID(msg), Payload: payload}, nil
+	}
 	if err := r.replay.check(key, f.Seq, true); err != nil {
 		if !f.Clear {
 			clear(payload)
@@ -274,6 +304,8 @@ func (r *Receiver) checkEpoch(epoch uint64, st RoomState, now time.Time) error {
 		return nil
 	case epoch > st.Epoch:
 		return fmt.Errorf("%w: frame of epoch %d, current %d", ErrFutureEpoch, epoch, st.Epoch)
+	case r.earlier:
+		return nil
 	case epoch != previousEpoch(st):
 		return fmt.Errorf("%w: frame of epoch %d, current %d", ErrStaleEpoch, epoch, st.Epoch)
 	case !now.Before(st.Since.Add(r.grace)):

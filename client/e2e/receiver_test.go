@@ -393,6 +393,52 @@ func TestReceiverFrameAge(t *testing.T) {
 	}
 }
 
+// TestReceiverEarlierEpochs: a reader of stored history
+// (EarlierEpochs) accepts a frame of any epoch up to the current one whose
+// key it holds, long after the grace period, but still checks the
+// sender's grant of that epoch and still refuses future epochs, replays
+// and epochs whose key it lacks.
+func TestReceiverEarlierEpochs(t *testing.T) {
+	fx := newRoomFixture(t)
+	stored, err := NewReceiver(ReceiverConfig{Keys: fx.ring, MaxFrameAge: NoMaxFrameAge, EarlierEpochs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := testNow.Add(30 * 24 * time.Hour)
+	for _, ep := range []uint64{3, 4, 5} {
+		_, wire := seal(t, fx.sealer(t, fx.alice, ep), Message{Payload: []byte("old")}, testNow)
+		if got, err := stored.Receive(testRoom, wire, later); err != nil || string(got.Payload) != "old" {
+			t.Fatalf("stored frame of epoch %d = %q, %v", ep, got.Payload, err)
+		}
+		if _, err := stored.Receive(testRoom, wire, later); !errors.Is(err, ErrReplay) {
+			t.Fatalf("the same stored frame of epoch %d again = %v, want ErrReplay", ep, err)
+		}
+		// The live receiver refuses the older epochs.
+		if ep < 5 {
+			if _, err := fx.recv.Receive(testRoom, wire, testNow.Add(time.Hour)); !errors.Is(err, ErrStaleEpoch) {
+				t.Fatalf("live receiver, epoch %d an hour later = %v, want ErrStaleEpoch", ep, err)
+			}
+		}
+	}
+	// Still checked: the grant of that epoch, the future, a missing key.
+	aliceGrant3 := grantFor(t, fx.owner, testRoom, 3, fx.alice.PublicKey(), fx.keys[3])
+	_, wire := seal(t, fx.sealerWithGrant(t, fx.bob, 3, aliceGrant3), Message{Payload: []byte("borrowed grant")}, testNow)
+	if _, err := stored.Receive(testRoom, wire, later); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("stored frame with another member's grant = %v, want ErrNotMember", err)
+	}
+	_, wire = seal(t, fx.sealer(t, fx.alice, 6), Message{}, testNow)
+	if _, err := stored.Receive(testRoom, wire, later); !errors.Is(err, ErrFutureEpoch) {
+		t.Fatalf("stored frame of a future epoch = %v, want ErrFutureEpoch", err)
+	}
+	fx.ring.mu.Lock()
+	delete(fx.ring.keys[testRoom], 4)
+	fx.ring.mu.Unlock()
+	_, wire = seal(t, fx.sealer(t, fx.bob, 4), Message{}, testNow)
+	if _, err := stored.Receive(testRoom, wire, later); err == nil {
+		t.Fatal("stored frame of an epoch whose key the ring lacks accepted")
+	}
+}
+
 func TestReceiverKeyMissIsRetriable(t *testing.T) {
 	fx := newRoomFixture(t)
 	fx.ring.mu.Lock()
@@ -519,4 +565,51 @@ func mustEncode(t testing.TB, f Frame) []byte {
 		t.Fatalf("Encode: %v", err)
 	}
 	return b
+}
+
+// TestReceiverNoReplayWindow: a reader of the room log turns the window
+// off, so that a sender's frames opened out of order (in parallel, or
+// sealed by two processes of one identity whose counts start from their
+// clocks) are all accepted; it drops duplicates itself (by log sequence
+// and frame ID), so a frame read twice is accepted twice here. Every
+// other check still holds.
+func TestReceiverNoReplayWindow(t *testing.T) {
+	fx := newRoomFixture(t)
+	stored, err := NewReceiver(ReceiverConfig{Keys: fx.ring, MaxFrameAge: NoMaxFrameAge, EarlierEpochs: true, NoReplayWindow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := fx.sealer(t, fx.alice, 5)
+	_, early := seal(t, s, Message{Payload: []byte("early")}, testNow)
+	var later [][]byte
+	for range ReplayWindowSize + 1 {
+		_, w := seal(t, s, Message{}, testNow)
+		later = append(later, w)
+	}
+	for _, w := range later {
+		if _, err := stored.Receive(testRoom, w, testNow); err != nil {
+			t.Fatalf("Receive: %v", err)
+		}
+	}
+	if got, err := stored.Receive(testRoom, early, testNow); err != nil || string(got.Payload) != "early" {
+		t.Fatalf("a frame sealed %d before the last one read = %q, %v; want it accepted", ReplayWindowSize+1, got.Payload, err)
+	}
+	if _, err := stored.Receive(testRoom, early, testNow); err != nil {
+		t.Fatalf("the same frame again = %v; the log reader drops duplicates itself", err)
+	}
+	// The live receiver, with its window, refuses the early frame now.
+	for _, w := range later {
+		if _, err := fx.recv.Receive(testRoom, w, testNow); err != nil {
+			t.Fatalf("live Receive: %v", err)
+		}
+	}
+	if _, err := fx.recv.Receive(testRoom, early, testNow); !errors.Is(err, ErrReplay) {
+		t.Fatalf("live receiver, the early frame last = %v, want ErrReplay", err)
+	}
+	// The other checks still apply: a tampered frame fails.
+	tampered := append([]byte(nil), later[0]...)
+	tampered[len(tampered)/2] ^= 1
+	if _, err := stored.Receive(testRoom, tampered, testNow); err == nil {
+		t.Fatal("a tampered frame was accepted without the replay window")
+	}
 }

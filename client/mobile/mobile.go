@@ -7,9 +7,20 @@
 // parameters: each method bounds its network work with Timeout. A Session
 // is safe for concurrent use; Close ends every subscription.
 //
-// Room and invitation lists are returned as JSON (RoomsJSON,
-// InvitationsJSON), since gomobile cannot bind slices of structs. Incoming messages are delivered to a MessageHandler,
-// which the app implements (in Java/Kotlin or Objective-C/Swift).
+// Room and invitation lists and history pages are returned as JSON
+// (RoomsJSON, InvitationsJSON, HistoryJSON), since gomobile cannot bind
+// slices of structs. Incoming messages are delivered to a MessageHandler,
+// and the identity's events (invitations, removals, rekeys, revocation) to
+// an EventHandler, both of which the app implements (in Java/Kotlin or
+// Objective-C/Swift).
+//
+// Rooms keep a durable log of their frames: Send returns once the message
+// is stored, with its sequence in the room log (Sent.Seq), and every
+// Message carries its Seq. An app that keeps the last Seq it showed (or
+// Position) resumes after it with SubscribeFrom(room, h, seq+1, 0, 0):
+// nothing is missed or delivered twice, across reconnections too. A phone
+// follows its events the same way (WatchEvents, EventsPosition), with no
+// polling.
 //
 // A plaintext url (nats://) is allowed only on loopback, unless the app
 // opts in with NewInsecureSession on a network it trusts.
@@ -17,8 +28,9 @@
 //	s, err := mobile.NewSession("tls://bus.example:4222", seedPath, caPath)
 //	room, err := s.CreateRoom("ops")
 //	err = s.Invite(room, friendPublicKey) // the friend calls Accept(room)
-//	err = s.Subscribe(room, handler)
-//	id, err := s.Send(room, "hello")
+//	err = s.SubscribeFrom(room, handler, 0, 0, 50) // the last 50, then new ones
+//	sent, err := s.Send(room, "hello")              // sent.ID, sent.Seq
+//	err = s.WatchEvents(0, eventHandler)
 package mobile
 
 import (
@@ -26,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -71,6 +84,33 @@ type Message struct {
 	// Epoch is the room key epoch the message was sealed with (0 in
 	// cleartext rooms).
 	Epoch int64
+	// Seq is the message's sequence in the room log (0 in a room that
+	// keeps no history): resume after it with SubscribeFrom(room, h,
+	// Seq+1, 0, 0).
+	Seq int64
+}
+
+// Sent is a message the room accepted.
+type Sent struct {
+	// ID is the message ID.
+	ID string
+	// Seq is its sequence in the room log: it is stored. 0 in a room that
+	// keeps no history (it was delivered, not stored).
+	Seq int64
+}
+
+// EventHandler receives the session identity's events, one at a time and
+// in order, on a goroutine of the session, as JSON:
+//
+//	{"seq": 17, "type": "invited" | "removed" | "rekeyed" | "revoked",
+//	 "room_id": "...", "by": "U...", "epoch": 2, "time": "RFC 3339"}
+//
+// (room_id, by and epoch when they apply). Events are notices: act on one
+// by asking the bus (InvitationsJSON, RoomsJSON), which is what counts. A
+// handler must not call StopEvents or Close synchronously: both wait for
+// delivery to end.
+type EventHandler interface {
+	OnEvent(eventJSON string)
 }
 
 // MessageHandler receives a subscription's messages, one at a time and in
@@ -94,6 +134,10 @@ type Session struct {
 	// subs holds the room subscriptions; a nil value is a Subscribe in
 	// progress.
 	subs map[string]*client.Subscription
+	// events is the events subscription, if any; eventsStarting is true
+	// while WatchEvents sets it up.
+	events         *client.EventSubscription
+	eventsStarting bool
 }
 
 // NewSession loads the identity seed at seedPath, connects to the bus at
@@ -166,12 +210,17 @@ func (s *Session) Close() error {
 	s.closed = true
 	subs := s.subs
 	s.subs = nil
+	events := s.events
+	s.events = nil
 	s.mu.Unlock()
 	var errs []error
 	for _, sub := range subs {
 		if sub != nil {
 			errs = append(errs, sub.Unsubscribe())
 		}
+	}
+	if events != nil {
+		errs = append(errs, events.Stop())
 	}
 	errs = append(errs, s.conn.Close())
 	s.id.Wipe()
@@ -231,6 +280,20 @@ func (s *Session) Invite(roomID, pub string) error {
 	}
 	defer cancel()
 	_, err = s.conn.Invite(ctx, roomID, pub)
+	return s.done(err)
+}
+
+// Remove removes the member (or withdraws the invitation of) the identity
+// with public key pub from the room (owner only); in an encrypted room the
+// room is rekeyed in the same request, so pub cannot read what is sent
+// after. pub learns it from its events (WatchEvents).
+func (s *Session) Remove(roomID, pub string) error {
+	ctx, cancel, err := s.op()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.conn.Remove(ctx, roomID, pub)
 	return s.done(err)
 }
 
@@ -309,53 +372,80 @@ func (s *Session) RoomsJSON() (string, error) {
 	return string(b), nil
 }
 
-// Send sends text to the room and returns the message ID.
-func (s *Session) Send(roomID, text string) (string, error) {
+// Send sends text to the room. It returns once the room stored it, with
+// its ID and sequence in the room log.
+func (s *Session) Send(roomID, text string) (*Sent, error) {
 	ctx, cancel, err := s.op()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer cancel()
-	id, err := s.conn.Publish(ctx, roomID, []byte(text))
-	return id, s.done(err)
+	sent, err := s.conn.Publish(ctx, roomID, []byte(text))
+	return toSent(sent, s.done(err))
 }
 
-// Reply answers message parentID in its thread and returns the reply's ID.
-func (s *Session) Reply(roomID, parentID, text string) (string, error) {
+// Reply answers message parentID in its thread, as Send sends.
+func (s *Session) Reply(roomID, parentID, text string) (*Sent, error) {
 	if parentID == "" {
-		return "", errors.New("reply: the parent message ID is empty")
+		return nil, errors.New("reply: the parent message ID is empty")
 	}
 	ctx, cancel, err := s.op()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer cancel()
-	id, err := s.conn.PublishReply(ctx, roomID, parentID, []byte(text))
-	return id, s.done(err)
+	sent, err := s.conn.PublishReply(ctx, roomID, parentID, []byte(text))
+	return toSent(sent, s.done(err))
 }
 
-// React reacts to message targetID with emoji and returns the reaction's
-// message ID.
-func (s *Session) React(roomID, targetID, emoji string) (string, error) {
+// React reacts to message targetID with emoji, as Send sends.
+func (s *Session) React(roomID, targetID, emoji string) (*Sent, error) {
 	if targetID == "" {
-		return "", errors.New("react: the target message ID is empty")
+		return nil, errors.New("react: the target message ID is empty")
 	}
 	ctx, cancel, err := s.op()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer cancel()
-	id, err := s.conn.React(ctx, roomID, targetID, emoji)
-	return id, s.done(err)
+	sent, err := s.conn.React(ctx, roomID, targetID, emoji)
+	return toSent(sent, s.done(err))
 }
 
-// Subscribe delivers the room's messages to h until Unsubscribe or Close.
-// A room has at most one subscription per Session. Right after an invite
-// the subscription may miss messages until the bus refreshes the member's
-// permissions (it is restored then, without action).
+func toSent(sent client.Sent, err error) (*Sent, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &Sent{ID: sent.ID, Seq: seqOut(sent.Seq)}, nil
+}
+
+// Subscribe delivers the room's new messages to h until Unsubscribe or
+// Close: SubscribeFrom(roomID, h, 0, 0, 0).
 func (s *Session) Subscribe(roomID string, h MessageHandler) error {
+	return s.SubscribeFrom(roomID, h, 0, 0, 0)
+}
+
+// SubscribeFrom delivers the room's messages to h from a start point,
+// then the new ones as they arrive, in order, with no gap and no
+// duplicate (across reconnections too), until Unsubscribe or Close. At
+// most one start point is positive:
+//
+//   - fromSeq: from that room-log sequence on (Message.Seq + 1 of the last
+//     message shown resumes after it);
+//   - sinceUnixMs: from the first message stored at or after that time, in
+//     milliseconds since the Unix epoch;
+//   - last: the last that many messages.
+//
+// All zero: new messages only. Stored messages go back as far as the room
+// keeps them, and only to the identity's invitation. A room has at most
+// one subscription per Session.
+func (s *Session) SubscribeFrom(roomID string, h MessageHandler, fromSeq, sinceUnixMs, last int64) error {
 	if h == nil {
 		return errors.New("subscribe: the message handler is nil")
+	}
+	opts, err := startOptions(fromSeq, sinceUnixMs, last)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -373,7 +463,8 @@ func (s *Session) Subscribe(roomID string, h MessageHandler) error {
 	defer cancel()
 	sub, err := s.conn.Subscribe(ctx, roomID,
 		func(m client.Message) { h.OnMessage(toMessage(m)) },
-		func(err error) { h.OnError(roomID, err.Error()) })
+		func(err error) { h.OnError(roomID, err.Error()) },
+		opts...)
 
 	s.mu.Lock()
 	if err != nil {
@@ -415,6 +506,216 @@ func (s *Session) Unsubscribe(roomID string) error {
 	return sub.Unsubscribe()
 }
 
+// startOptions checks a start point (at most one of the three positive,
+// none negative) and returns the client's option for it.
+func startOptions(fromSeq, sinceUnixMs, last int64) ([]client.SubscribeOption, error) {
+	if fromSeq < 0 || sinceUnixMs < 0 || last < 0 {
+		return nil, fmt.Errorf("subscribe: negative start point (fromSeq %d, sinceUnixMs %d, last %d)", fromSeq, sinceUnixMs, last)
+	}
+	n := 0
+	for _, v := range []int64{fromSeq, sinceUnixMs, last} {
+		if v > 0 {
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return nil, fmt.Errorf("subscribe: give one start point, not %d (fromSeq %d, sinceUnixMs %d, last %d)", n, fromSeq, sinceUnixMs, last)
+	case fromSeq > 0:
+		return []client.SubscribeOption{client.FromSeq(uint64(fromSeq))}, nil
+	case sinceUnixMs > 0:
+		return []client.SubscribeOption{client.Since(time.UnixMilli(sinceUnixMs))}, nil
+	case last > 0:
+		if last > math.MaxInt32 {
+			return nil, fmt.Errorf("subscribe: last %d is too many", last)
+		}
+		return []client.SubscribeOption{client.Last(int(last))}, nil
+	}
+	return nil, nil
+}
+
+// Position is the room-log sequence of the last message the room's
+// subscription delivered (0 before the first): keep it to resume with
+// SubscribeFrom(roomID, h, Position()+1, 0, 0).
+func (s *Session) Position(roomID string) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	sub, ok := s.subs[roomID]
+	if !ok || sub == nil {
+		return 0, fmt.Errorf("position: not subscribed to room %s", roomID)
+	}
+	return seqOut(sub.Position()), nil
+}
+
+// historyJSON is the page HistoryJSON returns.
+type historyJSON struct {
+	Messages []messageJSON `json:"messages"`
+	Rejected []string      `json:"rejected"`
+	Next     int64         `json:"next"`
+	LastSeq  int64         `json:"last_seq"`
+	FirstSeq int64         `json:"first_seq"`
+}
+
+// messageJSON is a Message in HistoryJSON.
+type messageJSON struct {
+	Seq        int64  `json:"seq"`
+	ID         string `json:"id"`
+	Room       string `json:"room"`
+	Sender     string `json:"sender"`
+	Type       string `json:"type"`
+	Thread     string `json:"thread"`
+	ReplyTo    string `json:"reply_to"`
+	Text       string `json:"text"`
+	TimeUnixMs int64  `json:"time_unix_ms"`
+	Epoch      int64  `json:"epoch"`
+}
+
+// HistoryJSON reads one page of the room's stored messages, verified and
+// decrypted, as JSON:
+//
+//	{"messages": [{"seq": 1042, "id": "...", "room": "...", "sender": "U...",
+//	   "type": "MSG" | "REACT", "thread": "", "reply_to": "", "text": "...",
+//	   "time_unix_ms": 1767366245000, "epoch": 1}, ...],
+//	 "rejected": ["why a frame was dropped", ...],
+//	 "next": 0, "last_seq": 1044, "first_seq": 7}
+//
+// messages run oldest first. With last positive, the page is the last
+// that many messages before seq before (0: the newest): scrolling back
+// passes the seq of the oldest message shown. Otherwise the page runs
+// forward from fromSeq, or from the first message stored at or after
+// sinceUnixMs (both 0: the first message the identity may see); next,
+// when not 0, is the fromSeq of the following page. limit bounds the page
+// (0: 100; at most 1000). first_seq is the first sequence the identity may
+// see, last_seq the room's newest.
+func (s *Session) HistoryJSON(roomID string, fromSeq, sinceUnixMs, last, before, limit int64) (string, error) {
+	if fromSeq < 0 || sinceUnixMs < 0 || last < 0 || before < 0 || limit < 0 {
+		return "", errors.New("history: negative argument")
+	}
+	if last > math.MaxInt32 || limit > math.MaxInt32 {
+		return "", errors.New("history: last or limit too large")
+	}
+	q := client.HistoryQuery{From: uint64(fromSeq), Last: int(last), Before: uint64(before), Limit: int(limit)}
+	if sinceUnixMs > 0 {
+		q.Since = time.UnixMilli(sinceUnixMs)
+	}
+	ctx, cancel, err := s.op()
+	if err != nil {
+		return "", err
+	}
+	defer cancel()
+	page, err := s.conn.History(ctx, roomID, q)
+	if err != nil {
+		return "", s.done(err)
+	}
+	out := historyJSON{
+		Messages: make([]messageJSON, 0, len(page.Messages)),
+		Rejected: make([]string, 0, len(page.Rejected)),
+		Next:     seqOut(page.Next), LastSeq: seqOut(page.LastSeq), FirstSeq: seqOut(page.FirstSeq),
+	}
+	for _, m := range page.Messages {
+		mm := toMessage(m)
+		out.Messages = append(out.Messages, messageJSON{
+			Seq: mm.Seq, ID: mm.ID, Room: mm.Room, Sender: mm.Sender, Type: mm.Type, Thread: mm.Thread,
+			ReplyTo: mm.ReplyTo, Text: mm.Text, TimeUnixMs: mm.TimeUnixMs, Epoch: mm.Epoch,
+		})
+	}
+	for _, err := range page.Rejected {
+		out.Rejected = append(out.Rejected, err.Error())
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return "", fmt.Errorf("history: %w", err)
+	}
+	return string(b), nil
+}
+
+// WatchEvents delivers the session identity's events to h until
+// StopEvents or Close: with fromSeq 0 only new ones; otherwise the stored
+// events from that sequence on first (keep EventsPosition and pass it + 1
+// to miss nothing while the app was away), then new ones. A Session has
+// at most one.
+func (s *Session) WatchEvents(fromSeq int64, h EventHandler) error {
+	if h == nil {
+		return errors.New("watch events: the event handler is nil")
+	}
+	if fromSeq < 0 {
+		return fmt.Errorf("watch events: negative fromSeq %d", fromSeq)
+	}
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return ErrClosed
+	case s.events != nil || s.eventsStarting:
+		s.mu.Unlock()
+		return errors.New("watch events: already watching")
+	}
+	s.eventsStarting = true
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	events, err := s.conn.Events(ctx, uint64(fromSeq), func(ev subjects.Event) {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return // an Event always marshals
+		}
+		h.OnEvent(string(b))
+	})
+
+	s.mu.Lock()
+	s.eventsStarting = false
+	if err != nil {
+		s.mu.Unlock()
+		return s.done(err)
+	}
+	if s.closed {
+		s.mu.Unlock()
+		_ = events.Stop()
+		return ErrClosed
+	}
+	s.events = events
+	s.mu.Unlock()
+	return nil
+}
+
+// StopEvents ends WatchEvents and waits for its deliveries to end.
+func (s *Session) StopEvents() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	events := s.events
+	s.events = nil
+	s.mu.Unlock()
+	if events == nil {
+		return errors.New("stop events: not watching events")
+	}
+	return events.Stop()
+}
+
+// EventsPosition is the sequence of the last event delivered (0 before
+// the first, or when not watching): keep it to resume with
+// WatchEvents(EventsPosition()+1, h).
+func (s *Session) EventsPosition() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.events == nil {
+		return 0
+	}
+	return seqOut(s.events.Position())
+}
+
+// seqOut is a sequence as gomobile's int64 (sequences stay far below
+// 2^63).
+func seqOut(seq uint64) int64 {
+	return int64(min(seq, math.MaxInt64))
+}
+
 func toMessage(m client.Message) *Message {
 	var ms int64
 	if !m.Time.IsZero() {
@@ -430,5 +731,6 @@ func toMessage(m client.Message) *Message {
 		Text:       string(m.Data),
 		TimeUnixMs: ms,
 		Epoch:      int64(m.Epoch),
+		Seq:        seqOut(m.Seq),
 	}
 }

@@ -3,6 +3,7 @@ package mobile_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -152,10 +153,10 @@ func TestSessionEndToEnd(t *testing.T) {
 	}
 
 	before := time.Now().UnixMilli()
-	var sent []string
+	var sent []*mobile.Sent
 	hello := await(t, r, func() error {
-		id, err := alice.Send(room, "hello bob")
-		sent = append(sent, id)
+		s, err := alice.Send(room, "hello bob")
+		sent = append(sent, s)
 		return err
 	}, func(m *mobile.Message) bool { return m.Text == "hello bob" })
 	if hello.Sender != alice.PublicKey() || hello.Room != room || hello.Type != mobile.TypeMsg ||
@@ -166,30 +167,33 @@ func TestSessionEndToEnd(t *testing.T) {
 		t.Fatalf("time %d not near now (%d)", hello.TimeUnixMs, before)
 	}
 	found := false
-	for _, id := range sent {
-		found = found || id == hello.ID
+	for _, s := range sent {
+		found = found || (s.ID == hello.ID && s.Seq == hello.Seq && s.Seq > 0)
 	}
 	if !found {
 		t.Fatalf("received ID %s is none of the sent IDs %v", hello.ID, sent)
 	}
 
-	// Permissions are in place now: a reply and a reaction arrive at once.
-	replyID, err := alice.Reply(room, hello.ID, "in a thread")
+	// A reply and a reaction arrive, each with its seq, after hello's.
+	replySent, err := alice.Reply(room, hello.ID, "in a thread")
 	if err != nil {
 		t.Fatalf("reply: %v", err)
 	}
-	reply := await(t, r, nil, func(m *mobile.Message) bool { return m.ID == replyID })
-	if reply.Text != "in a thread" || reply.Thread != hello.ID || reply.ReplyTo != hello.ID || reply.Type != mobile.TypeMsg {
-		t.Fatalf("reply %+v", reply)
+	reply := await(t, r, nil, func(m *mobile.Message) bool { return m.ID == replySent.ID })
+	if reply.Text != "in a thread" || reply.Thread != hello.ID || reply.ReplyTo != hello.ID || reply.Type != mobile.TypeMsg ||
+		reply.Seq != replySent.Seq || reply.Seq <= hello.Seq {
+		t.Fatalf("reply %+v (sent %+v)", reply, replySent)
 	}
-	reactID, err := alice.React(room, replyID, "👍")
+	reactSent, err := alice.React(room, replySent.ID, "👍")
 	if err != nil {
 		t.Fatalf("react: %v", err)
 	}
-	react := await(t, r, nil, func(m *mobile.Message) bool { return m.ID == reactID })
-	if react.Text != "👍" || react.ReplyTo != replyID || react.Type != mobile.TypeReact {
+	react := await(t, r, nil, func(m *mobile.Message) bool { return m.ID == reactSent.ID })
+	if react.Text != "👍" || react.ReplyTo != replySent.ID || react.Type != mobile.TypeReact || react.Seq != reactSent.Seq {
 		t.Fatalf("reaction %+v", react)
 	}
+	// The position follows, once the handler returned.
+	waitPosition(t, bob, room, react.Seq)
 
 	// Bob answers; alice, subscribed, receives it.
 	ra := newRecorder()
@@ -446,6 +450,37 @@ func TestSessionArgumentErrors(t *testing.T) {
 	if err := s.Unsubscribe("nothing"); err == nil {
 		t.Fatal("unsubscribe without a subscription succeeded")
 	}
+	for _, tc := range []struct {
+		from, since, last int64
+		want              string
+	}{
+		{1, 0, 5, "give one start point, not 2"},
+		{1, 1, 1, "give one start point, not 3"},
+		{-1, 0, 0, "negative start point"},
+		{0, 0, -5, "negative start point"},
+	} {
+		if err := s.SubscribeFrom("room", newRecorder(), tc.from, tc.since, tc.last); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("SubscribeFrom(%d, %d, %d): %v, want %q", tc.from, tc.since, tc.last, err, tc.want)
+		}
+	}
+	if _, err := s.Position("room"); err == nil {
+		t.Fatal("position without a subscription")
+	}
+	if _, err := s.HistoryJSON("room", -1, 0, 0, 0, 0); err == nil {
+		t.Fatal("history from a negative seq")
+	}
+	if _, err := s.HistoryJSON("not a room", 0, 0, 0, 0, 0); err == nil {
+		t.Fatal("history of an invalid room ID")
+	}
+	if err := s.WatchEvents(0, nil); err == nil {
+		t.Fatal("nil event handler accepted")
+	}
+	if err := s.WatchEvents(-1, newEventRecorder()); err == nil {
+		t.Fatal("negative events seq accepted")
+	}
+	if err := s.StopEvents(); err == nil {
+		t.Fatal("StopEvents without WatchEvents succeeded")
+	}
 }
 
 // TestInsecureSession: plaintext on loopback needs no opt-in;
@@ -518,4 +553,284 @@ func nonLoopbackIP(t *testing.T) string {
 	}
 	t.Skip("no non-loopback IPv4 address")
 	return ""
+}
+
+// waitPosition waits until the room's subscription position is seq (it
+// moves once the handler has returned).
+func waitPosition(t *testing.T, s *mobile.Session, room string, seq int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pos, err := s.Position(room)
+		if err == nil && pos == seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("position %d, %v; want %d", pos, err, seq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// collect returns the texts of the next n messages r receives.
+func collect(t *testing.T, r *recorder, n int) []*mobile.Message {
+	t.Helper()
+	var got []*mobile.Message
+	deadline := time.After(10 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-r.msgs:
+			got = append(got, m)
+		case e := <-r.errs:
+			t.Fatalf("rejected frame: %s", e)
+		case <-deadline:
+			t.Fatalf("%d of %d messages within 10s", len(got), n)
+		}
+	}
+	return got
+}
+
+func textsOf(msgs []*mobile.Message) string {
+	s := make([]string, len(msgs))
+	for i, m := range msgs {
+		s[i] = m.Text
+	}
+	return strings.Join(s, "|")
+}
+
+// historyPage is HistoryJSON's JSON.
+type historyPage struct {
+	Messages []struct {
+		Seq        int64  `json:"seq"`
+		ID         string `json:"id"`
+		Room       string `json:"room"`
+		Sender     string `json:"sender"`
+		Type       string `json:"type"`
+		ReplyTo    string `json:"reply_to"`
+		Text       string `json:"text"`
+		TimeUnixMs int64  `json:"time_unix_ms"`
+		Epoch      int64  `json:"epoch"`
+	} `json:"messages"`
+	Rejected []string `json:"rejected"`
+	Next     int64    `json:"next"`
+	LastSeq  int64    `json:"last_seq"`
+	FirstSeq int64    `json:"first_seq"`
+}
+
+func history(t *testing.T, s *mobile.Session, room string, from, since, last, before, limit int64) historyPage {
+	t.Helper()
+	js, err := s.HistoryJSON(room, from, since, last, before, limit)
+	if err != nil {
+		t.Fatalf("history: %v", err)
+	}
+	var p historyPage
+	if err := json.Unmarshal([]byte(js), &p); err != nil {
+		t.Fatalf("history JSON %q: %v", js, err)
+	}
+	if p.Messages == nil || p.Rejected == nil {
+		t.Fatalf("history JSON %q: null lists", js)
+	}
+	return p
+}
+
+func (p historyPage) texts() string {
+	s := make([]string, len(p.Messages))
+	for i, m := range p.Messages {
+		s[i] = m.Text
+	}
+	return strings.Join(s, "|")
+}
+
+// TestSessionStartPointsAndHistory: a phone resumes a room where it
+// stopped (SubscribeFrom with the last Seq + 1), or opens it with its last
+// messages or those since a time, and scrolls back with HistoryJSON.
+func TestSessionStartPointsAndHistory(t *testing.T) {
+	b := newBus(t)
+	alice, bob := b.session(t, "alice"), b.session(t, "bob")
+	room, err := alice.CreateRoom("ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Invite(room, bob.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Accept(room); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().UnixMilli()
+	var sent []*mobile.Sent
+	for i := range 5 {
+		s, err := alice.Send(room, fmt.Sprintf("m%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.ID == "" || s.Seq <= 0 || (i > 0 && s.Seq <= sent[i-1].Seq) {
+			t.Fatalf("sent %+v after %+v", s, sent)
+		}
+		sent = append(sent, s)
+	}
+
+	// The last 2, then what comes.
+	r := newRecorder()
+	if err := bob.SubscribeFrom(room, r, 0, 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, r, 2); textsOf(got) != "m3|m4" || got[1].Seq != sent[4].Seq || got[0].ID != sent[3].ID {
+		t.Fatalf("last 2: %q", textsOf(got))
+	}
+	waitPosition(t, bob, room, sent[4].Seq)
+	if err := bob.Unsubscribe(room); err != nil {
+		t.Fatal(err)
+	}
+	// Away: two more messages.
+	for _, text := range []string{"m5", "m6"} {
+		s, err := alice.Send(room, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, s)
+	}
+	// Back: resumed after the last seen, nothing missed or twice, then
+	// live.
+	if err := bob.SubscribeFrom(room, r, sent[4].Seq+1, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, r, 2); textsOf(got) != "m5|m6" {
+		t.Fatalf("resumed: %q", textsOf(got))
+	}
+	if _, err := alice.Send(room, "m7"); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, r, 1); textsOf(got) != "m7" {
+		t.Fatalf("live: %q", textsOf(got))
+	}
+	if err := bob.Unsubscribe(room); err != nil {
+		t.Fatal(err)
+	}
+	// Since a time: everything sent since the test began.
+	if err := bob.SubscribeFrom(room, r, 0, start, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, r, 8); textsOf(got) != "m0|m1|m2|m3|m4|m5|m6|m7" {
+		t.Fatalf("since: %q", textsOf(got))
+	}
+
+	// History: forward pages, and back from a message.
+	p := history(t, bob, room, 0, 0, 0, 0, 3)
+	if p.texts() != "m0|m1|m2" || p.Next != sent[3].Seq || p.FirstSeq <= 0 || p.LastSeq < sent[6].Seq {
+		t.Fatalf("first page %+v", p)
+	}
+	if m := p.Messages[0]; m.Seq != sent[0].Seq || m.ID != sent[0].ID || m.Room != room || m.Sender != alice.PublicKey() ||
+		m.Type != mobile.TypeMsg || m.Epoch != 1 || m.TimeUnixMs < start-1000 {
+		t.Fatalf("first message %+v", m)
+	}
+	if p := history(t, bob, room, p.Next, 0, 0, 0, 3); p.texts() != "m3|m4|m5" {
+		t.Fatalf("second page %q", p.texts())
+	}
+	if p := history(t, bob, room, 0, 0, 2, sent[3].Seq, 0); p.texts() != "m1|m2" {
+		t.Fatalf("two before m3: %q", p.texts())
+	}
+	if p := history(t, bob, room, 0, 0, 2, 0, 0); p.texts() != "m6|m7" {
+		t.Fatalf("the newest two: %q", p.texts())
+	}
+	if p := history(t, bob, room, 0, time.Now().Add(time.Hour).UnixMilli(), 0, 0, 0); p.texts() != "" {
+		t.Fatalf("since the future: %q", p.texts())
+	}
+}
+
+// eventRecorder is an EventHandler that records the events' JSON.
+type eventRecorder struct{ events chan string }
+
+func newEventRecorder() *eventRecorder { return &eventRecorder{events: make(chan string, 64)} }
+
+func (r *eventRecorder) OnEvent(eventJSON string) { r.events <- eventJSON }
+
+type eventJSON struct {
+	Seq    int64  `json:"seq"`
+	Type   string `json:"type"`
+	RoomID string `json:"room_id"`
+	By     string `json:"by"`
+	Epoch  int64  `json:"epoch"`
+}
+
+func (r *eventRecorder) next(t *testing.T) eventJSON {
+	t.Helper()
+	select {
+	case js := <-r.events:
+		var ev eventJSON
+		if err := json.Unmarshal([]byte(js), &ev); err != nil {
+			t.Fatalf("event JSON %q: %v", js, err)
+		}
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10s")
+		return eventJSON{}
+	}
+}
+
+// TestSessionEvents: invitations and removals reach the phone as events,
+// with no polling; a phone that was away gets those it missed from its
+// last position on.
+func TestSessionEvents(t *testing.T) {
+	b := newBus(t)
+	alice, bob := b.session(t, "alice"), b.session(t, "bob")
+	r := newEventRecorder()
+	if err := bob.WatchEvents(0, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.WatchEvents(0, r); err == nil {
+		t.Fatal("a second WatchEvents was accepted")
+	}
+	room, err := alice.CreateRoom("ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Invite(room, bob.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	inv := r.next(t)
+	if inv.Type != "invited" || inv.RoomID != room || inv.By != alice.PublicKey() || inv.Seq <= 0 {
+		t.Fatalf("event %+v, want bob invited to %s by alice", inv, room)
+	}
+	if err := bob.Accept(room); err != nil {
+		t.Fatal(err)
+	}
+	// Position moves once the handler returned.
+	deadline := time.Now().Add(10 * time.Second)
+	for bob.EventsPosition() != inv.Seq {
+		if time.Now().After(deadline) {
+			t.Fatalf("events position %d, want %d", bob.EventsPosition(), inv.Seq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := bob.StopEvents(); err != nil {
+		t.Fatal(err)
+	}
+	if bob.EventsPosition() != 0 {
+		t.Fatal("a position while not watching")
+	}
+
+	// Away, bob is removed; back from its last position, it learns it.
+	if err := alice.Remove(room, bob.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.WatchEvents(inv.Seq+1, r); err != nil {
+		t.Fatal(err)
+	}
+	var removed eventJSON
+	for removed.Type != "removed" {
+		removed = r.next(t) // a rekey may come first
+		if removed.Seq <= inv.Seq {
+			t.Fatalf("event %+v delivered again", removed)
+		}
+	}
+	if removed.RoomID != room || removed.By != alice.PublicKey() {
+		t.Fatalf("removal %+v", removed)
+	}
+	if err := bob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.WatchEvents(0, r); !errors.Is(err, mobile.ErrClosed) {
+		t.Fatalf("WatchEvents after Close: %v", err)
+	}
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 
 	"github.com/unibus/unibus/client"
@@ -32,11 +34,17 @@ func newChatCommand(a *app) *cobra.Command {
 by default the first of your rooms by name). Every room you belong to is
 listed in the header and followed while the chat is open; messages are
 sealed and signed on this machine in encrypted rooms, and only messages that
-verify and decrypt are shown. The chat shows messages sent while it is open.
-A room ID that starts with "-" goes after "--": unibus chat -- -AbC….
+verify and decrypt are shown. Each room opens with its last screenful of
+messages (what the room keeps: nothing in a room created with history
+"none"); PgUp at the top of a room loads the page before, as far back as
+your invitation. A room ID that starts with "-" goes after "--":
+unibus chat -- -AbC….
 
-Each message has a number in [brackets]; replies are shown indented under
-the message they answer (↳), reactions as counts after it.
+Each message has a number in [brackets], in the room's order (loading older
+messages renumbers them); replies are shown indented under the message they
+answer (↳), reactions as counts after it. A room in the header with a count,
+#ops (3), has that many messages sent since the chat opened that you have
+not looked at.
 
 Keys and commands:
   Enter                    send the input line to the current room
@@ -45,7 +53,7 @@ Keys and commands:
   /join ROOM               open another of your rooms, by name or ID
   Tab, Ctrl+N              next room (also /next)
   Shift+Tab, Ctrl+P        previous room (also /prev)
-  PgUp, PgDn               scroll the messages
+  PgUp, PgDn               scroll the messages; PgUp at the top loads older ones
   //TEXT                   send a message that starts with "/"
   /help                    show the keys in the status line
   /quit, Ctrl+C            leave (exit code 0)`,
@@ -71,7 +79,7 @@ func (c *chatCommand) Run(ctx context.Context, args []string) error {
 	// stops reading its input before Run returns.
 	pctx, pcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer pcancel()
-	s := newChatSession(pctx, conn, c.app.Timeout)
+	s := newChatSession(pctx, conn, c.app.Timeout, c.backlog())
 	model := newChatModel(conn.Identity().PublicKey(), rooms, start, s.do)
 	p := tea.NewProgram(model,
 		tea.WithContext(pctx),
@@ -116,6 +124,19 @@ func (c *chatCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("chat: %w", err)
 	}
 	return nil
+}
+
+// backlog is the number of messages each room opens with: about a
+// screenful of the terminal on standard output (24 lines when it is not
+// one).
+func (c *chatCommand) backlog() int {
+	height := 24
+	if f, ok := c.app.Stdout.(*os.File); ok && term.IsTerminal(f.Fd()) {
+		if _, h, err := term.GetSize(f.Fd()); err == nil && h > 0 {
+			height = h
+		}
+	}
+	return max(height-chatChromeLines, historyPageMin)
 }
 
 // open connects, lists the caller's rooms and finds the one to show
@@ -165,6 +186,8 @@ func (c *chatCommand) open(ctx context.Context, args []string) (*client.Conn, []
 type chatSession struct {
 	conn    *client.Conn
 	timeout time.Duration
+	// backlog is the number of stored messages a room opens with.
+	backlog int
 	// send delivers a message to the program (tea.Program.Send: a no-op
 	// once the program has ended).
 	send func(tea.Msg)
@@ -178,13 +201,13 @@ type chatSession struct {
 	subs map[string]*client.Subscription
 }
 
-func newChatSession(ctx context.Context, conn *client.Conn, timeout time.Duration) *chatSession {
+func newChatSession(ctx context.Context, conn *client.Conn, timeout time.Duration, backlog int) *chatSession {
 	if timeout <= 0 {
 		timeout = defaultTimeout
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	return &chatSession{
-		conn: conn, timeout: timeout, ctx: ctx, cancel: cancel,
+		conn: conn, timeout: timeout, backlog: backlog, ctx: ctx, cancel: cancel,
 		queue: make(chan chatAction, chatQueueDepth),
 		subs:  map[string]*client.Subscription{},
 	}
@@ -208,6 +231,8 @@ func (s *chatSession) do(a chatAction) tea.Cmd {
 			return chatNameMsg{pub: a.Text, err: err}
 		case actJoin:
 			return chatJoinedMsg{arg: a.Text, err: err}
+		case actHistory:
+			return chatHistoryMsg{room: a.Room, before: a.Before, err: err}
 		}
 		return chatDoneMsg{action: a, err: err}
 	}
@@ -266,7 +291,7 @@ func (s *chatSession) subscribeAll(ctx context.Context, rooms []chatRoomInfo, st
 	return nil, nil
 }
 
-// subscribe follows a room, once.
+// subscribe follows a room, once, from its last backlog messages.
 func (s *chatSession) subscribe(ctx context.Context, roomID string) error {
 	s.mu.Lock()
 	_, ok := s.subs[roomID]
@@ -276,7 +301,8 @@ func (s *chatSession) subscribe(ctx context.Context, roomID string) error {
 	}
 	sub, err := s.conn.Subscribe(ctx, roomID,
 		func(m client.Message) { s.send(chatIncomingMsg{m: m}) },
-		func(err error) { s.send(chatRejectMsg{room: roomID, err: err}) })
+		func(err error) { s.send(chatRejectMsg{room: roomID, err: err}) },
+		client.Last(s.backlog))
 	if err != nil {
 		return err
 	}
@@ -301,6 +327,9 @@ func (s *chatSession) perform(a chatAction) tea.Msg {
 			err = s.subscribe(ctx, room.RoomID)
 		}
 		return chatJoinedMsg{arg: a.Text, room: roomInfoOf(room), err: err}
+	case actHistory:
+		page, err := s.conn.History(ctx, a.Room, client.HistoryQuery{Last: a.Last, Before: a.Before, Limit: a.Last})
+		return chatHistoryMsg{room: a.Room, before: a.Before, page: page, err: err}
 	}
 	var err error
 	data := []byte(a.Text)
@@ -313,9 +342,6 @@ func (s *chatSession) perform(a chatAction) tea.Msg {
 		_, err = s.conn.React(ctx, a.Room, a.Target, a.Text)
 	default:
 		err = fmt.Errorf("unknown chat action %d", a.Kind)
-	}
-	if err == nil {
-		err = flush(ctx, s.conn)
 	}
 	if err != nil {
 		return chatDoneMsg{action: a, err: fmt.Errorf("send: %w", err)}

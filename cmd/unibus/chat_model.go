@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +28,7 @@ import (
 // chatAction, handed to the do function, whose command the session runs.
 
 // chatHelp is the status line's help.
-const chatHelp = "Enter send · /reply N text · /react N emoji · /join ROOM · Tab/Shift+Tab rooms · PgUp/PgDn scroll · /quit"
+const chatHelp = "Enter send · /reply N text · /react N emoji · /join ROOM · Tab/Shift+Tab rooms · PgUp/PgDn scroll (PgUp at the top loads older) · /quit"
 
 // maxThreadDepth bounds the indentation of replies to replies.
 const maxThreadDepth = 6
@@ -52,11 +54,12 @@ func (r chatRoomInfo) label() string {
 type actionKind int
 
 const (
-	actSend  actionKind = iota + 1 // publish Text to Room
-	actReply                       // publish Text to Room answering Target
-	actReact                       // react to Target in Room with Text
-	actJoin                        // find the room Text names, subscribe, open it
-	actName                        // look up the display name of user Text
+	actSend    actionKind = iota + 1 // publish Text to Room
+	actReply                         // publish Text to Room answering Target
+	actReact                         // react to Target in Room with Text
+	actJoin                          // find the room Text names, subscribe, open it
+	actName                          // look up the display name of user Text
+	actHistory                       // read the Last messages of Room before seq Before
 )
 
 // chatAction is a request from the UI to the bus.
@@ -65,6 +68,10 @@ type chatAction struct {
 	Room   string // room ID
 	Target string // message replied or reacted to
 	Text   string // message, emoji, room name or ID, or user key
+	// Before and Last ask actHistory for the last Last messages with a
+	// sequence below Before.
+	Before uint64
+	Last   int
 }
 
 // Messages the session sends to the model.
@@ -94,24 +101,49 @@ type (
 		pub, name string
 		err       error
 	}
+	// chatHistoryMsg ends an actHistory: the page of room before seq
+	// before, or err.
+	chatHistoryMsg struct {
+		room   string
+		before uint64
+		page   client.HistoryPage
+		err    error
+	}
 )
 
 // chatEntry is one message of a room.
 type chatEntry struct {
-	// n numbers the room's messages from 1 in arrival order, for /reply N
-	// and /react N.
+	// n numbers the room's messages from 1 in the room's order, for
+	// /reply N and /react N; loading older messages renumbers them.
 	n int
 	m client.Message
 }
 
 // chatRoom is a room's state in the chat.
 type chatRoom struct {
-	info    chatRoomInfo
+	info chatRoomInfo
+	// entries are the messages in the room log's order (arrival order in
+	// a room that keeps no history).
 	entries []*chatEntry
 	byID    map[string]*chatEntry
 	// reactions: target message ID → emoji → the senders who reacted.
 	reactions map[string]map[string]map[string]bool
 	unread    int
+	// loading: a page of older messages is asked for; scrollOnLoad: show
+	// it (scroll up a page) when it comes. exhausted: no older message
+	// is there to load.
+	loading, scrollOnLoad, exhausted bool
+}
+
+// oldestSeq is the room-log sequence of the oldest message shown; 0 when
+// none is shown or the room keeps no history.
+func (r *chatRoom) oldestSeq() uint64 {
+	for _, e := range r.entries {
+		if e.m.Seq != 0 {
+			return e.m.Seq
+		}
+	}
+	return 0
 }
 
 func newChatRoom(info chatRoomInfo) *chatRoom {
@@ -157,6 +189,9 @@ type chatModel struct {
 	do func(chatAction) tea.Cmd
 	// now is the clock, for tests.
 	now func() time.Time
+	// opened is when the chat opened: messages of other rooms sent before
+	// (the history each room opens with) are not unread.
+	opened time.Time
 
 	input         textinput.Model
 	pane          viewport.Model
@@ -184,6 +219,7 @@ func newChatModel(self string, rooms []chatRoomInfo, cur int, do func(chatAction
 	}
 	m.pane.SoftWrap = true
 	m.pane.FillHeight = true
+	m.opened = m.now()
 	for _, r := range rooms {
 		m.rooms = append(m.rooms, newChatRoom(r))
 	}
@@ -219,6 +255,9 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case chatJoinedMsg:
 		m.joined(msg)
 		return m, nil
+	case chatHistoryMsg:
+		m.older(msg)
+		return m, nil
 	case chatNameMsg:
 		delete(m.pending, msg.pub)
 		if msg.err == nil {
@@ -246,8 +285,9 @@ func (m *chatModel) key(k tea.KeyPressMsg) tea.Cmd {
 		m.switchTo(m.cur - 1)
 		return nil
 	case "pgup":
+		atTop := m.pane.AtTop()
 		m.pane.PageUp()
-		return nil
+		return m.loadOlder(atTop)
 	case "pgdown":
 		m.pane.PageDown()
 		return nil
@@ -356,19 +396,7 @@ func (m *chatModel) receive(msg client.Message) tea.Cmd {
 	r := m.rooms[i]
 	switch msg.Type {
 	case e2e.TypeReact:
-		if msg.ReplyTo == "" {
-			return nil
-		}
-		byEmoji := r.reactions[msg.ReplyTo]
-		if byEmoji == nil {
-			byEmoji = map[string]map[string]bool{}
-			r.reactions[msg.ReplyTo] = byEmoji
-		}
-		emoji := cleanLine(string(msg.Data))
-		if byEmoji[emoji] == nil {
-			byEmoji[emoji] = map[string]bool{}
-		}
-		byEmoji[emoji][msg.Sender] = true
+		r.react(msg)
 	default:
 		if _, dup := r.byID[msg.ID]; dup {
 			return nil
@@ -376,7 +404,7 @@ func (m *chatModel) receive(msg client.Message) tea.Cmd {
 		e := &chatEntry{n: len(r.entries) + 1, m: msg}
 		r.entries = append(r.entries, e)
 		r.byID[msg.ID] = e
-		if i != m.cur {
+		if i != m.cur && msg.Time.After(m.opened) {
 			r.unread++
 		}
 	}
@@ -384,6 +412,130 @@ func (m *chatModel) receive(msg client.Message) tea.Cmd {
 		m.refresh()
 	}
 	return m.lookupName(msg.Sender)
+}
+
+// react counts a reaction.
+func (r *chatRoom) react(msg client.Message) {
+	if msg.ReplyTo == "" {
+		return
+	}
+	byEmoji := r.reactions[msg.ReplyTo]
+	if byEmoji == nil {
+		byEmoji = map[string]map[string]bool{}
+		r.reactions[msg.ReplyTo] = byEmoji
+	}
+	emoji := cleanLine(string(msg.Data))
+	if byEmoji[emoji] == nil {
+		byEmoji[emoji] = map[string]bool{}
+	}
+	byEmoji[emoji][msg.Sender] = true
+}
+
+// historyPageMin is the fewest messages a scrollback page asks for.
+const historyPageMin = 10
+
+// loadOlder asks for the page of the current room's messages before the
+// oldest shown, when the pane is at the top and there may be one; scroll
+// says to show the page (scroll up) when it comes, for a PgUp that could
+// not move.
+func (m *chatModel) loadOlder(scroll bool) tea.Cmd {
+	r := m.current()
+	if r == nil || !m.pane.AtTop() || r.exhausted {
+		return nil
+	}
+	if r.loading {
+		r.scrollOnLoad = r.scrollOnLoad || scroll
+		return nil
+	}
+	before := r.oldestSeq()
+	if len(r.entries) > 0 && before <= 1 {
+		// The room keeps no history (no sequence), or the first frame of
+		// the log is shown.
+		r.exhausted = true
+		m.refresh()
+		return nil
+	}
+	r.loading, r.scrollOnLoad = true, scroll
+	m.setStatus(fmt.Sprintf("loading older messages of #%s…", r.info.label()))
+	last := max(m.pane.Height(), historyPageMin)
+	return m.do(chatAction{Kind: actHistory, Room: r.info.ID, Before: before, Last: last})
+}
+
+// older adds a page of older messages to its room, keeping the view where
+// it is (the message at its top stays there), then scrolls up a page when
+// the PgUp that asked for it could not.
+func (m *chatModel) older(msg chatHistoryMsg) {
+	i := m.roomIndex(msg.room)
+	if i < 0 {
+		return
+	}
+	r := m.rooms[i]
+	r.loading = false
+	scroll := r.scrollOnLoad && i == m.cur
+	r.scrollOnLoad = false
+	var anchor paneAnchor
+	if i == m.cur {
+		anchor = m.anchor(r)
+	}
+	if msg.err != nil {
+		m.setError(fmt.Errorf("load older messages of #%s: %w", r.info.label(), msg.err))
+		return
+	}
+	if i == m.cur && !m.statusErr {
+		m.setStatus(chatHelp)
+	}
+	if n := len(msg.page.Rejected); n > 0 {
+		m.setError(fmt.Errorf("dropped %d frame%s of #%s's history: %w", n, plural(n), r.info.label(), msg.page.Rejected[0]))
+	}
+	added := 0
+	var oldest uint64
+	for _, pm := range msg.page.Messages {
+		if msg.before != 0 && pm.Seq >= msg.before {
+			continue // not older: the subscription shows it
+		}
+		if oldest == 0 || (pm.Seq != 0 && pm.Seq < oldest) {
+			oldest = pm.Seq
+		}
+		if pm.Type == e2e.TypeReact {
+			r.react(pm)
+			continue
+		}
+		if _, dup := r.byID[pm.ID]; dup {
+			continue
+		}
+		e := &chatEntry{m: pm}
+		r.entries = append(r.entries, e)
+		r.byID[pm.ID] = e
+		added++
+	}
+	if oldest == 0 || oldest <= max(msg.page.FirstSeq, 1) {
+		r.exhausted = true
+	}
+	if added > 0 {
+		// The room log's order; messages without a sequence (none
+		// should be mixed in) after those with one, as they came.
+		slices.SortStableFunc(r.entries, func(a, b *chatEntry) int {
+			return cmp.Compare(seqOrder(a.m.Seq), seqOrder(b.m.Seq))
+		})
+		for j, e := range r.entries {
+			e.n = j + 1
+		}
+	}
+	if i != m.cur {
+		return
+	}
+	m.refreshAt(r, anchor)
+	if scroll {
+		m.pane.PageUp()
+	}
+}
+
+// seqOrder sorts messages without a sequence last.
+func seqOrder(seq uint64) uint64 {
+	if seq == 0 {
+		return math.MaxUint64
+	}
+	return seq
 }
 
 // lookupName asks for the display name of pub once.
@@ -476,17 +628,56 @@ func (m *chatModel) refresh() {
 		m.pane.SetContent("")
 		return
 	}
-	m.pane.SetContent(m.renderRoom(r))
+	content, _ := m.renderRoom(r)
+	m.pane.SetContent(content)
 	if follow {
 		m.pane.GotoBottom()
 	}
 }
 
+// paneAnchor is a place in the pane that survives adding older messages:
+// the message at the top of the pane, and how many lines of it are
+// scrolled past.
+type paneAnchor struct {
+	entry *chatEntry
+	delta int
+}
+
+// anchor returns the current room's paneAnchor (entry nil when it shows
+// no message).
+func (m *chatModel) anchor(r *chatRoom) paneAnchor {
+	_, starts := m.renderRoom(r)
+	offset := m.pane.YOffset()
+	var a paneAnchor
+	for e, line := range starts {
+		if line <= offset && (a.entry == nil || line > starts[a.entry]) {
+			a = paneAnchor{entry: e, delta: offset - line}
+		}
+	}
+	return a
+}
+
+// refreshAt re-renders the current room r with a's message back at the
+// top of the pane.
+func (m *chatModel) refreshAt(r *chatRoom, a paneAnchor) {
+	content, starts := m.renderRoom(r)
+	m.pane.SetContent(content)
+	line, ok := starts[a.entry]
+	if !ok {
+		m.pane.GotoBottom()
+		return
+	}
+	m.pane.SetYOffset(line + a.delta)
+}
+
 // renderRoom lays the room's messages out as threads: each message in
-// arrival order, its replies indented under it.
-func (m *chatModel) renderRoom(r *chatRoom) string {
+// the room's order, its replies indented under it. It also returns the
+// pane line (soft-wrapped, as the pane counts them) where each message
+// starts.
+func (m *chatModel) renderRoom(r *chatRoom) (string, map[*chatEntry]int) {
+	starts := map[*chatEntry]int{}
 	if len(r.entries) == 0 {
-		return m.styles.marker.Render(fmt.Sprintf("No messages in #%s since you opened it. Say something.", r.info.label()))
+		return m.styles.marker.Render(fmt.Sprintf("No messages in #%s yet. Say something.", r.info.label())), starts
 	}
 	children := map[string][]*chatEntry{}
 	var roots []*chatEntry
@@ -498,6 +689,13 @@ func (m *chatModel) renderRoom(r *chatRoom) string {
 		}
 	}
 	var b strings.Builder
+	line := 0
+	if r.exhausted {
+		top := m.styles.marker.Render(fmt.Sprintf("— the beginning of #%s (as far as you may see) —", r.info.label()))
+		b.WriteString(top)
+		b.WriteByte('\n')
+		line += paneLines(top, m.pane.Width())
+	}
 	seen := map[string]bool{}
 	var walk func(e *chatEntry, depth int)
 	walk = func(e *chatEntry, depth int) {
@@ -505,7 +703,10 @@ func (m *chatModel) renderRoom(r *chatRoom) string {
 			return
 		}
 		seen[e.m.ID] = true
-		b.WriteString(m.renderEntry(r, e, depth))
+		text := m.renderEntry(r, e, depth)
+		starts[e] = line
+		line += paneLines(text, m.pane.Width())
+		b.WriteString(text)
 		b.WriteByte('\n')
 		for _, c := range children[e.m.ID] {
 			walk(c, depth+1)
@@ -514,7 +715,22 @@ func (m *chatModel) renderRoom(r *chatRoom) string {
 	for _, e := range roots {
 		walk(e, 0)
 	}
-	return strings.TrimSuffix(b.String(), "\n")
+	return strings.TrimSuffix(b.String(), "\n"), starts
+}
+
+// paneLines is the number of pane lines text takes, soft-wrapped at
+// width cells as the pane wraps it.
+func paneLines(text string, width int) int {
+	n := 0
+	for l := range strings.SplitSeq(text, "\n") {
+		w := ansi.StringWidth(l)
+		if width <= 0 || w == 0 {
+			n++
+			continue
+		}
+		n += (w + width - 1) / width
+	}
+	return n
 }
 
 // renderEntry formats one message:

@@ -23,6 +23,10 @@ const (
 	chatCarol = "UCAROLCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
 )
 
+// chatOpened is when the harness's chat opened; chatMsg's messages are
+// sent a day later.
+var chatOpened = time.Date(2026, 1, 1, 9, 0, 0, 0, time.Local)
+
 // actionMsg is what the test's do function makes its commands return.
 type actionMsg struct{ a chatAction }
 
@@ -44,6 +48,8 @@ func newChatHarness(t *testing.T) *chatHarness {
 	h.m = newChatModel(chatSelf, rooms, 0, func(a chatAction) tea.Cmd {
 		return func() tea.Msg { return actionMsg{a} }
 	})
+	// The test's messages (chatMsg) are sent after the chat opened.
+	h.m.opened = chatOpened
 	h.send(tea.WindowSizeMsg{Width: 100, Height: 30})
 	h.run(h.m.Init())
 	return h
@@ -405,5 +411,186 @@ func TestChatModelLayout(t *testing.T) {
 	h.send(tea.KeyPressMsg{Code: tea.KeyPgDown})
 	if !strings.Contains(h.screen(), "line 30") {
 		t.Fatalf("PgDn did not reach the last message:\n%s", h.screen())
+	}
+}
+
+// storedMsg is a message of room with room-log sequence seq.
+func (h *chatHarness) storedMsg(room string, seq uint64, text string) client.Message {
+	m := h.chatMsg(room, chatBob, text, "")
+	m.Seq = seq
+	return m
+}
+
+// pageOf is a history page of msgs in the order given.
+func pageOf(firstSeq uint64, msgs ...client.Message) client.HistoryPage {
+	return client.HistoryPage{Messages: msgs, FirstSeq: firstSeq, LastSeq: 1000}
+}
+
+// topLine is the first line of the message pane.
+func (h *chatHarness) topLine() string {
+	return strings.Split(h.screen(), "\n")[2]
+}
+
+// PgUp at the top of a room loads the page before its oldest message,
+// adds it above without moving what is shown, and shows it with the next
+// PgUp (or at once when the PgUp that asked could not move); it stops at
+// the first message the caller may see.
+func TestChatModelScrollback(t *testing.T) {
+	h := newChatHarness(t)
+	h.send(tea.WindowSizeMsg{Width: 60, Height: 10}) // a pane of 6 lines
+	h.takeActions()
+	// The room opens with its last messages, seqs 101 to 120.
+	for i := range 20 {
+		h.send(chatIncomingMsg{h.storedMsg("room-ops", uint64(101+i), fmt.Sprintf("new %02d", i))})
+	}
+	h.takeActions()
+	if !strings.Contains(h.screen(), "new 19") {
+		t.Fatalf("the pane does not show the last message:\n%s", h.screen())
+	}
+
+	// PgUp scrolls; reaching the top asks for the page before seq 101,
+	// once, at least 10 messages.
+	var asked []chatAction
+	for range 5 {
+		h.send(tea.KeyPressMsg{Code: tea.KeyPgUp})
+		asked = append(asked, h.takeActions()...)
+	}
+	want := chatAction{Kind: actHistory, Room: "room-ops", Before: 101, Last: historyPageMin}
+	if len(asked) != 1 || asked[0] != want {
+		t.Fatalf("actions %+v, want one %+v", asked, want)
+	}
+	if !h.m.pane.AtTop() || !strings.Contains(h.topLine(), "[1]") || !strings.Contains(h.topLine(), "new 00") {
+		t.Fatalf("top of the room: first pane line %q:\n%s", h.topLine(), h.screen())
+	}
+	if !strings.Contains(h.screen(), "loading older messages") {
+		t.Fatalf("no sign of loading:\n%s", h.screen())
+	}
+
+	// The page comes (10 older messages, and a reaction to one of them):
+	// added above, renumbered, and the pane still shows what it showed.
+	// The PgUps pressed at the top while it loaded make it scroll up.
+	var older []client.Message
+	for i := range 10 {
+		older = append(older, h.storedMsg("room-ops", uint64(90+i), fmt.Sprintf("old %02d", i)))
+	}
+	react := h.chatReact("room-ops", chatCarol, older[9].ID, "🎉")
+	react.Seq = 100
+	h.send(chatHistoryMsg{room: "room-ops", before: 101, page: pageOf(1, append(older, react)...)})
+	if e := h.m.rooms[0].entries[10]; e.n != 11 || string(e.m.Data) != "new 00" {
+		t.Fatalf("after loading, entry 11 is [%d] %q, want [11] new 00", e.n, e.m.Data)
+	}
+	if l, _ := h.lineWith("old 09"); !strings.HasPrefix(l, "[10]") || !strings.Contains(l, "🎉 1") {
+		t.Fatalf("old 09 is %q, want [10] with its reaction", l)
+	}
+	if strings.Contains(h.screen(), "new 00") {
+		t.Fatalf("the pane did not scroll up to the page the PgUp asked for:\n%s", h.screen())
+	}
+	// /reply names messages by their new numbers.
+	h.typeLine("/reply 1 found it")
+	if a := h.takeActions(); len(a) != 1 || a[0].Target != older[0].ID {
+		t.Fatalf("/reply 1 after loading: %+v, want a reply to %s", a, older[0].ID)
+	}
+
+	// Loading without a pending PgUp keeps the view in place: go to the
+	// top (which asks for the next page), then the page comes.
+	for range 3 {
+		h.send(tea.KeyPressMsg{Code: tea.KeyPgUp})
+	}
+	asked = h.takeActions()
+	if len(asked) != 1 || asked[0].Before != 90 {
+		t.Fatalf("actions %+v, want the page before 90", asked)
+	}
+	h.m.rooms[0].scrollOnLoad = false // as if the top was reached by the last PgUp
+	if !strings.Contains(h.topLine(), "old 00") {
+		t.Fatalf("top line %q, want old 00", h.topLine())
+	}
+	h.send(chatHistoryMsg{room: "room-ops", before: 90, page: pageOf(1,
+		h.storedMsg("room-ops", 88, "older 88"), h.storedMsg("room-ops", 89, "older 89"))})
+	if !strings.Contains(h.topLine(), "[3]") || !strings.Contains(h.topLine(), "old 00") {
+		t.Fatalf("the view moved: top line %q, want [3] old 00", h.topLine())
+	}
+	h.send(tea.KeyPressMsg{Code: tea.KeyPgUp})
+	if !strings.Contains(h.screen(), "older 88") {
+		t.Fatalf("PgUp does not show the loaded page:\n%s", h.screen())
+	}
+
+	// A failed load says why; the next PgUp at the top asks again.
+	asked = h.takeActions()
+	if len(asked) != 1 || asked[0].Before != 88 {
+		t.Fatalf("actions %+v, want the page before 88", asked)
+	}
+	h.send(chatHistoryMsg{room: "room-ops", before: 88, err: fmt.Errorf("history: %w", client.ErrUnavailable)})
+	if l, _ := h.lineWith("load older messages"); !strings.Contains(l, "unavailable") || !h.m.statusErr {
+		t.Fatalf("status %q", l)
+	}
+	h.send(tea.KeyPressMsg{Code: tea.KeyPgUp})
+	asked = h.takeActions()
+	if len(asked) != 1 || asked[0].Before != 88 {
+		t.Fatalf("after a failure: actions %+v, want the page before 88 again", asked)
+	}
+	// An empty page: the beginning, marked; no more asking.
+	h.send(chatHistoryMsg{room: "room-ops", before: 88, page: pageOf(88)})
+	if l, _ := h.lineWith("the beginning of #ops"); l != h.topLine() {
+		t.Fatalf("the beginning is not marked at the top:\n%s", h.screen())
+	}
+	for range 3 {
+		h.send(tea.KeyPressMsg{Code: tea.KeyPgUp})
+	}
+	if a := h.takeActions(); len(a) != 0 {
+		t.Fatalf("asked again past the beginning: %+v", a)
+	}
+	if n := len(h.m.rooms[0].entries); n != 32 {
+		t.Fatalf("%d messages in the room, want 32", n)
+	}
+
+	// A page for a room not shown is kept for when it is opened, and a
+	// page that repeats shown messages adds nothing.
+	h.send(chatHistoryMsg{room: "room-dev", page: pageOf(1, h.storedMsg("room-dev", 5, "dev old"))})
+	h.send(chatHistoryMsg{room: "room-ops", before: 200, page: pageOf(1, h.m.rooms[0].entries[0].m)})
+	if n := len(h.m.rooms[0].entries); n != 32 {
+		t.Fatalf("a repeated message was added: %d messages", n)
+	}
+	h.send(tea.KeyPressMsg{Code: tea.KeyTab})
+	if _, i := h.lineWith("dev old"); i < 0 {
+		t.Fatal("dev's page not shown")
+	}
+}
+
+// In a room that keeps no history (no sequences), PgUp at the top asks
+// for nothing and marks the beginning.
+func TestChatModelScrollbackWithoutHistory(t *testing.T) {
+	h := newChatHarness(t)
+	h.takeActions()
+	h.send(chatIncomingMsg{h.chatMsg("room-ops", chatBob, "live only", "")})
+	h.takeActions()
+	h.send(tea.KeyPressMsg{Code: tea.KeyPgUp})
+	if a := h.takeActions(); len(a) != 0 {
+		t.Fatalf("actions %+v in a room without history", a)
+	}
+	if l := h.topLine(); !strings.Contains(l, "the beginning of #ops") {
+		t.Fatalf("top line %q", l)
+	}
+	// An empty room asks for its newest page, which may have come in
+	// before the subscription started.
+	h.send(tea.KeyPressMsg{Code: tea.KeyTab})
+	h.send(tea.KeyPressMsg{Code: tea.KeyPgUp})
+	if a := h.takeActions(); len(a) != 1 || a[0].Kind != actHistory || a[0].Room != "room-dev" || a[0].Before != 0 {
+		t.Fatalf("actions %+v, want the newest page of dev", a)
+	}
+}
+
+// The messages a room opens with (sent before the chat opened) are not
+// unread; those sent since are.
+func TestChatModelUnreadSinceOpened(t *testing.T) {
+	h := newChatHarness(t)
+	old := h.chatMsg("room-dev", chatBob, "from yesterday", "")
+	old.Time = chatOpened.Add(-time.Hour)
+	h.send(chatIncomingMsg{old})
+	if l, _ := h.lineWith("rooms:"); strings.Contains(l, "(1)") {
+		t.Fatalf("room list %q: history counted as unread", l)
+	}
+	h.send(chatIncomingMsg{h.chatMsg("room-dev", chatBob, "just now", "")})
+	if l, _ := h.lineWith("rooms:"); !strings.Contains(l, "#dev (1)") {
+		t.Fatalf("room list %q, want dev with 1 unread", l)
 	}
 }

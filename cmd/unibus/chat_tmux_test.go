@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,20 @@ func (s *tmuxServer) waitUntil(session, what string, ok func(screen string) bool
 	}
 }
 
+// settle waits until the session's screen changes from before, or a
+// second passes (a key that changes nothing), and returns the screen.
+func (s *tmuxServer) settle(session, before string) string {
+	s.t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for {
+		screen := s.screen(session)
+		if screen != before || time.Now().After(deadline) {
+			return screen
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitFor waits until the session's screen contains sub.
 func (s *tmuxServer) waitFor(session, sub string) string {
 	s.t.Helper()
@@ -131,6 +146,15 @@ func buildUnibus(t *testing.T, dir string) string {
 	return bin
 }
 
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
@@ -146,8 +170,20 @@ func TestChatTmux(t *testing.T) {
 	url := n.ClientURL()
 	alice := newChatPeer(t, n, url, dir, "alice")
 	bob := newChatPeer(t, n, url, dir, "bob")
-	chatRoomFor(t, "ops", alice, bob)
+	// carol sends from this process while alice's chat runs: one identity
+	// must not send from two processes at once (each has its own frame
+	// sequence, and receivers take the older one for replays).
+	carol := newChatPeer(t, n, url, dir, "carol")
+	ops := chatRoomFor(t, "ops", alice, bob, carol)
 	chatRoomFor(t, "dev", alice, bob)
+	// More messages than a screen holds, before the chats open.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 60 {
+		if _, err := alice.conn.Publish(ctx, ops.RoomID, fmt.Appendf(nil, "early %02d", i)); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
 
 	began = time.Now()
 	exits := map[string]string{}
@@ -170,26 +206,43 @@ func TestChatTmux(t *testing.T) {
 			t.Fatalf("%s's room list %q", name, l)
 		}
 	}
+	// ops opens with its last screenful: the last messages sent before,
+	// not the first ones.
+	for _, name := range []string{"alice", "bob"} {
+		screen := tm.waitFor(name, "early 59")
+		if !strings.Contains(screen, "early 30") || strings.Contains(screen, "early 00") {
+			t.Fatalf("%s's chat opened with:\n%s", name, screen)
+		}
+	}
 
 	// Alice types a message; bob's screen shows it, numbered, with her name.
 	tm.typeLine("alice", "hello from alice")
 	screen := tm.waitUntil("bob", "alice's message with her name", func(s string) bool {
 		return strings.Contains(s, "alice: hello from alice")
 	})
-	if l, _ := screenLine(t, screen, "hello from alice"); !strings.HasPrefix(strings.TrimSpace(l), "[1]") {
-		t.Fatalf("bob sees %q, want message [1]", l)
+	l, _ := screenLine(t, screen, "hello from alice")
+	num, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(l), "["), "]")
+	if _, err := strconv.Atoi(num); err != nil {
+		t.Fatalf("bob sees %q, want a numbered message", l)
+	}
+	if e, _ := screenLine(t, screen, "early 59"); !strings.HasPrefix(strings.TrimSpace(e), fmt.Sprintf("[%d]", mustAtoi(t, num)-1)) {
+		t.Fatalf("bob sees %q before [%s]", e, num)
 	}
 
 	// Bob answers it in its thread and reacts; alice's screen shows the
 	// reply indented under it and the count beside it.
-	tm.typeLine("bob", "/reply 1 on it, alice")
-	tm.typeLine("bob", "/react 1 👍")
+	tm.typeLine("bob", "/reply "+num+" on it, alice")
+	tm.typeLine("bob", "/react "+num+" 👍")
 	screen = tm.waitUntil("alice", "bob's reply under her message and his reaction", func(s string) bool {
 		return strings.Contains(s, "on it, alice") && strings.Contains(s, "👍 1")
 	})
+	// Numbers are each screen's own: the reply is numbered after alice's
+	// message on her screen.
+	mine, _ := screenLine(t, screen, "hello from alice")
+	aliceNum, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(mine), "["), "]")
 	reply, above := screenLine(t, screen, "on it, alice")
-	if !strings.HasPrefix(reply, "  ↳ [2]") || !strings.Contains(reply, "bob: on it, alice") || !strings.Contains(above, "hello from alice") {
-		t.Fatalf("thread on alice's screen:\n%s\n%s", above, reply)
+	if !strings.HasPrefix(reply, fmt.Sprintf("  ↳ [%d]", mustAtoi(t, aliceNum)+1)) || !strings.Contains(reply, "bob: on it, alice") || !strings.Contains(above, "hello from alice") {
+		t.Fatalf("thread on alice's screen:\n%q\n%q\nwhole screen:\n%s", above, reply, screen)
 	}
 	if l, _ := screenLine(t, screen, "hello from alice"); !strings.Contains(l, "👍 1") {
 		t.Fatalf("reaction not beside the message: %q", l)
@@ -201,9 +254,42 @@ func TestChatTmux(t *testing.T) {
 		l, _ := screenLine(t, s, "unibus chat")
 		return strings.Contains(l, "#dev") && !strings.Contains(s, "hello from alice")
 	})
-	// Bob writes in ops: alice sees it counted as unread in the header.
+	// Bob writes in ops: alice sees it counted as unread in the header
+	// (the messages ops opened with are not unread).
 	tm.typeLine("bob", "are you there?")
 	tm.waitFor("alice", "#ops (1)")
+
+	// More than a screenful more: the early messages scroll away from
+	// bob's screen; PgUp scrolls back to them, loading those ops did not
+	// open with, up to the beginning of the room.
+	for i := range 45 {
+		if _, err := carol.conn.Publish(ctx, ops.RoomID, fmt.Appendf(nil, "late %02d", i)); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	screen = tm.waitFor("bob", "late 44")
+	if strings.Contains(screen, "early 59") {
+		t.Fatalf("bob's screen still shows the early messages:\n%s", screen)
+	}
+	for presses := 0; !strings.Contains(screen, "early 00"); presses++ {
+		if presses == 10 {
+			t.Fatalf("early 00 not shown after 10 PgUps:\n%s", screen)
+		}
+		tm.tmux("send-keys", "-t", "bob", "PageUp")
+		screen = tm.settle("bob", screen)
+	}
+	tm.waitFor("bob", "the beginning of #ops")
+	if l, _ := screenLine(t, screen, "early 00"); !strings.HasPrefix(strings.TrimSpace(l), "[1]") {
+		t.Fatalf("the first message is %q, want [1]", l)
+	}
+	// PgDn goes back down to the newest.
+	for presses := 0; !strings.Contains(screen, "late 44"); presses++ {
+		if presses == 10 {
+			t.Fatalf("late 44 not shown after 10 PgDns:\n%s", screen)
+		}
+		tm.tmux("send-keys", "-t", "bob", "PageDown")
+		screen = tm.settle("bob", screen)
+	}
 
 	// Both leave cleanly: Ctrl+C and /quit, exit code 0.
 	tm.tmux("send-keys", "-t", "alice", "C-c")

@@ -5,7 +5,8 @@
 //	unibus users add PUB [--name N] [--admin]  register a user (admins)
 //	unibus users list [--json]                 list users (admins)
 //	unibus users revoke PUB                    revoke a user (admins)
-//	unibus rooms create NAME [--cleartext]     create a room, print its ID
+//	unibus rooms create NAME [--cleartext] [--history keep|none] [--history-max-age D]
+//	                                           create a room, print its ID
 //	unibus rooms list [--json]                 the rooms you belong to
 //	unibus rooms invite ROOM PUB               invite a user, who accepts to join (owner)
 //	unibus rooms invitations [--json]          your pending invitations
@@ -15,10 +16,13 @@
 //	unibus rooms members ROOM [--json]         list members
 //	unibus rooms rekey ROOM                    fresh room key (owner)
 //	unibus rooms leave ROOM                    leave a room
-//	unibus send ROOM MESSAGE... [--reply-to ID]  send, print the message ID
-//	unibus listen ROOM... [--json] [--count N] print messages as they arrive
-//	unibus react ROOM MSGID EMOJI              react to a message
-//	unibus chat [ROOM]                         terminal chat: threads, reactions, room switcher
+//	unibus send ROOM MESSAGE... [--reply-to ID]  send, print the message ID and seq once stored
+//	unibus listen ROOM... [--json] [--count N] [--last N | --since T | --from SEQ]
+//	                                           print messages as they arrive (after the stored ones)
+//	unibus history ROOM [--last N | --since T | --from SEQ] [--limit N] [--json]
+//	                                           print a room's stored messages, oldest first
+//	unibus react ROOM MSGID EMOJI              react to a message, print its ID and seq
+//	unibus chat [ROOM]                         terminal chat: threads, reactions, scrollback, room switcher
 //	unibus blob put ROOM FILE                  upload (sealed in encrypted rooms), print the ID
 //	unibus blob get ROOM BLOBID [-o FILE]      download, verify the hash, open
 //	unibus sign SUBJECT [BODY|-] [--json]      headers that sign one request, as nats req -H flags
@@ -27,6 +31,15 @@
 // ROOM is a room ID or the name of one of the caller's rooms (for accept
 // and decline, of one of its invitations); an ambiguous name is a usage
 // error that lists the IDs.
+//
+// Rooms keep a durable log of their (sealed) frames unless created with
+// history "none". SEQ is a frame's sequence in that log, which send prints
+// and history and listen --json show. The start points of listen and
+// history (at most one): --last N messages, --since T (a duration back
+// from now such as 1h or 2d, an RFC 3339 time, or a date), --from SEQ.
+// listen prints the stored messages from the start point, then the new
+// ones, with no gap and no duplicate, also across reconnections; chat
+// opens each room with its last screenful and PgUp loads older pages.
 //
 // Global flags, with their environment variables and defaults:
 //

@@ -22,12 +22,15 @@ type listenCommand struct {
 	JSON bool
 	// Count, when positive, stops after that many messages.
 	Count int
+	// Start is where each room's messages begin; by default, with the
+	// messages sent from now on.
+	Start startFlags
 }
 
 func newListenCommand(a *app) *cobra.Command {
 	c := &listenCommand{app: a}
 	cmd := leaf(&cobra.Command{
-		Use:   "listen ROOM... [--json] [--count N]",
+		Use:   "listen ROOM... [--last N | --since TIME | --from SEQ] [--json] [--count N]",
 		Short: "Print the messages of rooms as they arrive",
 		Long: `Print the messages and reactions of each ROOM (a room ID or the name of one
 of your rooms) as they arrive, until interrupted (Ctrl-C) or, with --count N,
@@ -35,26 +38,44 @@ after N of them. Only frames that verify (signature, membership, epoch,
 replay) and decrypt are printed; rejected ones are reported on standard
 error.
 
+By default only messages sent from now on are printed. A start point prints
+the room's stored messages first, oldest first, then the new ones as they
+arrive, with nothing missed or printed twice in between (nor across a
+reconnection); give at most one:
+  --last N      the last N messages of each room
+  --since TIME  those stored since TIME: a duration back from now (90m, 1h,
+                2d), an RFC 3339 time (2026-01-02T15:04:05Z) or a date
+  --from SEQ    those from room-log sequence SEQ on (the seq of --json, of
+                unibus history and of unibus send): resume where you were
+Only what the room kept is there (a room created with history "none" keeps
+nothing), and only from your invitation on.
+
 Human-readable lines by default; with --json one JSON object per line, for
 scripts:
 
-  {"id":"…","room":"…","sender":"U…","type":"MSG","thread":"","reply_to":"",
-   "time":"2006-01-02T15:04:05.000Z","text":"hello"}
+  {"seq":42,"id":"…","room":"…","sender":"U…","type":"MSG","thread":"",
+   "reply_to":"","time":"2006-01-02T15:04:05.000Z","text":"hello"}
 
-type is MSG or REACT (text is then the emoji and reply_to the message
-reacted to); thread is the thread's root message ID, reply_to the message
-answered. Empty strings when unset.`,
+seq is the message's sequence in the room log (0 in a room that keeps no
+history); type is MSG or REACT (text is then the emoji and reply_to the
+message reacted to); thread is the thread's root message ID, reply_to the
+message answered. Empty strings when unset.`,
 		Example: `  unibus listen ops
   unibus listen ops alerts --json | jq -r .text
+  unibus listen ops --last 20
+  unibus listen ops --since 1h
+  unibus listen ops --json --from 1043   # resume after seq 1042
   unibus listen ops --json --count 1`,
 	}, c)
 	cmd.Flags().BoolVar(&c.JSON, "json", false, "print JSON lines")
 	cmd.Flags().IntVarP(&c.Count, "count", "n", 0, "stop after N messages (0: until interrupted)")
+	c.Start.register(cmd)
 	return cmd
 }
 
-// messageJSON is one line of `listen --json`.
+// messageJSON is one line of `listen --json` and `history --json`.
 type messageJSON struct {
+	Seq     uint64    `json:"seq"`
 	ID      string    `json:"id"`
 	Room    string    `json:"room"`
 	Sender  string    `json:"sender"`
@@ -74,8 +95,12 @@ func (c *listenCommand) Run(ctx context.Context, args []string) error {
 	if c.Count < 0 {
 		return usagef("--count must not be negative, got %d", c.Count)
 	}
+	start, err := c.Start.parse(time.Now())
+	if err != nil {
+		return err
+	}
 	p := &printer{c: c, done: make(chan struct{}), names: map[string]string{}}
-	subs, err := c.subscribe(ctx, args, p)
+	subs, err := c.subscribe(ctx, args, start.subscribeOptions(), p)
 	defer func() {
 		for _, s := range subs {
 			_ = s.Unsubscribe()
@@ -93,7 +118,8 @@ func (c *listenCommand) Run(ctx context.Context, args []string) error {
 }
 
 // subscribe connects and subscribes to every room, within --timeout.
-func (c *listenCommand) subscribe(ctx context.Context, args []string, p *printer) ([]*client.Subscription, error) {
+// opts say where each room's messages start.
+func (c *listenCommand) subscribe(ctx context.Context, args []string, opts []client.SubscribeOption, p *printer) ([]*client.Subscription, error) {
 	ctx, cancel := c.app.bounded(ctx)
 	defer cancel()
 	conn, err := c.app.connectWithKey(ctx)
@@ -115,7 +141,7 @@ func (c *listenCommand) subscribe(ctx context.Context, args []string, p *printer
 		p.names[room.RoomID] = room.Name
 		p.mu.Unlock()
 		roomID := room.RoomID
-		sub, err := conn.Subscribe(ctx, roomID, p.print, func(err error) { p.reject(roomID, err) })
+		sub, err := conn.Subscribe(ctx, roomID, p.print, func(err error) { p.reject(roomID, err) }, opts...)
 		if err != nil {
 			return subs, fmt.Errorf("listen: %w", err)
 		}
@@ -195,7 +221,7 @@ func (p *printer) stop() error {
 
 func writeMessageJSON(w io.Writer, m client.Message) error {
 	b, err := json.Marshal(messageJSON{
-		ID: m.ID, Room: m.Room, Sender: m.Sender, Type: m.Type, Thread: m.Thread, ReplyTo: m.ReplyTo,
+		Seq: m.Seq, ID: m.ID, Room: m.Room, Sender: m.Sender, Type: m.Type, Thread: m.Thread, ReplyTo: m.ReplyTo,
 		Time: m.Time.UTC(), Text: string(m.Data),
 	})
 	if err != nil {
@@ -216,20 +242,28 @@ func humanLine(m client.Message, roomName string) string {
 		room = m.Room
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s #%s %s", m.Time.Local().Format(time.TimeOnly), cleanLine(room), short(m.Sender))
+	fmt.Fprintf(&b, "%s #%s ", m.Time.Local().Format(time.TimeOnly), cleanLine(room))
+	writeMessageBody(&b, m)
+	return b.String()
+}
+
+// writeMessageBody writes what humanLine and historyLine show after the
+// time and place: the sender, what the message answers or reacts to, its
+// text and ID.
+func writeMessageBody(b *strings.Builder, m client.Message) {
+	b.WriteString(short(m.Sender))
 	switch m.Type {
 	case e2e.TypeReact:
-		fmt.Fprintf(&b, " reacted %s to %s", cleanLine(string(m.Data)), short(m.ReplyTo))
-		return b.String()
+		fmt.Fprintf(b, " reacted %s to %s", cleanLine(string(m.Data)), short(m.ReplyTo))
+		return
 	case e2e.TypeMsg:
 	default:
-		fmt.Fprintf(&b, " [%s]", cleanLine(m.Type))
+		fmt.Fprintf(b, " [%s]", cleanLine(m.Type))
 	}
 	if m.ReplyTo != "" {
-		fmt.Fprintf(&b, " ↳ %s", short(m.ReplyTo))
+		fmt.Fprintf(b, " ↳ %s", short(m.ReplyTo))
 	}
 	text := clean(string(m.Data))
 	text = strings.ReplaceAll(text, "\n", "\n    ")
-	fmt.Fprintf(&b, ": %s  [id %s]", text, m.ID)
-	return b.String()
+	fmt.Fprintf(b, ": %s  [id %s]", text, m.ID)
 }

@@ -121,8 +121,11 @@ func TestCLIEndToEnd(t *testing.T) {
 	// Bob listens for one message; alice sends it.
 	msg := listenWhile(t, c, bob, []string{"listen", "ops", "--json", "--count", "1"}, func() {
 		r := c.run(t, alice, "send", "ops", "hello", "bob")
-		if r.code != exitcode.OK || len(strings.TrimSpace(r.stdout)) != 43 {
+		if r.code != exitcode.OK {
 			t.Errorf("send: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		if id, seq := parseSent(t, r.stdout); len(id) != 43 || seq == 0 {
+			t.Errorf("send printed %q, want the message ID and its seq", r.stdout)
 		}
 	})
 	if len(msg) != 1 {
@@ -235,7 +238,7 @@ func TestListenRunStopsOnCancel(t *testing.T) {
 	if err := send.Run(context.Background(), []string{"cli", "line one\nline two \x1b[31m"}); err != nil {
 		t.Fatalf("send: %v", err)
 	}
-	id := strings.TrimSpace(sent.String())
+	id, _ := parseSent(t, sent.String())
 	out.WaitFor(t, id, 30*time.Second)
 	cancel()
 	select {

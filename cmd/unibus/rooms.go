@@ -44,18 +44,35 @@ the room is not among its rooms.`,
 type roomsCreateCommand struct {
 	app       *app
 	Cleartext bool
+	// History is the room's history policy: subjects.HistoryKeep or
+	// subjects.HistoryNone.
+	History string
+	// HistoryMaxAge, when positive, keeps the frames that long at most.
+	HistoryMaxAge time.Duration
 }
 
 func newRoomsCreateCommand(a *app) *cobra.Command {
 	c := &roomsCreateCommand{app: a}
 	cmd := leaf(&cobra.Command{
-		Use:   "create NAME [--cleartext]",
+		Use:   "create NAME [--cleartext] [--history keep|none] [--history-max-age D]",
 		Short: "Create a room you own and print its ID",
 		Long: `Create a room named NAME, owned by you, and print its ID. It is end-to-end
 encrypted unless --cleartext is given (signed but readable by the servers;
-a deployment may refuse such rooms).`,
+a deployment may refuse such rooms).
+
+The room keeps a durable log of its frames (sealed, in an encrypted room)
+unless created with --history none: members read it back (unibus history,
+listen --last/--since/--from, the chat's scrollback) from their invitation
+on, and subscriptions resume after a disconnection with nothing lost. With
+--history none only the members subscribed when a message is sent see it.
+--history-max-age keeps frames for less time than the deployment does.`,
+		Example: `  unibus rooms create ops
+  unibus rooms create alerts --history-max-age 168h
+  unibus rooms create scratch --history none`,
 	}, c)
 	cmd.Flags().BoolVar(&c.Cleartext, "cleartext", false, "signed frames, not encrypted")
+	cmd.Flags().StringVar(&c.History, "history", subjects.HistoryKeep, "history policy: keep (a durable log of the room's frames) or none")
+	cmd.Flags().DurationVar(&c.HistoryMaxAge, "history-max-age", 0, "with --history keep, keep frames this long at most (0: as the deployment does)")
 	return cmd
 }
 
@@ -63,6 +80,22 @@ a deployment may refuse such rooms).`,
 func (c *roomsCreateCommand) Run(ctx context.Context, args []string) error {
 	if err := checkArgs(args, 1, 1, "NAME"); err != nil {
 		return err
+	}
+	var opts []client.RoomOption
+	switch c.History {
+	case "", subjects.HistoryKeep:
+	case subjects.HistoryNone:
+		opts = append(opts, client.WithHistory(subjects.HistoryNone))
+	default:
+		return usagef("--history %q: want %s or %s", c.History, subjects.HistoryKeep, subjects.HistoryNone)
+	}
+	switch {
+	case c.HistoryMaxAge < 0:
+		return usagef("--history-max-age must not be negative, got %s", c.HistoryMaxAge)
+	case c.HistoryMaxAge > 0 && c.History == subjects.HistoryNone:
+		return usagef("--history-max-age needs --history %s", subjects.HistoryKeep)
+	case c.HistoryMaxAge > 0:
+		opts = append(opts, client.WithHistoryMaxAge(c.HistoryMaxAge))
 	}
 	ctx, cancel := c.app.bounded(ctx)
 	defer cancel()
@@ -74,7 +107,7 @@ func (c *roomsCreateCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	info, err := conn.CreateRoom(ctx, args[0], mode)
+	info, err := conn.CreateRoom(ctx, args[0], mode, opts...)
 	if err != nil {
 		return fmt.Errorf("create room: %w", err)
 	}
@@ -139,9 +172,9 @@ func (c *roomsListCommand) Run(ctx context.Context, args []string) error {
 			return writeJSON(c.app.Stdout, rooms)
 		}
 		tw := tabwriter.NewWriter(c.app.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ROOM\tNAME\tMODE\tROLE\tEPOCH")
+		fmt.Fprintln(tw, "ROOM\tNAME\tMODE\tHISTORY\tROLE\tEPOCH")
 		for _, r := range rooms {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.RoomID, cleanLine(r.Name), modeName(r.Mode), r.Role, r.Epoch)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", r.RoomID, cleanLine(r.Name), modeName(r.Mode), cleanLine(r.History), r.Role, r.Epoch)
 		}
 		return tw.Flush()
 	})

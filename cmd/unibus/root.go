@@ -48,7 +48,8 @@ Quick start:
   unibus whoami                      # connect once: registers your encryption key
   unibus rooms create ops            # prints the room ID
   unibus rooms invite ops UKEY…
-  unibus send ops hello
+  unibus send ops hello              # prints the message ID and its seq
+  unibus history ops --last 20
   unibus listen ops --json`,
 		Version:           version,
 		SilenceErrors:     true, // main prints errors, with hints
@@ -94,6 +95,7 @@ Quick start:
 		newSendCommand(a),
 		newReactCommand(a),
 		newListenCommand(a),
+		newHistoryCommand(a),
 		newBlobCommand(a),
 		newChatCommand(a),
 		newSignCommand(a),

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/unibus/unibus/client"
@@ -31,11 +29,18 @@ func newSendCommand(a *app) *cobra.Command {
 	c := &sendCommand{app: a}
 	cmd := leaf(&cobra.Command{
 		Use:   "send ROOM MESSAGE... [--reply-to ID]",
-		Short: "Send a message to a room and print its ID",
+		Short: "Send a message to a room and print its ID and sequence",
 		Long: `Send MESSAGE (the remaining arguments joined by spaces; a single "-" reads
-it from standard input) to ROOM, a room ID or the name of one of your rooms,
-and print the message ID. In an encrypted room the message is sealed and
-signed on this machine.
+it from standard input) to ROOM, a room ID or the name of one of your rooms.
+In an encrypted room the message is sealed and signed on this machine.
+
+send returns once the room has stored the message, and prints its ID and
+its sequence in the room log, separated by a space:
+
+  Kx3…(43 characters) 1042
+
+In a room that keeps no history (created with history "none") the message
+is delivered, not stored, and only the ID is printed.
 
 With --reply-to ID the message answers message ID in its thread.`,
 		Example: `  unibus send ops "deploy done"
@@ -76,37 +81,30 @@ func (c *sendCommand) Run(ctx context.Context, args []string) error {
 	}
 	return c.app.inRoom(ctx, args[0], func(ctx context.Context, conn *client.Conn, room subjects.RoomInfo) error {
 		var (
-			id  string
-			err error
+			sent client.Sent
+			err  error
 		)
 		if c.ReplyTo != "" {
-			id, err = conn.PublishReply(ctx, room.RoomID, c.ReplyTo, []byte(text))
+			sent, err = conn.PublishReply(ctx, room.RoomID, c.ReplyTo, []byte(text))
 		} else {
-			id, err = conn.Publish(ctx, room.RoomID, []byte(text))
+			sent, err = conn.Publish(ctx, room.RoomID, []byte(text))
 		}
 		if err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
-		if err := flush(ctx, conn); err != nil {
-			return fmt.Errorf("send: %w", err)
-		}
-		fmt.Fprintln(c.app.Stdout, id)
+		printSent(c.app.Stdout, sent)
 		return nil
 	})
 }
 
-// flush waits until the server has processed what was published and
-// reports a publish it refused (the refusal arrives asynchronously, ahead
-// of the flush's reply).
-func flush(ctx context.Context, conn *client.Conn) error {
-	nc := conn.NATS()
-	if err := nc.FlushWithContext(ctx); err != nil {
-		return err
+// printSent prints a sent message's ID and, when the room stored it, its
+// sequence in the room log: "ID SEQ".
+func printSent(w io.Writer, s client.Sent) {
+	if s.Seq == 0 {
+		fmt.Fprintln(w, s.ID)
+		return
 	}
-	if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
-		return err
-	}
-	return nil
+	fmt.Fprintln(w, s.ID, s.Seq)
 }
 
 // checkMessageID returns a usage error unless id looks like a message ID
@@ -127,9 +125,12 @@ type reactCommand struct {
 func newReactCommand(a *app) *cobra.Command {
 	c := &reactCommand{app: a}
 	return leaf(&cobra.Command{
-		Use:     "react ROOM MSGID EMOJI",
-		Short:   "React to a message",
-		Long:    `React to message MSGID in ROOM with EMOJI (sealed like any message); print the reaction's ID.`,
+		Use:   "react ROOM MSGID EMOJI",
+		Short: "React to a message",
+		Long: `React to message MSGID in ROOM with EMOJI (sealed like any message). Like
+send, it returns once the room has stored the reaction and prints the
+reaction's ID and its sequence in the room log ("ID SEQ"; only the ID in a
+room that keeps no history).`,
 		Example: `  unibus react ops Kx3… 👍`,
 	}, c)
 }
@@ -146,14 +147,11 @@ func (c *reactCommand) Run(ctx context.Context, args []string) error {
 		return usagef("empty emoji")
 	}
 	return c.app.inRoom(ctx, args[0], func(ctx context.Context, conn *client.Conn, room subjects.RoomInfo) error {
-		id, err := conn.React(ctx, room.RoomID, args[1], args[2])
+		sent, err := conn.React(ctx, room.RoomID, args[1], args[2])
 		if err != nil {
 			return fmt.Errorf("react: %w", err)
 		}
-		if err := flush(ctx, conn); err != nil {
-			return fmt.Errorf("react: %w", err)
-		}
-		fmt.Fprintln(c.app.Stdout, id)
+		printSent(c.app.Stdout, sent)
 		return nil
 	})
 }

@@ -1,6 +1,6 @@
 // Command unibusd runs unibus: by default an embedded nats-server with
-// JetStream, the auth callout and the control-plane services in one
-// process.
+// JetStream, the auth callout, the control-plane services and the routing
+// service (which stores and delivers the rooms' frames) in one process.
 //
 //	unibusd [--host 127.0.0.1] [--port 4222] [--data DIR] [--config FILE] [flags]
 //	unibusd --nats URL[,URL...] --creds FILE [flags]   attached to an operator's nats-servers

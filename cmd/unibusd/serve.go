@@ -20,6 +20,7 @@ import (
 	"github.com/unibus/unibus/internal/exitcode"
 	"github.com/unibus/unibus/kvstore"
 	"github.com/unibus/unibus/node"
+	"github.com/unibus/unibus/router"
 	"github.com/unibus/unibus/svc"
 )
 
@@ -79,6 +80,63 @@ type limitOptions struct {
 	rateBurst, workers                 int
 	requestTimeout                     time.Duration
 	storage                            storageOptions
+	delivery                           deliveryOptions
+}
+
+// deliveryOptions bound the routing service and the room log: how large
+// and how fast members' frames may be, and how long and how many of them
+// the log keeps.
+type deliveryOptions struct {
+	maxFrameBytes         int
+	sendRate              float64
+	sendBurst             int
+	historyMaxAge         time.Duration
+	historyMaxMsgsPerRoom int64
+}
+
+// flags declares the delivery flags.
+func (d *deliveryOptions) flags(fs *flag.FlagSet) {
+	fs.IntVar(&d.maxFrameBytes, "max-frame-bytes", router.DefaultMaxFrameBytes,
+		"largest frame a member may send (413 beyond); above the default, --max-publish-bytes must hold its history reply (4/3 of it, plus 16 KiB)")
+	fs.Float64Var(&d.sendRate, "send-rate", router.DefaultSendRate, "frames per second each member may send through each router instance (429 beyond; -1: off)")
+	fs.IntVar(&d.sendBurst, "send-burst", router.DefaultSendBurst, "frames a member may send at once before --send-rate applies")
+	fs.DurationVar(&d.historyMaxAge, "history-max-age", kvstore.DefaultHistoryMaxAge,
+		"how long the room log keeps frames (rooms may keep theirs for less); at least 1m")
+	fs.Int64Var(&d.historyMaxMsgsPerRoom, "history-max-msgs-per-room", kvstore.DefaultHistoryMaxMsgsPerRoom,
+		"frames the room log keeps per room, the oldest going first (-1: no limit)")
+}
+
+// check refuses the values that are no limit at all: zero would quietly
+// mean the default.
+func (d *deliveryOptions) check() error {
+	for _, z := range []struct {
+		zero bool
+		name string
+		hint string
+	}{
+		{d.maxFrameBytes == 0, "--max-frame-bytes", "give a size in bytes"},
+		{d.sendRate == 0, "--send-rate", "give frames per second, or -1 to turn the limit off"},
+		{d.sendBurst == 0, "--send-burst", "give a number of frames, at least 1"},
+		{d.historyMaxAge == 0, "--history-max-age", "give a duration of at least 1m"},
+		{d.historyMaxMsgsPerRoom == 0, "--history-max-msgs-per-room", "give a number of frames, or -1 for no limit"},
+	} {
+		if z.zero {
+			return fmt.Errorf("%w: %s 0 is no limit: %s", exitcode.ErrUsage, z.name, z.hint)
+		}
+	}
+	if d.sendRate < 0 && d.sendRate != -1 {
+		return fmt.Errorf("%w: --send-rate %g: give frames per second, or -1 to turn the limit off", exitcode.ErrUsage, d.sendRate)
+	}
+	return nil
+}
+
+// apply puts the delivery limits into a node configuration; the router
+// and the store check them when the node starts.
+func (d *deliveryOptions) apply(cfg *node.Config) {
+	cfg.Router.MaxFrameBytes = d.maxFrameBytes
+	cfg.Router.SendRate, cfg.Router.SendBurst = d.sendRate, d.sendBurst
+	cfg.Store.HistoryMaxAge = d.historyMaxAge
+	cfg.Store.HistoryMaxMsgsPerRoom = d.historyMaxMsgsPerRoom
 }
 
 // storageOptions bound what the deployment stores: the account's
@@ -86,7 +144,7 @@ type limitOptions struct {
 // and room's blobs within that.
 type storageOptions struct {
 	maxFileStore, maxMemoryStore             int64
-	blobStoreMaxBytes                        int64
+	blobStoreMaxBytes, historyMaxBytes       int64
 	maxBlobBytes                             int64
 	maxBlobBytesPerUser, maxBlobBytesPerRoom int64
 	blobUploadTimeout                        time.Duration
@@ -96,7 +154,7 @@ type storageOptions struct {
 // which both unibusd and unibusd nats-config take.
 func (s *storageOptions) accountFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&s.maxFileStore, "max-file-store", authcallout.DefaultMaxFileStore,
-		"JetStream file storage of account UNIBUS in bytes, every replica counted (-1: only the servers' limit); blobs take at most three quarters, the KV buckets keep the rest (an account limit: attached, give nats-config the same)")
+		"JetStream file storage of account UNIBUS in bytes, every replica counted (-1: only the servers' limit); blobs take half and the room log a quarter, the KV buckets and events keep the rest (an account limit: attached, give nats-config the same)")
 	fs.Int64Var(&s.maxMemoryStore, "max-memory-store", authcallout.DefaultMaxMemoryStore,
 		"JetStream memory storage of account UNIBUS in bytes (-1: only the servers' limit; an account limit like --max-file-store)")
 }
@@ -105,7 +163,9 @@ func (s *storageOptions) accountFlags(fs *flag.FlagSet) {
 func (s *storageOptions) flags(fs *flag.FlagSet) {
 	s.accountFlags(fs)
 	fs.Int64Var(&s.blobStoreMaxBytes, "blob-store-max-bytes", 0,
-		"size of the object store of blobs per replica (0: three quarters of --max-file-store divided by --replicas; never more)")
+		"size of the object store of blobs per replica (0: half of --max-file-store divided by --replicas; blobs and the room log together never more than three quarters)")
+	fs.Int64Var(&s.historyMaxBytes, "history-max-bytes", 0,
+		"size of the room log per replica, the oldest frames of any room going first (0: a quarter of --max-file-store divided by --replicas; -1: no bound of its own, only without an account limit)")
 	fs.Int64Var(&s.maxBlobBytes, "max-blob-bytes", svc.DefaultMaxBlobBytes, "largest blob (413 beyond)")
 	fs.Int64Var(&s.maxBlobBytesPerUser, "max-blob-bytes-per-user", svc.DefaultMaxBlobBytesPerUser,
 		"blob quota of each user, all rooms together, uploads in progress included (413 beyond; -1: no limit)")
@@ -119,6 +179,7 @@ func (s *storageOptions) flags(fs *flag.FlagSet) {
 func (s *storageOptions) apply(cfg *node.Config) {
 	cfg.Callout.Limits.MaxFileStore, cfg.Callout.Limits.MaxMemoryStore = s.maxFileStore, s.maxMemoryStore
 	cfg.Store.BlobStoreMaxBytes = s.blobStoreMaxBytes
+	cfg.Store.HistoryMaxBytes = s.historyMaxBytes
 	cfg.Services.MaxBlobBytes = s.maxBlobBytes
 	cfg.Services.MaxBlobBytesPerUser, cfg.Services.MaxBlobBytesPerRoom = s.maxBlobBytesPerUser, s.maxBlobBytesPerRoom
 	cfg.Services.BlobUploadTimeout = s.blobUploadTimeout
@@ -137,6 +198,7 @@ func (l *limitOptions) flags(fs *flag.FlagSet) {
 	fs.IntVar(&l.workers, "workers", 0, "requests each service handles at once (0: 4 × CPUs)")
 	fs.DurationVar(&l.requestTimeout, "request-timeout", svc.DefaultRequestTimeout, "bound on each control-plane request, queueing included (503 beyond)")
 	l.storage.flags(fs)
+	l.delivery.flags(fs)
 }
 
 // apply puts the limits into a node configuration.
@@ -151,6 +213,7 @@ func (l *limitOptions) apply(cfg *node.Config) {
 	cfg.Services.RequestTimeout = l.requestTimeout
 	cfg.Callout.Limits = authcallout.PeerLimits{MaxPublishBytes: l.maxPublishBytes, MaxSubscriptions: l.maxSubscriptions}
 	l.storage.apply(cfg)
+	l.delivery.apply(cfg)
 }
 
 // envFlags returns the flags an environment variable may set, by flag name.
@@ -229,6 +292,9 @@ func (o *serveOptions) nodeConfig(logger *slog.Logger) (node.Config, error) {
 		return node.Config{}, fmt.Errorf("%w: --tls-cert and --tls-key go together", exitcode.ErrUsage)
 	}
 	if err := o.checkAuthMode(); err != nil {
+		return node.Config{}, err
+	}
+	if err := o.limits.delivery.check(); err != nil {
 		return node.Config{}, err
 	}
 	cfg := node.Config{

@@ -46,7 +46,7 @@ func TestTwoBotsDoNotLoop(t *testing.T) {
 			t.Fatal(err)
 		}
 		bots[id.PublicKey()] = true
-		w := &worker{IdentityFile: seed, Server: n.ClientURL(), Poll: 100 * time.Millisecond,
+		w := &worker{IdentityFile: seed, Server: n.ClientURL(),
 			Logger: slog.New(slog.NewTextHandler(&logs, nil)).With("bot", i)}
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -73,44 +73,36 @@ func TestTwoBotsDoNotLoop(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 
-	// answered collects the bots' answers to alice's message id, publishing
-	// it again until both bots answered once (their permissions for the
-	// room arrive shortly after the invitation); every other message is
-	// kept in others.
+	// The bots join when their invitations' events reach them.
+	waitUntil(t, 30*time.Second, "both bots to join", func() bool {
+		return strings.Count(logs.String(), `room=`+room.RoomID+` from=`) == 2 // "joined room" lines
+	})
+
+	// answered sends text once and collects the bots' answers to it, one
+	// each; every other message is kept in others.
 	var others []client.Message
 	answered := func(text string) (answers []string) {
 		t.Helper()
-		sent := map[string]bool{}
+		sent, err := alice.Publish(ctx, room.RoomID, []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
 		got := map[string]bool{}
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.After(60 * time.Second)
 		for len(got) < 2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%q answered by %d of 2 bots within 60s", text, len(got))
-			}
-			if len(got) == 0 {
-				id, err := alice.Publish(ctx, room.RoomID, []byte(text))
-				if err != nil {
-					t.Fatal(err)
-				}
-				sent[id] = true
-			}
-			wait := time.After(2 * time.Second)
-		collect:
-			for {
-				select {
-				case m := <-msgs:
-					if bots[m.Sender] && m.Type == e2e.TypeMsg && sent[m.ReplyTo] {
-						if got[m.Sender] && len(sent) == 1 {
-							t.Errorf("bot %s answered %q twice", m.Sender, text)
-						}
-						got[m.Sender] = true
-						answers = append(answers, m.ID)
-						continue
+			select {
+			case m := <-msgs:
+				if bots[m.Sender] && m.Type == e2e.TypeMsg && m.ReplyTo == sent.ID {
+					if got[m.Sender] {
+						t.Errorf("bot %s answered %q twice", m.Sender, text)
 					}
-					others = append(others, m)
-				case <-wait:
-					break collect
+					got[m.Sender] = true
+					answers = append(answers, m.ID)
+					continue
 				}
+				others = append(others, m)
+			case <-deadline:
+				t.Fatalf("%q answered by %d of 2 bots within 60s", text, len(got))
 			}
 		}
 		return answers
@@ -130,7 +122,7 @@ func TestTwoBotsDoNotLoop(t *testing.T) {
 		if !bots[m.Sender] || m.Type != e2e.TypeMsg {
 			continue
 		}
-		if strings.HasPrefix(string(m.Data), "echo: echo") || m.ReplyTo == reply {
+		if strings.HasPrefix(string(m.Data), "echo: echo") || m.ReplyTo == reply.ID {
 			t.Errorf("a bot answered an answer or a reply: %q… (%d bytes, reply to %s)", m.Data[:min(len(m.Data), 40)], len(m.Data), m.ReplyTo)
 		}
 	}

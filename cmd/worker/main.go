@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/unibus/unibus/certs"
 	"github.com/unibus/unibus/client"
@@ -48,7 +47,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs.StringVar(&w.CA, "ca", getenv(envCA), "CA certificate file: require TLS signed by it (env "+envCA+")")
 	insecure, insecureErr := envvar.Bool(getenv, envInsecure)
 	fs.BoolVar(&w.Insecure, "insecure", insecure, "allow a plaintext (nats://) server URL beyond loopback: anyone on the path can read and rewrite it (env "+envInsecure+"=1)")
-	fs.DurationVar(&w.Poll, "poll", 3*time.Second, "how often to look for new invitations")
+	fs.StringVar(&w.CursorFile, "cursor", "", "file that keeps the bot's place in its rooms across restarts (default: the identity file + "+CursorSuffix+")")
 	acceptFrom := fs.String("accept-from", "", "accept only the invitations of these room owners (comma-separated public keys); default: every invitation")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -68,10 +67,6 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	}
 	if w.IdentityFile == "" {
 		fmt.Fprintf(stderr, "worker: no identity: use --identity FILE or set %s\n", envIdentity)
-		return exitcode.Usage
-	}
-	if w.Poll <= 0 {
-		fmt.Fprintf(stderr, "worker: --poll must be positive, got %s\n", w.Poll)
 		return exitcode.Usage
 	}
 	if *acceptFrom != "" {

@@ -45,7 +45,6 @@ func TestWorkerAnswersInThreadAndReacts(t *testing.T) {
 	w := &worker{
 		IdentityFile: botSeed,
 		Server:       n.ClientURL(),
-		Poll:         100 * time.Millisecond,
 		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
 	}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -89,37 +88,28 @@ func TestWorkerAnswersInThreadAndReacts(t *testing.T) {
 		return strings.Contains(logs.String(), `msg="joined room" room=`+room.RoomID)
 	})
 
-	// Publish until answered: the bot's permissions for the new room
-	// arrive with a reconnect shortly after the invite.
-	sent := map[string]bool{}
+	// One message, one answer: a reply in its thread and a reaction.
+	hi, err := alice.Publish(ctx, room.RoomID, []byte("hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := map[string]bool{hi.ID: true}
 	var reply, react *client.Message
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for reply == nil || react == nil {
-		if time.Now().After(deadline) {
+		select {
+		case m := <-msgs:
+			switch {
+			case m.Sender != botID.PublicKey():
+			case m.Type == e2e.TypeMsg && reply == nil:
+				reply = &m
+			case m.Type == e2e.TypeReact && react == nil:
+				react = &m
+			default:
+				t.Fatalf("a second answer: %+v", m)
+			}
+		case <-deadline:
 			t.Fatalf("no reply and reaction within 30s (reply %v, reaction %v); bot log:\n%s", reply, react, logs.String())
-		}
-		if reply == nil {
-			id, err := alice.Publish(ctx, room.RoomID, []byte("hi"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			sent[id] = true
-		}
-		timeout := time.After(time.Second)
-	collect:
-		for {
-			select {
-			case m := <-msgs:
-				switch {
-				case m.Sender != botID.PublicKey():
-				case m.Type == e2e.TypeMsg && reply == nil:
-					reply = &m
-				case m.Type == e2e.TypeReact && react == nil:
-					react = &m
-				}
-			case <-timeout:
-				break collect
-			}
 		}
 	}
 	if !sent[reply.ReplyTo] || reply.Thread != reply.ReplyTo || string(reply.Data) != "echo: hi" {
@@ -136,7 +126,7 @@ func TestWorkerAnswersInThreadAndReacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sent[last] = true
+	sent[last.ID] = true
 	lastDeadline := time.After(30 * time.Second)
 	for answered := false; !answered; {
 		select {
@@ -147,7 +137,7 @@ func TestWorkerAnswersInThreadAndReacts(t *testing.T) {
 			if !sent[m.ReplyTo] {
 				t.Fatalf("the bot answered something other than alice's messages: %+v", m)
 			}
-			answered = m.Type == e2e.TypeMsg && m.ReplyTo == last
+			answered = m.Type == e2e.TypeMsg && m.ReplyTo == last.ID
 		case <-lastDeadline:
 			t.Fatal("the bot did not answer alice's last message within 30s")
 		}
@@ -181,7 +171,7 @@ func TestWorkerFlags(t *testing.T) {
 		{"no identity", nil, nil, exitcode.Usage, "UNIBUS_IDENTITY"},
 		{"unknown flag", []string{"--nope"}, nil, exitcode.Usage, "nope"},
 		{"argument", []string{"--identity", "x.nk", "extra"}, nil, exitcode.Usage, "extra"},
-		{"bad poll", []string{"--poll", "0s"}, map[string]string{envIdentity: "x.nk"}, exitcode.Usage, "--poll"},
+		{"poll is gone", []string{"--poll", "3s"}, map[string]string{envIdentity: "x.nk"}, exitcode.Usage, "-poll"},
 		{"bad accept-from", []string{"--accept-from", "UABC,bob"}, map[string]string{envIdentity: "x.nk"}, exitcode.Usage, "--accept-from"},
 		{"missing identity file", nil, map[string]string{envIdentity: filepath.Join(t.TempDir(), "none.nk")}, exitcode.Error, "none.nk"},
 	} {
@@ -287,7 +277,7 @@ func TestWorkerAcceptsFromListedOwners(t *testing.T) {
 	alice, mallory := owner("alice"), owner("mallory")
 
 	var logs testio.Buffer
-	w := &worker{IdentityFile: botSeed, Server: n.ClientURL(), Poll: 100 * time.Millisecond,
+	w := &worker{IdentityFile: botSeed, Server: n.ClientURL(),
 		AcceptFrom: []string{alice.Identity().PublicKey()}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

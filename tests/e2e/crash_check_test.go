@@ -359,11 +359,11 @@ func checkMessages(t *testing.T, l *ledger) {
 	publish:
 		for n := 1; ; n++ {
 			text := fmt.Sprintf("after the crashes: %s #%d", r.name, n)
-			id, err := r.owner.conn.Publish(ctx, r.id, []byte(text))
+			s, err := r.owner.conn.Publish(ctx, r.id, []byte(text))
 			if err != nil {
 				t.Fatalf("%s publishes in %s after the restarts: %v", r.owner.name, r.id, err)
 			}
-			sent[id] = text
+			sent[s.ID] = text
 			select {
 			case msg := <-got:
 				if text, ok := sent[msg.ID]; !ok || string(msg.Data) != text || msg.Sender != r.owner.pub() || msg.Room != r.id {

@@ -122,9 +122,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("rooms accept printed %q, want the room %s", out, room)
 	}
 
-	// The bot finds the invitation through `mine`, accepts it and
-	// subscribes.
-	bot := start(t, "worker", workerBin, env, "--identity", seed("bot"), "--server", d.url, "--poll", "200ms")
+	// The bot finds the invitation (its events, or the pending
+	// invitations it lists at start), accepts it and subscribes.
+	bot := start(t, "worker", workerBin, env, "--identity", seed("bot"), "--server", d.url)
 	bot.waitFor(t, bot.stderr, "worker joining room "+room, func() bool {
 		return strings.Contains(bot.stderr.String(), `msg="joined room" room=`+room)
 	}, d.proc)
@@ -136,10 +136,12 @@ func TestEndToEnd(t *testing.T) {
 		return strings.Contains(listener.stderr.String(), "listening to 1 room")
 	}, d.proc)
 
-	sent := strings.TrimSpace(c.must(t, seed("alice"), "send", "--", room, "hello"))
-	if len(sent) != 43 {
-		t.Fatalf("send printed %q, want a message ID", sent)
+	// send prints the message ID and its sequence in the room log.
+	out := strings.Fields(c.must(t, seed("alice"), "send", "--", room, "hello"))
+	if len(out) != 2 || len(out[0]) != 43 || out[1] == "0" {
+		t.Fatalf("send printed %q, want a message ID and its sequence", out)
 	}
+	sent := out[0]
 
 	hello := waitMessage(t, listener, "alice's hello at bob's listener", func(m listenLine) bool { return m.ID == sent }, bot, d.proc)
 	if hello.Text != "hello" || hello.Sender != pubs["alice"] || hello.Room != room || hello.Type != "MSG" ||

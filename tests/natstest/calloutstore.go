@@ -13,15 +13,12 @@ import (
 // cycle.
 type CalloutBackend interface {
 	GetUserFromLeader(ctx context.Context, pub string) (kvstore.User, error)
-	ListRoomsForEndpoint(ctx context.Context, pub string) ([]kvstore.RoomRef, error)
 }
 
 // MemoryCalloutStore is an in-memory callout store: Users by public key
-// (any other key is kvstore.ErrNotFound), and every user a member of
-// Rooms.
+// (any other key is kvstore.ErrNotFound).
 type MemoryCalloutStore struct {
 	Users map[string]kvstore.User
-	Rooms []kvstore.RoomRef
 }
 
 var _ CalloutBackend = MemoryCalloutStore{}
@@ -33,11 +30,6 @@ func (m MemoryCalloutStore) GetUserFromLeader(_ context.Context, pub string) (kv
 		return kvstore.User{}, kvstore.ErrNotFound
 	}
 	return u, nil
-}
-
-// ListRoomsForEndpoint returns Rooms (never nil) whoever asks.
-func (m MemoryCalloutStore) ListRoomsForEndpoint(context.Context, string) ([]kvstore.RoomRef, error) {
-	return append([]kvstore.RoomRef{}, m.Rooms...), nil
 }
 
 // SlowCalloutStore delays every user read of the store it wraps by Delay,
