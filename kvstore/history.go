@@ -13,8 +13,9 @@ import (
 
 // Reading the room log. A member sees the frames stored after it was
 // invited (Member.FromSeq), while it is a member: the service checks the
-// membership, ReadLog the sequences. Forward pages are one batch direct
-// get, answered by any replica; a subject's last sequence comes from the
+// membership, ReadLog the sequences. Forward pages are what one batch
+// direct get answers, read through an ephemeral consumer (see
+// consumerBatch) on any replica; a subject's last sequence comes from the
 // stream's leader, and a forward page that should reach it but does not
 // (a replica a few milliseconds behind the leader) is read again, so that
 // a member filling a gap up to a frame it was just delivered gets it.
@@ -144,12 +145,17 @@ func historyLimit(roomID string, req subjects.HistoryRequest) (int, error) {
 	return req.Limit, nil
 }
 
+// forwardBatch reads a forward page's batch (see readForward):
+// pageByConsumer; pageByDirectGet in BenchmarkReadLogForward's baseline.
+var forwardBatch = (*Store).pageByConsumer
+
 // readForward reads a forward page of subject's frames from start up to
 // end (both inclusive), or from the first stored at or after since when
-// since is set (but not below start), with one batch direct get. next is
-// the sequence to go on from when the page stopped at limit or at
-// subjects.MaxHistoryPageBytes before end, else 0; reached says that the
-// answer went as far as end (a message at end or after it).
+// since is set (but not below start), with what one batch direct get
+// answers (forwardBatch). next is the sequence to go on from when the
+// page stopped at limit or at subjects.MaxHistoryPageBytes before end,
+// else 0; reached says that the answer went as far as end (a message at
+// end or after it).
 func (s *Store) readForward(ctx context.Context, subject string, start, end uint64, since time.Time, limit int) (frames []subjects.StoredFrame, next uint64, reached bool, err error) {
 	// The room's frames in start..end are at most end-start+1.
 	batch := int(min(uint64(limit), end-start+1))
@@ -157,7 +163,7 @@ func (s *Store) readForward(ctx context.Context, subject string, start, end uint
 	if !since.IsZero() {
 		req.Seq, req.StartTime = 0, &since
 	}
-	b, err := directGetBatch(ctx, s.js.Conn(), StreamRoomLog, req, batch)
+	b, err := forwardBatch(s, ctx, req, batch)
 	if err != nil {
 		return nil, 0, false, err
 	}
@@ -165,7 +171,7 @@ func (s *Store) readForward(ctx context.Context, subject string, start, end uint
 		// Frames at or after since that the member may not see: from
 		// start on, all were stored at or after since too.
 		req.Seq, req.StartTime = start, nil
-		if b, err = directGetBatch(ctx, s.js.Conn(), StreamRoomLog, req, batch); err != nil {
+		if b, err = forwardBatch(s, ctx, req, batch); err != nil {
 			return nil, 0, false, err
 		}
 	}
