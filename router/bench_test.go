@@ -111,3 +111,104 @@ func benchmarkAckedSend(b *testing.B, size int) {
 	b.ReportMetric(routerNs/jsNs, "acked/js")
 	b.ReportMetric(routerNs/fnfNs, "acked/fnf")
 }
+
+// BenchmarkFanOut measures what delivering through the router costs per
+// message against the core fan-out rooms used before it (one publish to a
+// room subject, which the server copies to every subscriber), in the same
+// run on one node: a room of 50 members, each counting what it receives,
+// and b.N frames sent fire-and-forget, through the router (checked,
+// stored in the room log, one delivery per member, each on the member's
+// own subject) and, as the floor, published raw to one subject that the
+// same 50 connections subscribe to. Each is timed until every member has
+// received every frame. Metrics: ns per frame delivered to all 50, and
+// the ratio.
+func BenchmarkFanOut(b *testing.B) {
+	const members = 50
+	e := newEnv(b, noRateLimits, func(c *node.Config) { c.Router.ShardQueue = 1 << 16 })
+	alice := e.user("alice")
+	r := e.room(alice, subjects.ModeCleartext, "")
+	var routed, raw atomic.Int64
+	// A plain core subject that the router's own connection may both
+	// publish and subscribe to (an inbox), as a room's subject was.
+	rawSubject := "_INBOX.benchfanout." + r.RoomID
+	ms := make([]*member, members)
+	for i := range ms {
+		ms[i] = e.user(fmt.Sprintf("m%02d", i))
+	}
+	for _, m := range ms {
+		e.join(r, m)
+	}
+	for _, m := range append(ms, alice) {
+		deliver, err := subjects.Deliver(m.Pub(), r.RoomID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for subject, n := range map[string]*atomic.Int64{deliver: &routed} {
+			sub, err := m.Conn.Subscribe(subject, func(*nats.Msg) { n.Add(1) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := sub.SetPendingLimits(-1, -1); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := m.Conn.Flush(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The floor's subscribers: a node connection stands for the members
+	// (peers may subscribe only their own subjects), one subscription per
+	// member, as the server kept one per member.
+	floor := e.node.RouterConn
+	for range members + 1 {
+		sub, err := floor.Subscribe(rawSubject, func(*nats.Msg) { raw.Add(1) })
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := floor.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	frames := make([][]byte, b.N)
+	for i := range b.N {
+		_, frames[i] = alice.frame(r, "fan out")
+	}
+	sendSubject := alice.sendSubject(r.RoomID)
+	want := int64(b.N * (members + 1))
+	wait := func(n *atomic.Int64, what string) {
+		deadline := time.Now().Add(time.Minute)
+		for n.Load() < want {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s: %d of %d deliveries", what, n.Load(), want)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	b.ResetTimer()
+
+	start := time.Now()
+	for i := range b.N {
+		if err := alice.Conn.Publish(sendSubject, frames[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wait(&routed, "routed")
+	routerNs := float64(time.Since(start).Nanoseconds()) / float64(b.N)
+
+	start = time.Now()
+	for i := range b.N {
+		if err := floor.Publish(rawSubject, frames[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wait(&raw, "raw")
+	rawNs := float64(time.Since(start).Nanoseconds()) / float64(b.N)
+	b.StopTimer()
+
+	b.ReportMetric(routerNs, "routed-ns/frame")
+	b.ReportMetric(rawNs, "core-fanout-ns/frame")
+	b.ReportMetric(routerNs/rawNs, "routed/core")
+}
