@@ -29,16 +29,7 @@ import (
 func blobRoom(t *testing.T, b *bus, alice, bob *client.Conn) subjects.RoomInfo {
 	t.Helper()
 	ctx := context.Background()
-	room, err := alice.CreateRoom(ctx, "files", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, alice, "files", subjects.ModeE2E, bob)
 	return room
 }
 
@@ -219,16 +210,7 @@ func TestBlobsCleartextRoom(t *testing.T) {
 	ctx := context.Background()
 	b := newBus(t)
 	alice, bob := b.peer(t, "alice"), b.peer(t, "bob")
-	room, err := alice.CreateRoom(ctx, "public", subjects.ModeCleartext)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, alice, "public", subjects.ModeCleartext, bob)
 	content := pattern(1<<20 + 3)
 	ref, err := alice.PutBlob(ctx, room.RoomID, bytes.NewReader(content), nil)
 	if err != nil {

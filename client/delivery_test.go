@@ -130,20 +130,7 @@ func checkInOrder(t *testing.T, msgs []client.Message, want []string) {
 // invited and accepted).
 func sharedRoom(t *testing.T, owner *client.Conn, members ...*client.Conn) subjects.RoomInfo {
 	t.Helper()
-	ctx := context.Background()
-	room, err := owner.CreateRoom(ctx, "room", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range members {
-		if _, err := owner.Invite(ctx, room.RoomID, m.Identity().PublicKey()); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Accept(ctx, room.RoomID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return room
+	return roomWith(context.Background(), t, owner, "room", subjects.ModeE2E, members...)
 }
 
 // sendAll sends payloads one after the other, acknowledged, and returns

@@ -61,6 +61,25 @@ func (b *bus) connect(t *testing.T, id *identity.Identity) *client.Conn {
 	return c
 }
 
+// roomWith creates a room of owner's named name in mode, and makes
+// members members of it: each invited by owner and accepting.
+func roomWith(ctx context.Context, t *testing.T, owner *client.Conn, name, mode string, members ...*client.Conn) subjects.RoomInfo {
+	t.Helper()
+	room, err := owner.CreateRoom(ctx, name, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if _, err := owner.Invite(ctx, room.RoomID, m.Identity().PublicKey()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Accept(ctx, room.RoomID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return room
+}
+
 // inbox collects delivered messages and rejections of one subscription.
 type inbox struct {
 	msgs    chan client.Message
@@ -141,16 +160,7 @@ func TestEavesdroppersSeeOnlyCiphertext(t *testing.T) {
 	b := newBus(t)
 	alice, bob := b.peer(t, "alice"), b.peer(t, "bob")
 	mallory := b.peer(t, "mallory")
-	room, err := alice.CreateRoom(ctx, "secret", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, alice, "secret", subjects.ModeE2E, bob)
 
 	// A registered non-member may subscribe neither the room's subject
 	// (only the store writes there) nor a member's deliveries.
@@ -234,16 +244,7 @@ func TestThreadsReactionsAndReplays(t *testing.T) {
 	ctx := context.Background()
 	b := newBus(t)
 	alice, bob := b.peer(t, "alice"), b.peer(t, "bob")
-	room, err := alice.CreateRoom(ctx, "chat", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, alice, "chat", subjects.ModeE2E, bob)
 	aliceIn := subscribe(t, alice, room.RoomID)
 	bobIn := subscribe(t, bob, room.RoomID)
 	parent := publishUntilReceived(t, alice, room.RoomID, bobIn, "question?")
@@ -441,16 +442,7 @@ func TestConcurrentRekeysOneWinsRetrySucceeds(t *testing.T) {
 	owner := nodetest.AddUser(t, b.Node, "owner", false)
 	first, second := b.connect(t, owner), b.connect(t, owner)
 	bob := b.peer(t, "bob")
-	room, err := first.CreateRoom(ctx, "race", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := first.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, first, "race", subjects.ModeE2E, bob)
 	// Both devices know the room before racing.
 	if _, err := second.GetRoom(ctx, room.RoomID); err != nil {
 		t.Fatal(err)

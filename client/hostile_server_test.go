@@ -141,16 +141,7 @@ func TestHostileServerGhostMember(t *testing.T) {
 	b := newBus(t)
 	alice, bob, ghost := b.peer(t, "alice"), b.peer(t, "bob"), b.peer(t, "ghost")
 	ghostPub := ghost.Identity().PublicKey()
-	room, err := alice.CreateRoom(ctx, "team", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, alice, "team", subjects.ModeE2E, bob)
 	bobIn := subscribe(t, bob, room.RoomID)
 	publishUntilReceived(t, alice, room.RoomID, bobIn, "before")
 
@@ -163,7 +154,7 @@ func TestHostileServerGhostMember(t *testing.T) {
 	}
 
 	// The owner's rekey refuses, naming the ghost, and seals nothing.
-	_, err = alice.Rekey(ctx, room.RoomID)
+	_, err := alice.Rekey(ctx, room.RoomID)
 	if !errors.Is(err, client.ErrUntrustedMember) || !errors.Is(err, e2e.ErrBadGrant) || !strings.Contains(err.Error(), ghostPub) {
 		t.Fatalf("rekey with a ghost = %v, want ErrUntrustedMember naming %s", err, ghostPub)
 	}
@@ -210,16 +201,7 @@ func TestHostileServerSubstitutedKey(t *testing.T) {
 	ctx := context.Background()
 	b := newBus(t)
 	alice, bob := b.peer(t, "alice"), b.peer(t, "bob")
-	room, err := alice.CreateRoom(ctx, "team", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, alice, "team", subjects.ModeE2E, bob)
 	bobIn := subscribe(t, bob, room.RoomID)
 	publishUntilReceived(t, alice, room.RoomID, bobIn, "before")
 	raw := rawDeliveries(t, alice, room.RoomID)
@@ -299,16 +281,7 @@ func TestHostileServerRollback(t *testing.T) {
 	ctx := context.Background()
 	b := newBus(t)
 	alice, bob := b.peer(t, "alice"), b.peer(t, "bob")
-	room, err := alice.CreateRoom(ctx, "team", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, alice, "team", subjects.ModeE2E, bob)
 	rekeyed, err := alice.Rekey(ctx, room.RoomID)
 	if err != nil {
 		t.Fatal(err)
@@ -337,16 +310,7 @@ func TestHostileServerReplacedOwner(t *testing.T) {
 	ctx := context.Background()
 	b := newBus(t)
 	alice, bob, mallory := b.peer(t, "alice"), b.peer(t, "bob"), b.peer(t, "mallory")
-	room, err := alice.CreateRoom(ctx, "team", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, alice, "team", subjects.ModeE2E, bob)
 	bobIn := subscribe(t, bob, room.RoomID)
 	publishUntilReceived(t, alice, room.RoomID, bobIn, "before")
 

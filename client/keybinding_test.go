@@ -140,16 +140,7 @@ func TestHostileServerModeDowngrade(t *testing.T) {
 	defer cancel()
 	b := newBus(t)
 	alice, bob := b.peer(t, "alice"), b.peer(t, "bob")
-	room, err := alice.CreateRoom(ctx, "team", subjects.ModeE2E)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Invite(ctx, room.RoomID, bob.Identity().PublicKey()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Accept(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	room := roomWith(ctx, t, alice, "team", subjects.ModeE2E, bob)
 	// The store hides a record whose salt does not derive its ID, so the
 	// operator drops the salt too; the epoch goes to 0 as in a cleartext
 	// room.
